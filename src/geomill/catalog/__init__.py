@@ -1,0 +1,1 @@
+"""STAC catalogs: static JSON catalogs written under a lock, and offline validation of what is written."""

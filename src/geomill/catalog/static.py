@@ -1,0 +1,221 @@
+"""A static, self-contained STAC catalog on a local folder, safe for several writer processes.
+
+Layout (every href relative, so the folder can be copied or served as is)::
+
+    catalog.json                                root catalog
+    <collection_id>/collection.json             one collection per id, extent = union of its items
+    <collection_id>/<item_id>/<item_id>.json    one item
+
+Writers take an exclusive ``fcntl.flock`` on ``.catalog.lock`` in the catalog folder for the whole
+read-modify-write of an item, its collection and the root catalog, and every file is replaced atomically
+(temporary file in the same folder, then ``os.replace``), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pystac
+
+from geomill.domain import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".catalog.lock"
+CATALOG_FILE = "catalog.json"
+COLLECTION_FILE = "collection.json"
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class ItemLocation:
+    """Where an item and the documents that list it were written."""
+
+    item_path: Path
+    collection_path: Path
+    catalog_path: Path
+
+
+def check_id(value: str, what: str) -> str:
+    """Refuse ids that are not safe as a single file or folder name."""
+    if not _SAFE_ID.match(value) or value in {".", ".."}:
+        raise InvalidInput(
+            f"{what} {value!r} is not a valid id: use 1-200 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            field=what.replace(" ", "_"),
+        )
+    return value
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON document at `path`, or None when there is none yet."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _link(rel: str, href: str, media_type: str, title: str | None = None) -> dict[str, Any]:
+    link = {"rel": rel, "href": href, "type": media_type}
+    if title:
+        link["title"] = title
+    return link
+
+
+def _ensure_link(doc: dict[str, Any], link: dict[str, Any]) -> None:
+    """Append `link` unless a link with the same rel and href is already there."""
+    if not any(x.get("rel") == link["rel"] and x.get("href") == link["href"] for x in doc["links"]):
+        doc["links"].append(link)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def _item_interval(item: dict[str, Any]) -> tuple[str, str]:
+    """The item's time span as ISO strings (start, end)."""
+    props = item["properties"]
+    start = props.get("start_datetime") or props["datetime"]
+    end = props.get("end_datetime") or props["datetime"]
+    return start, end
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _bbox_2d(bbox: list[float]) -> list[float]:
+    return [bbox[0], bbox[1], bbox[3], bbox[4]] if len(bbox) == 6 else list(bbox)
+
+
+def union_extent(collection: dict[str, Any], item: dict[str, Any]) -> None:
+    """Grow the collection's overall bbox and interval (the first of each) so they cover `item`."""
+    ib = _bbox_2d(item["bbox"])
+    spatial = collection["extent"]["spatial"]["bbox"]
+    cb = spatial[0]
+    spatial[0] = [min(cb[0], ib[0]), min(cb[1], ib[1]), max(cb[2], ib[2]), max(cb[3], ib[3])]
+    start, end = (_parse(v) for v in _item_interval(item))
+    interval = collection["extent"]["temporal"]["interval"]
+    cs, ce = interval[0]
+    start = start if cs is None else min(_parse(cs), start)
+    end = end if ce is None else max(_parse(ce), end)
+    interval[0] = [_iso(start), _iso(end)]
+
+
+class StaticCatalog:
+    """The static catalog rooted at a folder; `add_item` is safe across processes."""
+
+    def __init__(self, root: Path, catalog_id: str = "geomill", description: str = "Products made by geomill") -> None:
+        self.root = Path(root)
+        self.catalog_id = check_id(catalog_id, "catalog id")
+        self.description = description
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG_FILE
+
+    def collection_path(self, collection_id: str) -> Path:
+        return self.root / check_id(collection_id, "collection id") / COLLECTION_FILE
+
+    def item_path(self, collection_id: str, item_id: str) -> Path:
+        item_id = check_id(item_id, "item id")
+        return self.root / check_id(collection_id, "collection id") / item_id / f"{item_id}.json"
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the catalog's exclusive lock (blocks until other writers are done)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def add_item(self, item: dict[str, Any], collection_id: str) -> ItemLocation:
+        """Write `item` (a STAC item dict) into `collection_id`, creating or updating the collection and root."""
+        where = ItemLocation(
+            self.item_path(collection_id, item["id"]), self.collection_path(collection_id), self.catalog_path
+        )
+        doc = prepare_item(item, collection_id)
+        with self.locked():
+            write_json_atomic(where.item_path, doc)
+            self._update_collection(where.collection_path, collection_id, doc)
+            self._update_catalog(collection_id)
+        logger.info("stac item written", extra={"item_id": item["id"], "collection_id": collection_id})
+        return where
+
+    def _update_collection(self, path: Path, collection_id: str, item: dict[str, Any]) -> None:
+        doc = _read_json(path) or _new_collection(collection_id, item)
+        _ensure_link(doc, _link("item", f"./{item['id']}/{item['id']}.json", GEOJSON))
+        union_extent(doc, item)
+        write_json_atomic(path, doc)
+
+    def _update_catalog(self, collection_id: str) -> None:
+        doc = _read_json(self.catalog_path) or self._new_catalog()
+        _ensure_link(doc, _link("child", f"./{collection_id}/{COLLECTION_FILE}", JSON, collection_id))
+        write_json_atomic(self.catalog_path, doc)
+
+    def _new_catalog(self) -> dict[str, Any]:
+        catalog = pystac.Catalog(id=self.catalog_id, description=self.description, title=self.catalog_id)
+        doc = catalog.to_dict(include_self_link=False, transform_hrefs=False)
+        doc["links"] = [_link("root", f"./{CATALOG_FILE}", JSON, self.catalog_id)]
+        return doc
+
+
+def prepare_item(item: dict[str, Any], collection_id: str) -> dict[str, Any]:
+    """A copy of `item` that belongs to `collection_id`, with root/parent/collection links for this layout."""
+    doc = dict(item)
+    doc["collection"] = collection_id
+    structural = {"root", "parent", "collection", "self"}
+    doc["links"] = [x for x in item.get("links", []) if x.get("rel") not in structural] + [
+        _link("root", f"../../{CATALOG_FILE}", JSON),
+        _link("parent", f"../{COLLECTION_FILE}", JSON),
+        _link("collection", f"../{COLLECTION_FILE}", JSON),
+    ]
+    return doc
+
+
+def _new_collection(collection_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A collection document whose extent is exactly `item`'s."""
+    start, end = _item_interval(item)
+    bbox = _bbox_2d(item["bbox"])
+    collection = pystac.Collection(
+        id=collection_id,
+        description=f"Rasters processed by geomill ({collection_id})",
+        title=collection_id,
+        license="other",
+        extent=pystac.Extent(
+            pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[_parse(start), _parse(end)]])
+        ),
+    )
+    doc = collection.to_dict(include_self_link=False, transform_hrefs=False)
+    doc["links"] = [_link("root", f"../{CATALOG_FILE}", JSON), _link("parent", f"../{CATALOG_FILE}", JSON)]
+    return doc

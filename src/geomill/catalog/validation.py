@@ -1,0 +1,96 @@
+"""Offline STAC validation: pystac's core schemas plus the extension schemas shipped in ``catalog/schemas``.
+
+pystac fetches extension schemas from the web when it validates; this module puts the shipped copies (and PROJ's
+PROJJSON schema, when the rasterio wheel carries it) in the validator's schema cache, so nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import pystac
+import pystac.validation
+from pystac.validation.stac_validator import JsonSchemaSTACValidator
+
+from geomill.domain import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+SCHEMAS_PACKAGE = "geomill.catalog"
+
+
+class StacValidationFailed(InvalidInput):
+    """A STAC document does not validate against the core or an extension schema."""
+
+    def __init__(self, message: str, *, href: str | None, errors: list[str]) -> None:
+        super().__init__(message)
+        self.href = href
+        self.errors = errors
+
+
+def _schema_files() -> list[Traversable]:
+    """The shipped ``<extension>/<version>/schema.json`` files."""
+    root = resources.files(SCHEMAS_PACKAGE).joinpath("schemas")
+    return [
+        version.joinpath("schema.json")
+        for extension in root.iterdir() if extension.is_dir()
+        for version in extension.iterdir() if version.joinpath("schema.json").is_file()
+    ]
+
+
+def _projjson_schema() -> dict[str, Any] | None:
+    """PROJ's PROJJSON schema from the rasterio wheel, referenced by the projection extension."""
+    import rasterio
+
+    path = Path(rasterio.__file__).parent / "proj_data" / "projjson.schema.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def offline_schemas() -> dict[str, dict[str, Any]]:
+    """Every shipped schema keyed by its ``$id`` without a trailing ``#``."""
+    schemas = [json.loads(f.read_text(encoding="utf-8")) for f in _schema_files()]
+    projjson = _projjson_schema()
+    if projjson is not None:
+        schemas.append(projjson)
+    return {s["$id"].rstrip("#"): s for s in schemas}
+
+
+@lru_cache(maxsize=1)
+def offline_validator() -> JsonSchemaSTACValidator:
+    """A validator whose schema cache holds pystac's core schemas and the shipped extension schemas."""
+    validator = JsonSchemaSTACValidator()
+    validator.schema_cache.update(offline_schemas())
+    return validator
+
+
+def install_offline_validator() -> JsonSchemaSTACValidator:
+    """Make pystac's own ``validate()`` calls work offline; safe to call more than once."""
+    validator = offline_validator()
+    pystac.validation.set_validator(validator)
+    return validator
+
+
+def validate_item_dict(item: dict[str, Any], href: str | None = None) -> list[str]:
+    """Validate a STAC item dict offline; return the schema URIs checked, raise StacValidationFailed if invalid."""
+    try:
+        return pystac.validation.validate_dict(item, href=href, validator=offline_validator())
+    except pystac.STACValidationError as exc:
+        errors = [str(e.message) for e in (exc.source or [])] if isinstance(exc.source, list) else []
+        where = href or item.get("id", "<item>")
+        raise StacValidationFailed(f"STAC item {where} is invalid: {exc}", href=href, errors=errors) from exc
+
+
+def validate_item_file(path: str | Path) -> list[str]:
+    """Validate the STAC item JSON file at `path` offline (core and extensions); raise InvalidInput if invalid."""
+    file = Path(path)
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read STAC item {file}: {exc}") from exc
+    return validate_item_dict(doc, href=str(file))

@@ -1,0 +1,53 @@
+"""Settings: every one is a GEOMILL_* environment variable. Read only at entry points, then passed down."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_app_name() -> str:
+    return f"geomill@{socket.gethostname()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GEOMILL_", extra="ignore")
+
+    data_dir: Path = Field(Path("geomill-data"), description="SQLite file and bronze/ silver/ gold/ folders")
+    database_url: str | None = Field(None, description="default: sqlite:///<data_dir>/geomill.db")
+    app_name: str = Field(default_factory=_default_app_name, description="recorded as executed_by_app")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="worker processes")
+    queues: list[str] = Field(
+        default=["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"],
+        description="queues this process listens to ('jobs' = orchestration events)",
+    )
+    lease_seconds: float = Field(60.0, gt=0, description="task lease; renewed by heartbeats at a third of it")
+    poll_interval_seconds: float = Field(0.5, gt=0, description="longest idle wait between polls (SQLite)")
+    janitor_interval_seconds: float = Field(5.0, gt=0, description="how often the reconciler runs")
+    stall_grace_seconds: float = Field(10.0, ge=0, description="age before a stage at zero is re-signalled")
+    event_visibility_seconds: float = Field(60.0, gt=0, description="a claimed but unhandled event returns after")
+    timeout_grace_seconds: float = Field(15.0, ge=0, description="after a task's timeout, kill its process after")
+    shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: running tasks get this long to finish")
+    gdal_cache_mb: int = Field(256, ge=16, description="GDAL block cache per worker process")
+    gdal_threads: str = Field("ALL_CPUS", description="GDAL_NUM_THREADS for COG writing")
+    sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
+    log_level: str = Field("WARNING")
+    log_json: bool = Field(False, description="JSON log lines (for services)")
+    plugins: list[str] = Field(default=[], description="extra modules with a register(registry) function")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'geomill.db'}"
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(self.lease_seconds / 3.0, 0.05)

@@ -1,0 +1,67 @@
+"""Pure domain model: statuses, transitions, ids, errors, jobs, stages and tasks. No I/O."""
+
+from geomill.domain.errors import (
+    Fenced,
+    GeomillError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    RegistryError,
+    StoreError,
+    TaskError,
+    TaskTimeout,
+    TransientError,
+    UnknownJobType,
+)
+from geomill.domain.ids import canonical_json, make_job_id, make_task_id
+from geomill.domain.models import (
+    Event,
+    EventKind,
+    FailurePolicy,
+    Job,
+    NewJob,
+    NewTask,
+    Stage,
+    StageResults,
+    StageSpec,
+    Task,
+    TaskSpec,
+)
+from geomill.domain.status import (
+    JobStatus,
+    TaskStatus,
+    check_job_transition,
+    check_task_transition,
+)
+
+__all__ = [
+    "Event",
+    "EventKind",
+    "FailurePolicy",
+    "Fenced",
+    "GeomillError",
+    "IllegalTransition",
+    "InvalidInput",
+    "Job",
+    "JobStatus",
+    "NewJob",
+    "NewTask",
+    "StageResults",
+    "NotFound",
+    "RegistryError",
+    "Stage",
+    "StageSpec",
+    "StoreError",
+    "Task",
+    "TaskError",
+    "TaskSpec",
+    "TaskStatus",
+    "TaskTimeout",
+    "TransientError",
+    "UnknownJobType",
+    "canonical_json",
+    "check_job_transition",
+    "check_task_transition",
+    "make_job_id",
+    "make_task_id",
+]

@@ -1,0 +1,60 @@
+"""One root exception and a subtree per layer.
+
+Permanent and transient failures are different types, decided where the error is raised:
+``InvalidInput`` fails a task at once, ``TransientError`` (and any unexpected exception) is retried.
+"""
+
+from __future__ import annotations
+
+
+class GeomillError(Exception):
+    """Root of every error geomill raises on purpose."""
+
+
+class InvalidInput(GeomillError):
+    """Bad parameters, missing or corrupt file, unsupported CRS: a person must act; never retried."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownJobType(InvalidInput):
+    """A job type name that is not registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown job type {name!r}; known job types: {', '.join(sorted(known))}", field="job_type")
+        self.name = name
+        self.known = sorted(known)
+
+
+class NotFound(GeomillError):
+    """A job or task id that does not exist."""
+
+
+class TaskError(GeomillError):
+    """Raised by task handlers for failures that are not the input's fault."""
+
+
+class TransientError(TaskError):
+    """A failure worth retrying (network blip, busy resource)."""
+
+
+class TaskTimeout(TransientError):
+    """A task ran past its time limit."""
+
+
+class IllegalTransition(GeomillError):
+    """A status change the transition table forbids: a bug, logged and refused, never retried."""
+
+
+class Fenced(GeomillError):
+    """A worker lost its lease: another attempt owns the task now; its work must be dropped."""
+
+
+class StoreError(GeomillError):
+    """A failure in a Store implementation (driver errors are translated to this at the edge)."""
+
+
+class RegistryError(GeomillError):
+    """A job or task type declaration is inconsistent; raised at registration, not at run time."""

@@ -1,0 +1,68 @@
+"""Running one claimed task's handler and deciding what its outcome means (complete, retry or fail)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from geomill.domain import Fenced, InvalidInput, Task
+from geomill.engine.context import TaskContext
+from geomill.engine.orchestrator import validation_message
+from geomill.engine.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`result` on success; otherwise `error`, and `retry_in` seconds when another attempt is due."""
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    retry_in: float | None = None
+    fenced: bool = False
+
+
+def error_record(exc: BaseException, attempt: int, *, permanent: bool) -> dict[str, Any]:
+    """The error as stored: type, message, whether it is retryable, the attempt, and a traceback for admins."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "retryable": not permanent,
+        "attempt": attempt,
+        "traceback": "".join(traceback.format_exception(exc))[-8000:],
+    }
+
+
+def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
+    """Validate params, call the handler, validate its result; classify any failure."""
+    tt = registry.task_type(task.task_type)
+    try:
+        params = tt.params_model.model_validate(task.params)
+    except ValidationError as exc:
+        err = InvalidInput(f"invalid task parameters: {validation_message(exc)}")
+        return Outcome(error=error_record(err, task.attempt, permanent=True))
+    try:
+        result = tt.handler(params, ctx)
+        if not isinstance(result, tt.result_model):
+            result = tt.result_model.model_validate(result)
+        return Outcome(result=_dump(result))
+    except Fenced:
+        return Outcome(fenced=True)
+    except InvalidInput as exc:
+        log.info("task refused its input: %s", exc, extra={"task_id": task.task_id, "job_id": task.job_id})
+        return Outcome(error=error_record(exc, task.attempt, permanent=True))
+    except Exception as exc:  # anything else is transient: retried with backoff up to max_attempts
+        log.warning("task attempt %d failed: %r", task.attempt, exc,
+                    extra={"task_id": task.task_id, "job_id": task.job_id})
+        retry = tt.retry.should_retry(task.attempt) and task.attempt < task.max_attempts
+        delay = tt.retry.delay(task.attempt) if retry else None
+        return Outcome(error=error_record(exc, task.attempt, permanent=False), retry_in=delay)
+
+
+def _dump(result: BaseModel) -> dict[str, Any]:
+    return result.model_dump(mode="json")

@@ -1,0 +1,172 @@
+"""Submission, stage planning, exactly-once stage advancement and finalization."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from geomill.domain import (
+    Event,
+    EventKind,
+    FailurePolicy,
+    InvalidInput,
+    Job,
+    JobStatus,
+    NewJob,
+    NewTask,
+    StageResults,
+    TaskSpec,
+    TaskStatus,
+    make_job_id,
+    make_task_id,
+)
+from geomill.engine.ports import Store
+from geomill.engine.registry import JobType, Registry
+from geomill.engine.routing import Router
+
+log = logging.getLogger(__name__)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line per field problem, e.g. ``n: Input should be a valid integer (got 'abc')``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(parameters)"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        lines.append(f"{loc}: {err['msg']}{got}")
+    return "; ".join(lines)
+
+
+def parse_params(model: type[BaseModel], params: dict[str, Any]) -> BaseModel:
+    """Validate parameters with the model; a problem becomes InvalidInput naming each field."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid parameters: {validation_message(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool
+
+
+class Orchestrator:
+    """Turns events into stage plans; every advance is a compare-and-set on the job's stage."""
+
+    def __init__(self, registry: Registry, store: Store, router: Router | None = None) -> None:
+        self.registry = registry
+        self.store = store
+        self.router = router or Router(registry)
+
+    # submission
+    def submit(self, job_type: str, params: dict[str, Any], *, resubmit_of: str | None = None) -> Submission:
+        """Validate and store a job; the same job type and parameters give back the existing job."""
+        jt = self.registry.job_type(job_type)
+        canonical = parse_params(jt.params_model, params).model_dump(mode="json")
+        job_id = make_job_id(job_type, canonical, lineage=resubmit_of)
+        new = NewJob(job_id, job_type, canonical, len(jt.stages), jt.deadline_seconds, resubmit_of)
+        job, created = self.store.create_job(new)
+        log.info("job %s", "submitted" if created else "already exists", extra={"job_id": job_id})
+        return Submission(job, created)
+
+    def resubmit(self, job_id: str) -> Submission:
+        """A fresh run of a finished job, with an id derived from the one it re-runs."""
+        job = self.store.get_job(job_id)
+        if not job.status.is_terminal:
+            raise InvalidInput(f"job {job_id} is {job.status}; only a finished job can be resubmitted")
+        return self.submit(job.job_type, job.params, resubmit_of=job_id)
+
+    # events
+    def handle_event(self, event: Event) -> None:
+        """Advance the job the event names if, and only if, the database says it is due."""
+        job = self.store.get_job(event.job_id)
+        if job.status.is_terminal:
+            return
+        done = 0 if event.kind is EventKind.JOB_SUBMITTED else event.stage
+        if job.stage != done:
+            return  # duplicate or stale event: the compare-and-set already happened
+        if done > 0 and not self._stage_finished(job.job_id, done):
+            return
+        try:
+            self._advance(job, done)
+        except Exception as exc:  # a plan or finalizer that raises is a job failure, not a retry loop
+            log.exception("advancing job failed", extra={"job_id": job.job_id})
+            self._fail(job, done, {"type": type(exc).__name__, "message": str(exc), "stage": done})
+
+    def _stage_finished(self, job_id: str, stage: int) -> bool:
+        return any(s.stage == stage and s.remaining == 0 for s in self.store.get_stages(job_id))
+
+    def _advance(self, job: Job, done: int) -> None:
+        jt = self.registry.job_type(job.job_type)
+        params = jt.params_model.model_validate(job.params)
+        previous = [self.stage_results(job.job_id, k, jt) for k in range(1, done + 1)]
+        if done > 0 and self._stage_failed_job(job, done, jt, previous[-1]):
+            return
+        if done == len(jt.stages):
+            self._finalize(job, jt, params, previous)
+            return
+        spec = jt.stages[done]
+        plan = spec.plan(params, previous)
+        tasks = self._new_tasks(job.job_id, done + 1, plan)
+        if self.store.start_stage(job.job_id, done + 1, spec.name, spec.failure_policy, tasks):
+            log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, len(tasks),
+                     extra={"job_id": job.job_id})
+
+    def _stage_failed_job(self, job: Job, done: int, jt: JobType, results: StageResults) -> bool:
+        spec = jt.stages[done - 1]
+        if not results.errors or spec.failure_policy is FailurePolicy.TOLERATE:
+            return False
+        first_key = sorted(results.errors)[0]
+        first = results.errors[first_key]
+        error = {
+            "type": "StageFailed",
+            "message": f"stage {done} ({spec.name}): {len(results.errors)} task(s) failed; "
+                       f"first, {first_key}: {first.get('type')}: {first.get('message')}",
+            "stage": done,
+            "failed_tasks": [make_task_id(job.job_id, done, k) for k in sorted(results.errors)],
+        }
+        self._fail(job, done, error)
+        return True
+
+    def _finalize(self, job: Job, jt: JobType, params: BaseModel, previous: list[StageResults]) -> None:
+        result = jt.finalize(params, previous)
+        tolerated = sum(len(s.errors) for s in previous)
+        status = JobStatus.COMPLETED_WITH_ERRORS if tolerated else JobStatus.COMPLETED
+        if self.store.finish_job(job.job_id, job.stage, status, result, None):
+            log.info("job %s", status, extra={"job_id": job.job_id})
+
+    def _fail(self, job: Job, stage: int, error: dict[str, Any]) -> None:
+        if self.store.finish_job(job.job_id, stage, JobStatus.FAILED, None, error):
+            log.warning("job failed: %s", error.get("message"), extra={"job_id": job.job_id})
+
+    def _new_tasks(self, job_id: str, stage: int, plan: list[TaskSpec]) -> list[NewTask]:
+        keys = [s.key for s in plan]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput(f"stage {stage} plan repeats task keys")
+        tasks = []
+        for spec in plan:
+            tt = self.registry.task_type(spec.task_type)
+            params = parse_params(tt.params_model, spec.params).model_dump(mode="json")
+            tasks.append(NewTask(
+                task_id=make_task_id(job_id, stage, spec.key), task_key=spec.key, task_type=tt.name,
+                params=params, target_queue=self.router.queue_for(tt, spec),
+                max_attempts=tt.retry.max_attempts, timeout_seconds=tt.timeout_seconds,
+            ))
+        return tasks
+
+    def stage_results(self, job_id: str, stage: int, jt: JobType | None = None) -> StageResults:
+        """Results of a stage's completed tasks and errors of its failed ones, read from the store."""
+        if jt is None:
+            jt = self.registry.job_type(self.store.get_job(job_id).job_type)
+        results: dict[str, dict[str, Any]] = {}
+        errors: dict[str, dict[str, Any]] = {}
+        for task in self.store.stage_tasks(job_id, stage):
+            if task.status is TaskStatus.COMPLETED:
+                results[task.task_key] = task.result or {}
+            elif task.status is TaskStatus.FAILED:
+                errors[task.task_key] = task.error or {}
+        return StageResults(jt.stages[stage - 1].name, results, errors)

@@ -1,0 +1,109 @@
+"""The protocols the engine talks through. Stores and dispatchers implement them in their own packages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from geomill.domain import Event, FailurePolicy, Job, JobStatus, NewJob, NewTask, Stage, Task, TaskStatus
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What a guarded task update did: `applied` is False when the attempt was fenced."""
+
+    applied: bool
+    stage_done: bool = False
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What one janitor pass repaired; every repair is logged and counted."""
+
+    reclaimed_leases: int = 0
+    resignalled_stages: int = 0
+    overdue_jobs: int = 0
+    redelivered_events: int = 0
+
+
+class Store(Protocol):
+    """All state. Every state-changing method is guarded by the state it expects and says if it applied."""
+
+    def migrate(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    # jobs
+    def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        """Insert the job and its job_submitted event in one transaction; an existing id returns (job, False)."""
+        ...
+
+    def get_job(self, job_id: str) -> Job: ...
+
+    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]: ...
+
+    def start_stage(
+        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
+    ) -> bool:
+        """Compare-and-set the job from stage-1 to `stage`, insert the stage counter and its tasks; one transaction."""
+        ...
+
+    def finish_job(
+        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> bool:
+        """Move a job at `stage` to a terminal status (compare-and-set); cancels its queued tasks."""
+        ...
+
+    def cancel_job(self, job_id: str) -> bool: ...
+
+    # stages and tasks
+    def get_stages(self, job_id: str) -> list[Stage]: ...
+
+    def stage_tasks(self, job_id: str, stage: int) -> list[Task]: ...
+
+    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]: ...
+
+    def get_task(self, task_id: str) -> Task: ...
+
+    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None: ...
+
+    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+        """Renew the lease of this attempt; False means fenced (the task moved on without us)."""
+        ...
+
+    def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome: ...
+
+    def fail_task(
+        self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
+    ) -> TaskOutcome:
+        """Retry after a backoff (`retry_in_seconds`) or fail for good (None), counting the stage down."""
+        ...
+
+    def is_job_cancelled(self, job_id: str) -> bool: ...
+
+    # orchestration events (the jobs queue when the database is the queue)
+    def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None: ...
+
+    def ack_event(self, event_id: int) -> None: ...
+
+    # janitor
+    def reclaim_expired_leases(self) -> int: ...
+
+    def resignal_stalled_stages(self, grace_seconds: float) -> int: ...
+
+    def fail_overdue_jobs(self) -> list[str]: ...
+
+
+class Dispatch(Protocol):
+    """How a worker learns that work may be waiting. Only a hint: the store decides who gets what."""
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Block up to `timeout` seconds or until work may be available on one of `queues`."""
+        ...
+
+    def notify(self, queue: str) -> None: ...
+
+    def found_work(self) -> None:
+        """Tell the dispatcher the last poll found work, so it polls eagerly again."""
+        ...

@@ -1,0 +1,81 @@
+"""A job's progress as one JSON-ready document: what `geomill status` (and later the API) shows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from geomill.domain import Job, Stage, Task, TaskStatus
+from geomill.engine.ports import Store
+from geomill.engine.registry import Registry
+
+COUNTED = ("queued", "processing", "completed", "failed", "cancelled")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _duration(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None:
+        return None
+    return round(((end or datetime.now(UTC)) - start).total_seconds(), 3)
+
+
+def stage_doc(stage: Stage, spec_name: str | None = None) -> dict[str, Any]:
+    counts = {k: stage.counts.get(k, 0) for k in COUNTED}
+    done = stage.total - stage.remaining
+    return {
+        "stage": stage.stage, "name": spec_name or stage.name, "failure_policy": str(stage.failure_policy),
+        "total": stage.total, "done": done, **counts,
+        "progress": round(100.0 * done / stage.total, 1) if stage.total else 100.0,
+        "started_at": _iso(stage.created_at), "completed_at": _iso(stage.completed_at),
+        "seconds": _duration(stage.created_at, stage.completed_at),
+    }
+
+
+def job_doc(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id, "job_type": job.job_type, "status": str(job.status), "params": job.params,
+        "stage": job.stage, "stage_count": job.stage_count, "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "seconds": _duration(job.started_at or job.created_at, job.finished_at),
+        "resubmit_of": job.resubmit_of, "result": job.result, "error": job.error,
+    }
+
+
+def task_doc(task: Task, *, admin: bool = False) -> dict[str, Any]:
+    error = dict(task.error) if task.error else None
+    if error and not admin:
+        error.pop("traceback", None)
+    return {
+        "task_id": task.task_id, "job_id": task.job_id, "stage": task.stage, "task_key": task.task_key,
+        "task_type": task.task_type, "status": str(task.status), "attempt": task.attempt,
+        "max_attempts": task.max_attempts, "target_queue": task.target_queue,
+        "executed_by_app": task.executed_by_app, "execution_started_at": _iso(task.execution_started_at),
+        "finished_at": _iso(task.finished_at), "progress": task.progress, "progress_message": task.progress_message,
+        "params": task.params, "result": task.result, "error": error,
+    }
+
+
+def job_report(store: Store, registry: Registry, job_id: str) -> dict[str, Any]:
+    """Job, stages with per-status task counts and timings, failed tasks' errors."""
+    job = store.get_job(job_id)
+    names = _stage_names(registry, job.job_type)
+    doc = job_doc(job)
+    doc["stage_name"] = names[job.stage - 1] if 0 < job.stage <= len(names) else None
+    stages = store.get_stages(job_id)
+    doc["stages"] = [stage_doc(s) for s in stages]
+    planned = {s.stage for s in stages}
+    doc["stages"] += [{"stage": k, "name": n, "total": None, "planned": False}
+                      for k, n in enumerate(names, 1) if k not in planned]
+    doc["failed_tasks"] = [task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.FAILED)][:20]
+    doc["running_tasks"] = [task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.PROCESSING)][:20]
+    return doc
+
+
+def _stage_names(registry: Registry, job_type: str) -> list[str]:
+    try:
+        return [s.name for s in registry.job_type(job_type).stages]
+    except Exception:  # a job whose type is no longer registered still reports
+        return []

@@ -1,0 +1,116 @@
+"""Job type ``process_raster``: validate a raster, make it a COG, describe the COG as a STAC item."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from geomill.domain import InvalidInput, StageSpec, TaskSpec
+from geomill.domain.models import StageResults
+from geomill.engine.registry import JobType, Registry
+from geomill.tasks.raster.cog import COMPRESSIONS, RESAMPLINGS, normalize_compression, normalize_resampling, parse_crs
+
+JOB_NAME = "process_raster"
+SUMMARY_FIELDS = ("driver", "crs", "epsg", "width", "height", "count", "dtypes", "nodata", "size_bytes",
+                  "bounds_wgs84", "resolution", "is_cog")
+
+
+def _as_value_error(check, value):
+    """Run a check that raises InvalidInput and re-raise as ValueError, which pydantic reports as a field error."""
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+class ProcessRasterParams(BaseModel):
+    source: str = Field(min_length=1, description="local path or storage URI of the raster (e.g. bronze://in.tif)")
+    target_crs: str | None = Field(None, description="reproject to this CRS (EPSG:xxxx, WKT, PROJ string)")
+    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
+    resampling: str | None = Field(
+        None, description=f"one of {', '.join(RESAMPLINGS)}; default nearest for palette rasters, else average"
+    )
+
+    @field_validator("compression")
+    @classmethod
+    def _known_compression(cls, value: str | None) -> str | None:
+        return _as_value_error(normalize_compression, value)
+
+    @field_validator("resampling")
+    @classmethod
+    def _known_resampling(cls, value: str | None) -> str | None:
+        return _as_value_error(normalize_resampling, value)
+
+    @field_validator("target_crs")
+    @classmethod
+    def _parsable_crs(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        _as_value_error(parse_crs, value)
+        return value.strip()
+
+
+def _result(previous: Sequence[StageResults], stage: str, key: str) -> dict[str, Any] | None:
+    """The result of task `key` in the earlier stage named `stage`, or None if it did not complete."""
+    for done in previous:
+        if done.name == stage:
+            return done.results.get(key)
+    return None
+
+
+def plan_validate(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    return [TaskSpec("validate", "raster.validate", {"source": params.source})]
+
+
+def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    checked = _result(previous, "validate", "validate")
+    if checked is None:
+        return []
+    return [TaskSpec("create_cog", "raster.create_cog", {
+        "source": checked["source"], "target_crs": params.target_crs,
+        "compression": params.compression, "resampling": params.resampling,
+    })]
+
+
+def plan_stac_item(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    cog = _result(previous, "create_cog", "create_cog")
+    if cog is None:
+        return []
+    return [TaskSpec("stac_item", "stac.create_item", {"cog_uri": cog["cog_uri"], "source": params.source})]
+
+
+def finalize(params: ProcessRasterParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+    """``{"source", "outputs": [{cog_uri, cog_path, size_bytes, reused, valid, stac_item_*, bbox, validate}]}``."""
+    checked = _result(stages, "validate", "validate") or {}
+    cog = _result(stages, "create_cog", "create_cog")
+    item = _result(stages, "stac_item", "stac_item") or {}
+    outputs = []
+    if cog is not None:
+        outputs.append({
+            "cog_uri": cog["cog_uri"], "cog_path": cog["path"], "size_bytes": cog["size_bytes"],
+            "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"],
+            "stac_item_uri": item.get("item_uri"), "stac_item_path": item.get("item_path"),
+            "bbox": item.get("bbox"),
+            "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},
+        })
+    return {"source": params.source, "outputs": outputs}
+
+
+STAGES = (
+    StageSpec("validate", plan_validate, description="open the raster and check it is readable and georeferenced"),
+    StageSpec("create_cog", plan_create_cog, description="write a Cloud-Optimized GeoTIFF into silver"),
+    StageSpec("stac_item", plan_stac_item, description="add a STAC item for the COG to the static catalog"),
+)
+
+
+def register(registry: Registry) -> None:
+    """Register the ``process_raster`` job type."""
+    registry.register_job_type(JobType(
+        name=JOB_NAME,
+        description="Validate a raster, convert it to a COG (optionally reprojected), and catalog it in STAC.",
+        params_model=ProcessRasterParams,
+        stages=STAGES,
+        finalize=finalize,
+    ))

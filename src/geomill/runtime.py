@@ -1,0 +1,41 @@
+"""The composition root: settings in, a wired registry, store, storage and dispatcher out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geomill.config import Settings
+from geomill.dispatch import open_dispatch
+from geomill.engine.orchestrator import Orchestrator
+from geomill.engine.ports import Dispatch, Store
+from geomill.engine.registry import Registry
+from geomill.jobs import build_registry
+from geomill.storage import LocalStorage
+from geomill.store import open_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    registry: Registry
+    store: Store
+    storage: LocalStorage
+    dispatch: Dispatch
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        """Build everything a process needs from its settings; creates the data folders and schema."""
+        storage = LocalStorage(settings.data_dir)
+        storage.ensure_zones()
+        store = open_store(settings.resolved_database_url, settings)
+        if migrate:
+            store.migrate()
+        registry = build_registry(settings.plugins)
+        return cls(settings, registry, store, storage, open_dispatch(settings))
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        return Orchestrator(self.registry, self.store)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,341 @@
+"""SQLite store (WAL): the embedded default. The database is also the queue, so state and wake-up commit together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from geomill.domain import (
+    Event,
+    EventKind,
+    FailurePolicy,
+    Job,
+    JobStatus,
+    NewJob,
+    NewTask,
+    NotFound,
+    Stage,
+    StoreError,
+    Task,
+    TaskStatus,
+    check_job_transition,
+)
+from geomill.domain.status import job_sources
+from geomill.engine.ports import TaskOutcome
+from geomill.store import sqlite_queries as q
+from geomill.store.rows import job_from_row, stage_from_row, task_from_row
+from geomill.store.sql import migrations
+
+log = logging.getLogger(__name__)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+class SQLiteStore:
+    """One connection per process (and per store object), guarded by a lock for the heartbeat thread."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL", busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+
+    # plumbing
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite busy or unavailable: {exc}") from exc
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def migrate(self) -> None:
+        """Apply numbered migrations not yet applied, each in its own transaction."""
+        with self._tx() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+            done = {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
+        for version, sql in migrations("sqlite"):
+            if version in done:
+                continue
+            with self._tx() as c:
+                for statement in _split_sql(sql):
+                    c.execute(statement)
+                c.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+            log.info("applied migration %03d", version)
+
+    def schema_version(self) -> int:
+        rows = self._read("SELECT MAX(version) FROM schema_migrations")
+        return rows[0][0] or 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # jobs
+    def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        now = time.time()
+        deadline = now + job.deadline_seconds if job.deadline_seconds else None
+        with self._tx() as c:
+            cur = c.execute(q.INSERT_JOB, {
+                "job_id": job.job_id, "job_type": job.job_type, "params": _json(job.params),
+                "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "now": now, "deadline_at": deadline,
+            })
+            created = cur.rowcount == 1
+            if created:
+                c.execute(q.INSERT_EVENT, {"kind": EventKind.JOB_SUBMITTED, "job_id": job.job_id, "stage": 0,
+                                           "now": now})
+        return self.get_job(job.job_id), created
+
+    def get_job(self, job_id: str) -> Job:
+        rows = self._read("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if not rows:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job_from_row(rows[0])
+
+    def find_jobs(self, prefix: str) -> list[Job]:
+        return [job_from_row(r) for r in self._read("SELECT * FROM jobs WHERE job_id LIKE ? LIMIT 3", (prefix + "%",))]
+
+    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]:
+        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(str(status))
+        if job_type is not None:
+            sql += " AND job_type = ?"
+            args.append(job_type)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        args.append(limit)
+        return [job_from_row(r) for r in self._read(sql, args)]
+
+    def start_stage(
+        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
+    ) -> bool:
+        now = time.time()
+        with self._tx() as c:
+            if c.execute(q.ADVANCE_JOB_STAGE, {"job_id": job_id, "stage": stage, "now": now}).rowcount != 1:
+                return False
+            c.execute(q.INSERT_STAGE, {"job_id": job_id, "stage": stage, "name": name, "total": len(tasks),
+                                       "policy": str(policy), "now": now})
+            c.executemany(q.INSERT_TASK, [_task_row(job_id, stage, t, now) for t in tasks])
+            if not tasks:  # a plan of 0 tasks completes the stage at once
+                c.execute(q.INSERT_EVENT, {"kind": EventKind.STAGE_COMPLETE, "job_id": job_id, "stage": stage,
+                                           "now": now})
+        return True
+
+    def finish_job(
+        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> bool:
+        check_job_transition(JobStatus.PROCESSING, status)
+        sources = ",".join(f"'{s}'" for s in job_sources(status))
+        now = time.time()
+        with self._tx() as c:
+            cur = c.execute(q.FINISH_JOB.format(sources=sources), {
+                "job_id": job_id, "stage": stage, "status": str(status), "result": _json(result),
+                "error": _json(error), "now": now,
+            })
+            if cur.rowcount != 1:
+                return False
+            c.execute(q.CANCEL_QUEUED_TASKS, {"job_id": job_id, "now": now})
+        return True
+
+    def cancel_job(self, job_id: str) -> bool:
+        now = time.time()
+        with self._tx() as c:
+            if c.execute(q.CANCEL_JOB, {"job_id": job_id, "now": now}).rowcount != 1:
+                return False
+            c.execute(q.CANCEL_QUEUED_TASKS, {"job_id": job_id, "now": now})
+        return True
+
+    def is_job_cancelled(self, job_id: str) -> bool:
+        rows = self._read("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+        return bool(rows) and rows[0][0] == JobStatus.CANCELLED
+
+    # stages and tasks
+    def get_stages(self, job_id: str) -> list[Stage]:
+        counts: dict[int, dict[str, int]] = {}
+        for stage, status, n in self._read(q.STAGE_COUNTS, {"job_id": job_id}):
+            counts.setdefault(stage, {})[status] = n
+        rows = self._read("SELECT * FROM stages WHERE job_id = ? ORDER BY stage", (job_id,))
+        return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
+
+    def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
+        return self.list_tasks(job_id, stage)
+
+    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]:
+        sql, args = "SELECT * FROM tasks WHERE job_id = ?", [job_id]
+        if stage is not None:
+            sql += " AND stage = ?"
+            args.append(stage)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(str(status))
+        return [task_from_row(r) for r in self._read(sql + " ORDER BY stage, task_key", args)]
+
+    def get_task(self, task_id: str) -> Task:
+        rows = self._read("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+        if not rows:
+            raise NotFound(f"no task with id {task_id!r}")
+        return task_from_row(rows[0])
+
+    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
+        now = time.time()
+        marks = ",".join("?" for _ in queues)
+        peek = q.PEEK_CLAIMABLE.replace(":now", "?").format(queues=marks)
+        for _ in range(5):  # another process may win the row between peek and claim: look again
+            rows = self._read(peek, [*queues, now])
+            if not rows:
+                return None
+            with self._tx() as c:
+                row = c.execute(q.CLAIM_TASK, {"task_id": rows[0][0], "now": now, "lease": lease_seconds,
+                                               "app": app}).fetchone()
+            if row is not None:
+                return task_from_row(row)
+        return None
+
+    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+        with self._tx() as c:
+            cur = c.execute(q.HEARTBEAT, {"task_id": task_id, "attempt": attempt, "lease": lease_seconds,
+                                          "now": time.time()})
+        return cur.rowcount == 1
+
+    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
+        with self._tx() as c:
+            cur = c.execute(q.REPORT_PROGRESS, {"task_id": task_id, "attempt": attempt, "progress": progress,
+                                                "message": message})
+        return cur.rowcount == 1
+
+    def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
+        now = time.time()
+        with self._tx() as c:
+            row = c.execute(q.COMPLETE_TASK, {"task_id": task_id, "attempt": attempt, "result": _json(result),
+                                              "now": now}).fetchone()
+            if row is None:
+                return TaskOutcome(applied=False)
+            return TaskOutcome(applied=True, stage_done=self._count_down(c, row["job_id"], row["stage"], 0, now))
+
+    def fail_task(
+        self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
+    ) -> TaskOutcome:
+        now = time.time()
+        with self._tx() as c:
+            return self._fail_in_tx(c, task_id, attempt, error, retry_in_seconds, now)
+
+    def _fail_in_tx(
+        self, c: sqlite3.Connection, task_id: str, attempt: int, error: dict[str, Any],
+        retry_in: float | None, now: float,
+    ) -> TaskOutcome:
+        args = {"task_id": task_id, "attempt": attempt, "error": _json(error), "now": now, "delay": retry_in}
+        if retry_in is not None:
+            row = c.execute(q.RETRY_TASK, args).fetchone()
+            return TaskOutcome(applied=row is not None)
+        row = c.execute(q.FAIL_TASK, args).fetchone()
+        if row is None:
+            return TaskOutcome(applied=False)
+        return TaskOutcome(applied=True, stage_done=self._count_down(c, row["job_id"], row["stage"], 1, now))
+
+    def _count_down(self, c: sqlite3.Connection, job_id: str, stage: int, failed: int, now: float) -> bool:
+        """Decrement the stage counter; the decrement that reaches zero emits stage_complete in the same tx."""
+        row = c.execute(q.COUNT_DOWN_STAGE, {"job_id": job_id, "stage": stage, "failed": failed,
+                                             "now": now}).fetchone()
+        if row is None:
+            raise StoreError(f"stage counter of job {job_id} stage {stage} is missing or already zero")
+        if row[0] != 0:
+            return False
+        c.execute(q.INSERT_EVENT, {"kind": EventKind.STAGE_COMPLETE, "job_id": job_id, "stage": stage, "now": now})
+        return True
+
+    # events
+    def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None:
+        now = time.time()
+        if not self._read("SELECT 1 FROM events WHERE visible_at <= ? LIMIT 1", (now,)):
+            return None
+        with self._tx() as c:
+            row = c.execute(q.CLAIM_EVENT, {"now": now, "visibility": visibility_seconds,
+                                            "consumer": consumer}).fetchone()
+        if row is None:
+            return None
+        return Event(row["event_id"], EventKind(row["kind"]), row["job_id"], row["stage"])
+
+    def ack_event(self, event_id: int) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+
+    # janitor
+    def reclaim_expired_leases(self, limit: int = 500) -> int:
+        """Expired leases go back to the queue (the attempt counts) or fail when attempts are used up."""
+        now = time.time()
+        rows = self._read(q.EXPIRED_LEASES, {"now": now, "limit": limit})
+        reclaimed = 0
+        for task_id, attempt, max_attempts in rows:
+            error = {"type": "LeaseExpired", "message": f"attempt {attempt} lost its lease (worker died or hung)",
+                     "retryable": True, "attempt": attempt}
+            retry_in = 0.0 if attempt < max_attempts else None
+            with self._tx() as c:
+                if self._fail_in_tx(c, task_id, attempt, error, retry_in, now).applied:
+                    reclaimed += 1
+                    log.warning("reclaimed expired lease", extra={"task_id": task_id, "attempt": attempt})
+        return reclaimed
+
+    def resignal_stalled_stages(self, grace_seconds: float) -> int:
+        """Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal again."""
+        now = time.time()
+        with self._tx() as c:
+            rows = c.execute(q.STALLED_STAGES, {"before": now - grace_seconds}).fetchall()
+            for job_id, stage in rows:
+                kind = EventKind.JOB_SUBMITTED if stage == 0 else EventKind.STAGE_COMPLETE
+                c.execute(q.INSERT_EVENT, {"kind": kind, "job_id": job_id, "stage": stage, "now": now})
+                log.warning("re-signalled stalled stage %d", stage, extra={"job_id": job_id})
+        return len(rows)
+
+    def fail_overdue_jobs(self) -> list[str]:
+        failed = []
+        for job_id, stage in self._read(q.OVERDUE_JOBS, {"now": time.time()}):
+            error = {"type": "DeadlineExceeded", "message": "the job ran past its deadline", "stage": stage}
+            if self.finish_job(job_id, stage, JobStatus.FAILED, None, error):
+                failed.append(job_id)
+        return failed
+
+
+def _task_row(job_id: str, stage: int, t: NewTask, now: float) -> dict[str, Any]:
+    return {
+        "task_id": t.task_id, "job_id": job_id, "stage": stage, "task_key": t.task_key, "task_type": t.task_type,
+        "params": _json(t.params), "max_attempts": t.max_attempts, "target_queue": t.target_queue,
+        "timeout_seconds": t.timeout_seconds, "now": now,
+    }
+
+
+def _split_sql(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]

@@ -1,0 +1,124 @@
+"""Named SQL statements of the SQLite store. Each state change is guarded by the state it expects."""
+
+INSERT_JOB = """
+INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
+                  created_at, deadline_at, updated_at)
+VALUES (:job_id, :job_type, :params, 'queued', 0, :stage_count, :resubmit_of, :now, :deadline_at, :now)
+ON CONFLICT (job_id) DO NOTHING
+"""
+
+INSERT_EVENT = """
+INSERT INTO events (kind, job_id, stage, created_at, visible_at) VALUES (:kind, :job_id, :stage, :now, :now)
+"""
+
+# Compare-and-set: only the handler that sees the job still at the previous stage moves it.
+ADVANCE_JOB_STAGE = """
+UPDATE jobs SET stage = :stage, status = 'processing', updated_at = :now, started_at = COALESCE(started_at, :now)
+WHERE job_id = :job_id AND stage = :stage - 1 AND status IN ('queued', 'processing')
+"""
+
+INSERT_STAGE = """
+INSERT INTO stages (job_id, stage, name, total, remaining, failed, failure_policy, created_at, completed_at)
+VALUES (:job_id, :stage, :name, :total, :total, 0, :policy, :now, CASE WHEN :total = 0 THEN :now END)
+"""
+
+INSERT_TASK = """
+INSERT INTO tasks (task_id, job_id, stage, task_key, task_type, params, status, attempt, max_attempts,
+                   target_queue, timeout_seconds, created_at, available_at)
+VALUES (:task_id, :job_id, :stage, :task_key, :task_type, :params, 'queued', 0, :max_attempts,
+        :target_queue, :timeout_seconds, :now, :now)
+"""
+
+FINISH_JOB = """
+UPDATE jobs SET status = :status, result = :result, error = :error, finished_at = :now, updated_at = :now
+WHERE job_id = :job_id AND stage = :stage AND status IN ({sources})
+"""
+
+CANCEL_QUEUED_TASKS = """
+UPDATE tasks SET status = 'cancelled', finished_at = :now WHERE job_id = :job_id AND status = 'queued'
+"""
+
+CANCEL_JOB = """
+UPDATE jobs SET status = 'cancelled', finished_at = :now, updated_at = :now
+WHERE job_id = :job_id AND status IN ('queued', 'processing')
+"""
+
+PEEK_CLAIMABLE = """
+SELECT task_id FROM tasks
+WHERE status = 'queued' AND target_queue IN ({queues}) AND available_at <= :now
+ORDER BY available_at LIMIT 1
+"""
+
+CLAIM_TASK = """
+UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_expires_at = :now + :lease,
+                 executed_by_app = :app, execution_started_at = :now, progress = NULL, progress_message = NULL
+WHERE task_id = :task_id AND status = 'queued'
+RETURNING *
+"""
+
+HEARTBEAT = """
+UPDATE tasks SET lease_expires_at = :now + :lease
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
+"""
+
+REPORT_PROGRESS = """
+UPDATE tasks SET progress = :progress, progress_message = :message
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
+"""
+
+COMPLETE_TASK = """
+UPDATE tasks SET status = 'completed', result = :result, error = NULL, finished_at = :now,
+                 lease_expires_at = NULL, progress = 1.0
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
+RETURNING job_id, stage
+"""
+
+RETRY_TASK = """
+UPDATE tasks SET status = 'queued', error = :error, available_at = :now + :delay, lease_expires_at = NULL
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
+RETURNING job_id, stage
+"""
+
+FAIL_TASK = """
+UPDATE tasks SET status = 'failed', error = :error, finished_at = :now, lease_expires_at = NULL
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
+RETURNING job_id, stage
+"""
+
+# O(1) stage accounting: one counter row per stage, decremented by the completion's own transaction.
+COUNT_DOWN_STAGE = """
+UPDATE stages SET remaining = remaining - 1, failed = failed + :failed,
+                  completed_at = CASE WHEN remaining = 1 THEN :now ELSE completed_at END
+WHERE job_id = :job_id AND stage = :stage AND remaining > 0
+RETURNING remaining
+"""
+
+CLAIM_EVENT = """
+UPDATE events SET visible_at = :now + :visibility, claimed_by = :consumer, deliveries = deliveries + 1
+WHERE event_id = (SELECT event_id FROM events WHERE visible_at <= :now ORDER BY event_id LIMIT 1)
+RETURNING event_id, kind, job_id, stage
+"""
+
+EXPIRED_LEASES = """
+SELECT task_id, attempt, max_attempts FROM tasks
+WHERE status = 'processing' AND lease_expires_at < :now LIMIT :limit
+"""
+
+STALLED_STAGES = """
+SELECT s.job_id, s.stage FROM stages s JOIN jobs j ON j.job_id = s.job_id AND j.stage = s.stage
+WHERE s.remaining = 0 AND s.completed_at < :before AND j.status IN ('queued', 'processing')
+  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = s.job_id AND e.stage = s.stage)
+UNION ALL
+SELECT j.job_id, 0 FROM jobs j
+WHERE j.stage = 0 AND j.status = 'queued' AND j.created_at < :before
+  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = j.job_id AND e.stage = 0)
+"""
+
+OVERDUE_JOBS = """
+SELECT job_id, stage FROM jobs
+WHERE deadline_at IS NOT NULL AND deadline_at < :now AND status IN ('queued', 'processing')
+"""
+
+STAGE_COUNTS = """
+SELECT stage, status, COUNT(*) FROM tasks WHERE job_id = :job_id GROUP BY stage, status
+"""

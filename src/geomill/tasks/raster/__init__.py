@@ -1,0 +1,27 @@
+"""Raster tasks: ``raster.validate`` and ``raster.create_cog``."""
+
+from __future__ import annotations
+
+from geomill.engine.registry import Registry, TaskType
+from geomill.engine.retry import RetryPolicy
+from geomill.tasks.raster import cog, validate
+
+QUEUE = "raster-tasks"
+
+
+def register(registry: Registry) -> None:
+    """Register the raster task types."""
+    registry.register_task_type(
+        TaskType(
+            name=validate.TASK_NAME, handler=validate.validate_raster, params_model=validate.ValidateRasterParams,
+            result_model=validate.RasterSummary, queue=QUEUE, timeout_seconds=300.0,
+            retry=RetryPolicy(max_attempts=3), description="open a raster, check it is readable and georeferenced",
+        )
+    )
+    registry.register_task_type(
+        TaskType(
+            name=cog.TASK_NAME, handler=cog.create_cog, params_model=cog.CreateCogParams,
+            result_model=cog.CogResult, queue=QUEUE, timeout_seconds=3600.0,
+            retry=RetryPolicy(max_attempts=3), description="write a Cloud-Optimized GeoTIFF into the silver zone",
+        )
+    )

@@ -1,0 +1,265 @@
+"""Task ``raster.create_cog``: stream a raster into a Cloud-Optimized GeoTIFF in the silver zone.
+
+GDAL's COG driver does the work (``rasterio.shutil.copy(..., driver="COG")``) block by block inside a
+``rasterio.Env`` with a fixed ``GDAL_CACHEMAX``, so memory does not grow with the input. Reprojection goes
+through a ``WarpedVRT``, which is also streamed.
+
+Defaults:
+
+- compression ``DEFLATE`` with ``PREDICTOR=YES`` (GDAL picks horizontal differencing for integers and the
+  floating-point predictor for floats); the predictor is set for LZW, DEFLATE and ZSTD only.
+- resampling (used for the overviews and, when reprojecting, for the warp): ``nearest`` when band 1 has a
+  color table (palette = categorical classes, which must not be averaged), otherwise ``average``.
+
+Idempotence: the default output name is ``cogs/<stem>-<fingerprint>.tif``, where the fingerprint hashes the
+source's name, size and mtime and the resolved options. An existing output that passes ``cog_validate`` is
+reused (``reused=True``) and not rewritten. A new output is written to a temporary file in the same folder,
+validated, then renamed into place with ``os.replace``, so a crash never leaves a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+import rasterio.errors
+import rasterio.shutil
+from pydantic import BaseModel, Field
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rio_cogeo.cogeo import cog_validate
+
+from geomill.domain import InvalidInput, TaskError, canonical_json
+from geomill.engine.context import TaskContext
+from geomill.tasks.raster.validate import (
+    check_georeferenced,
+    check_readable,
+    crs_text,
+    has_colormap,
+    open_raster,
+    resolve_source,
+)
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "raster.create_cog"
+DEFAULT_COMPRESSION = "DEFLATE"
+COMPRESSIONS = (
+    "DEFLATE", "ZSTD", "LZW", "LZMA", "PACKBITS", "NONE", "JPEG", "WEBP", "LERC", "LERC_DEFLATE", "LERC_ZSTD",
+)
+BYTE_ONLY_COMPRESSIONS = frozenset({"JPEG", "WEBP"})
+PREDICTOR_COMPRESSIONS = frozenset({"DEFLATE", "ZSTD", "LZW"})
+# our name -> GDAL's name (COG driver RESAMPLING option); the rasterio enum uses our names
+RESAMPLINGS = {
+    "nearest": "NEAREST", "average": "AVERAGE", "bilinear": "BILINEAR", "cubic": "CUBIC",
+    "cubic_spline": "CUBICSPLINE", "lanczos": "LANCZOS", "mode": "MODE", "rms": "RMS",
+}
+FINGERPRINT_VERSION = 1
+
+
+class CreateCogParams(BaseModel):
+    source: str = Field(min_length=1, description="local path or storage URI of the input raster")
+    target_crs: str | None = Field(None, description="reproject to this CRS (EPSG:xxxx, WKT, PROJ string)")
+    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
+    resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
+    output_key: str | None = Field(None, description="key in the silver zone; default cogs/<stem>-<fingerprint>.tif")
+
+
+class CogResult(BaseModel):
+    source: str
+    cog_uri: str
+    path: str
+    size_bytes: int
+    compression: str
+    resampling: str
+    crs: str
+    epsg: int | None
+    width: int
+    height: int
+    count: int
+    dtypes: list[str]
+    valid: bool
+    reused: bool
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class CogPlan:
+    """The resolved options and the output location of one COG."""
+
+    source: str
+    compression: str
+    resampling: str
+    dst_crs: CRS | None  # None: keep the source CRS
+    fingerprint: str
+    uri: str
+    path: Path
+
+
+def normalize_compression(value: str | None) -> str | None:
+    """Upper-case a compression name; InvalidInput listing the allowed names if unknown."""
+    if value is None:
+        return None
+    name = value.strip().upper()
+    if name not in COMPRESSIONS:
+        raise InvalidInput(
+            f"unknown compression {value!r}; allowed: {', '.join(COMPRESSIONS)}", field="compression"
+        )
+    return name
+
+
+def normalize_resampling(value: str | None) -> str | None:
+    """Lower-case a resampling name (``cubicspline`` accepted); InvalidInput listing the allowed names if unknown."""
+    if value is None:
+        return None
+    name = value.strip().lower().replace("cubicspline", "cubic_spline")
+    if name not in RESAMPLINGS:
+        raise InvalidInput(f"unknown resampling {value!r}; allowed: {', '.join(RESAMPLINGS)}", field="resampling")
+    return name
+
+
+def parse_crs(value: str | None) -> CRS | None:
+    """Parse a CRS given as EPSG:xxxx, WKT or PROJ string; InvalidInput if GDAL/PROJ cannot."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return CRS.from_user_input(value.strip())
+    except rasterio.errors.CRSError as exc:
+        raise InvalidInput(f"target_crs {value!r} is not a CRS GDAL/PROJ understands: {exc}", field="target_crs") from exc
+
+
+def _check_compression_fits(compression: str, src: DatasetReader, source: str) -> None:
+    if compression in BYTE_ONLY_COMPRESSIONS and set(src.dtypes) != {"uint8"}:
+        raise InvalidInput(
+            f"compression {compression} needs 8-bit (uint8) data but {source!r} has {', '.join(set(src.dtypes))}; "
+            f"use one of {', '.join(c for c in COMPRESSIONS if c not in BYTE_ONLY_COMPRESSIONS)}",
+            field="compression",
+        )
+
+
+def fingerprint(path: Path, compression: str, resampling: str, dst_crs: CRS | None) -> str:
+    """A short hash of the source's identity (name, size, mtime) and the resolved options."""
+    stat = path.stat()
+    doc = {
+        "v": FINGERPRINT_VERSION, "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "compression": compression, "resampling": resampling, "crs": dst_crs.to_wkt() if dst_crs else None,
+    }
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()[:16]
+
+
+def default_output_key(path: Path, fp: str) -> str:
+    """``cogs/<stem>-<fingerprint>.tif`` with the stem reduced to safe characters."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._") or "raster"
+    return f"cogs/{stem}-{fp}.tif"
+
+
+def plan_cog(params: CreateCogParams, src: DatasetReader, path: Path, storage) -> CogPlan:
+    """Resolve defaults, check they fit the data, and name the output."""
+    compression = normalize_compression(params.compression) or DEFAULT_COMPRESSION
+    _check_compression_fits(compression, src, params.source)
+    resampling = normalize_resampling(params.resampling) or ("nearest" if has_colormap(src) else "average")
+    dst_crs = parse_crs(params.target_crs)
+    if dst_crs is not None and dst_crs == src.crs:
+        dst_crs = None
+    fp = fingerprint(path, compression, resampling, dst_crs)
+    uri = storage.uri_for("silver", params.output_key or default_output_key(path, fp))
+    return CogPlan(params.source, compression, resampling, dst_crs, fp, uri, storage.local_path(uri))
+
+
+def creation_options(plan: CogPlan, threads: str) -> dict[str, str]:
+    """COG driver creation options for `plan`."""
+    options = {
+        "COMPRESS": plan.compression, "RESAMPLING": RESAMPLINGS[plan.resampling], "BLOCKSIZE": "512",
+        "BIGTIFF": "IF_SAFER", "NUM_THREADS": str(threads), "OVERVIEWS": "AUTO",
+    }
+    if plan.compression in PREDICTOR_COMPRESSIONS:
+        options["PREDICTOR"] = "YES"
+    return options
+
+
+def is_valid_cog(path: Path) -> tuple[bool, list[str]]:
+    """(valid, errors) from rio-cogeo's validator; a missing file is simply not valid."""
+    if not path.is_file():
+        return False, [f"{path} does not exist"]
+    try:
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+    except Exception as exc:  # rio-cogeo raises plain exceptions on unreadable files
+        return False, [str(exc)]
+    return bool(valid and not errors), list(errors)
+
+
+def _needs_alpha(src: DatasetReader) -> bool:
+    """True when nothing marks invalid pixels, so a warp must add an alpha band for the empty corners."""
+    return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+
+
+def _copy(src: DatasetReader, plan: CogPlan, dst: Path, threads: str) -> None:
+    """Stream `src` (through a WarpedVRT when reprojecting) into `dst` with the COG driver."""
+    options = creation_options(plan, threads)
+    if plan.dst_crs is None:
+        rasterio.shutil.copy(src, str(dst), driver="COG", **options)
+        return
+    resampling = Resampling[plan.resampling]
+    with WarpedVRT(src, crs=plan.dst_crs, resampling=resampling, add_alpha=_needs_alpha(src)) as vrt:
+        rasterio.shutil.copy(vrt, str(dst), driver="COG", **options)
+
+
+def _remove_temporaries(tmp: Path) -> None:
+    for leftover in tmp.parent.glob(glob.escape(tmp.name) + "*"):
+        leftover.unlink(missing_ok=True)
+
+
+def write_cog(src: DatasetReader, plan: CogPlan, threads: str) -> None:
+    """Write to a temporary file beside the output, validate it, then rename it into place."""
+    plan.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan.path.with_name(f".{plan.path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        _copy(src, plan, tmp, threads)
+        valid, errors = is_valid_cog(tmp)
+        if not valid:
+            raise TaskError(f"GDAL wrote an invalid COG for {plan.source!r}: {'; '.join(errors)}")
+        os.replace(tmp, plan.path)
+    except rasterio.errors.RasterioError as exc:
+        raise TaskError(f"writing COG {plan.uri} from {plan.source!r} failed: {exc}") from exc
+    finally:
+        _remove_temporaries(tmp)
+
+
+def describe(plan: CogPlan, *, reused: bool) -> CogResult:
+    """The result for the COG at `plan.path`."""
+    valid, _ = is_valid_cog(plan.path)
+    with rasterio.open(plan.path) as ds:
+        crs, epsg = crs_text(ds)
+        return CogResult(
+            source=plan.source, cog_uri=plan.uri, path=str(plan.path), size_bytes=plan.path.stat().st_size,
+            compression=plan.compression, resampling=plan.resampling, crs=crs, epsg=epsg,
+            width=ds.width, height=ds.height, count=ds.count, dtypes=list(ds.dtypes),
+            valid=valid, reused=reused, fingerprint=plan.fingerprint,
+        )
+
+
+def create_cog(params: CreateCogParams, ctx: TaskContext) -> CogResult:
+    """Handler of ``raster.create_cog``."""
+    with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_mb, GDAL_NUM_THREADS=ctx.gdal_threads):
+        path = resolve_source(params.source, ctx.storage)
+        with open_raster(path, params.source) as src:
+            check_georeferenced(src, params.source)
+            plan = plan_cog(params, src, path, ctx.storage)
+            reused = is_valid_cog(plan.path)[0]
+            if not reused:
+                check_readable(src, params.source)
+                ctx.progress(0.05, f"writing {plan.uri}")
+                write_cog(src, plan, ctx.gdal_threads)
+        result = describe(plan, reused=reused)
+    ctx.progress(1.0, "reused existing COG" if reused else "COG written")
+    logger.info("cog ready", extra={"task_id": ctx.task_id, "cog_uri": plan.uri, "reused": reused})
+    return result

@@ -1,0 +1,178 @@
+"""Task ``raster.validate``: open a raster with GDAL, prove it is readable and georeferenced, describe it."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import rasterio
+import rasterio.errors
+from pydantic import BaseModel, Field
+from rasterio.io import DatasetReader
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+
+from geomill.domain import InvalidInput
+from geomill.engine.context import TaskContext
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "raster.validate"
+
+
+class ValidateRasterParams(BaseModel):
+    source: str = Field(min_length=1, description="local path or storage URI (bronze://, silver://, file://)")
+
+
+class RasterSummary(BaseModel):
+    """What a valid raster looks like; NaN nodata is reported as the string "nan" so results stay plain JSON."""
+
+    source: str
+    path: str
+    size_bytes: int
+    driver: str
+    crs: str  # "EPSG:<code>" when the CRS matches an EPSG code, else WKT
+    epsg: int | None
+    width: int
+    height: int
+    count: int
+    dtypes: list[str]
+    nodata: float | str | None
+    bounds: tuple[float, float, float, float]
+    bounds_wgs84: tuple[float, float, float, float]
+    resolution: tuple[float, float]
+    block_shapes: list[tuple[int, int]]
+    tiled: bool
+    has_colormap: bool
+    overview_count: int
+    is_cog: bool
+    cog_errors: list[str] = []
+    cog_warnings: list[str] = []
+
+
+def resolve_source(source: str, storage) -> Path:
+    """The local file behind `source`, or InvalidInput when there is no such file."""
+    path = storage.local_path(source)  # StorageError is an InvalidInput already
+    if not path.exists():
+        raise InvalidInput(f"raster {source!r} not found: no file at {path}", field="source")
+    if not path.is_file():
+        raise InvalidInput(f"raster {source!r} is not a file ({path} is a directory?)", field="source")
+    return path
+
+
+@contextmanager
+def open_raster(path: Path, source: str) -> Iterator[DatasetReader]:
+    """Open `path` read-only; GDAL refusing it becomes InvalidInput naming the file and GDAL's reason."""
+    try:
+        ds = rasterio.open(path)
+    except rasterio.errors.RasterioError as exc:
+        raise InvalidInput(
+            f"{source!r} ({path}) is not a raster GDAL can read, or it is damaged: {exc}", field="source"
+        ) from exc
+    with ds:
+        yield ds
+
+
+def _probe_windows(ds: DatasetReader) -> list[Window]:
+    """The first block and the last block of full-resolution data: a truncated file fails on the last."""
+    bh, bw = ds.block_shapes[0]
+    first = Window(0, 0, min(bw, ds.width), min(bh, ds.height))
+    last_row, last_col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+    last = Window(last_col, last_row, ds.width - last_col, ds.height - last_row)
+    return [first, last]
+
+
+def check_readable(ds: DatasetReader, source: str) -> None:
+    """Read the first and last block of every band, so truncated or corrupt data is caught here."""
+    try:
+        for window in _probe_windows(ds):
+            ds.read(window=window)
+    except rasterio.errors.RasterioError as exc:
+        raise InvalidInput(
+            f"{source!r} ({ds.name}) is corrupt or truncated: reading its pixel data failed: {exc}", field="source"
+        ) from exc
+
+
+def check_georeferenced(ds: DatasetReader, source: str) -> None:
+    """Refuse rasters with no CRS; GCP-only georeferencing is refused with a hint."""
+    if ds.crs is not None:
+        return
+    if ds.gcps[0]:
+        raise InvalidInput(
+            f"{source!r} ({ds.name}) is georeferenced by ground control points only; "
+            "warp it to a CRS first (e.g. gdalwarp -t_srs EPSG:4326)",
+            field="source",
+        )
+    raise InvalidInput(
+        f"{source!r} ({ds.name}) has no coordinate reference system; assign one first "
+        "(e.g. gdal_edit.py -a_srs EPSG:xxxx) or use a georeferenced file",
+        field="source",
+    )
+
+
+def crs_text(ds: DatasetReader) -> tuple[str, int | None]:
+    """The CRS as "EPSG:<code>" when it matches one, else WKT; and the code."""
+    epsg = ds.crs.to_epsg()
+    return (f"EPSG:{epsg}" if epsg else ds.crs.to_wkt()), epsg
+
+
+def wgs84_bounds(ds: DatasetReader, source: str) -> tuple[float, float, float, float]:
+    """The raster's bounds in EPSG:4326 (densified edges)."""
+    try:
+        bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        raise InvalidInput(f"{source!r}: its bounds cannot be transformed to WGS84: {exc}", field="source") from exc
+    if not all(math.isfinite(v) for v in bounds):
+        raise InvalidInput(f"{source!r}: its bounds do not transform to finite WGS84 coordinates", field="source")
+    return tuple(bounds)
+
+
+def has_colormap(ds: DatasetReader) -> bool:
+    """True when band 1 carries a color table (a palette, i.e. categorical data)."""
+    try:
+        ds.colormap(1)
+    except ValueError:
+        return False
+    return True
+
+
+def _nodata(ds: DatasetReader) -> float | str | None:
+    value = ds.nodata
+    return "nan" if value is not None and math.isnan(value) else value
+
+
+def summarize(ds: DatasetReader, source: str, path: Path) -> RasterSummary:
+    """Describe an open, georeferenced raster."""
+    crs, epsg = crs_text(ds)
+    is_cog, errors, warnings = cog_validate(str(path), quiet=True)
+    return RasterSummary(
+        source=source, path=str(path), size_bytes=path.stat().st_size, driver=ds.driver,
+        crs=crs, epsg=epsg, width=ds.width, height=ds.height, count=ds.count,
+        dtypes=list(ds.dtypes), nodata=_nodata(ds), bounds=tuple(ds.bounds),
+        bounds_wgs84=wgs84_bounds(ds, source), resolution=ds.res,
+        block_shapes=[tuple(s) for s in ds.block_shapes], tiled=ds.profile.get("tiled", False),
+        has_colormap=has_colormap(ds), overview_count=len(ds.overviews(1)),
+        is_cog=bool(is_cog and not errors), cog_errors=errors, cog_warnings=warnings,
+    )
+
+
+def inspect_raster(source: str, storage) -> RasterSummary:
+    """Resolve, open, check and describe `source`; InvalidInput for anything a person must fix."""
+    path = resolve_source(source, storage)
+    with open_raster(path, source) as ds:
+        check_georeferenced(ds, source)
+        check_readable(ds, source)
+        return summarize(ds, source, path)
+
+
+def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSummary:
+    """Handler of ``raster.validate``."""
+    with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_mb):
+        summary = inspect_raster(params.source, ctx.storage)
+    ctx.progress(1.0, "validated")
+    logger.info("raster valid", extra={"task_id": ctx.task_id, "source": params.source, "is_cog": summary.is_cog})
+    return summary

@@ -1,0 +1,133 @@
+"""Task ``stac.create_item``: describe a COG as a STAC item and add it to the static catalog in silver.
+
+The item is made by rio-stac (projection and raster extensions, bbox and geometry in EPSG:4326), validated
+offline against the core and extension schemas before anything is written, then added under the catalog lock.
+Its datetime is deterministic: the raster's acquisition or TIFF datetime tag when it has one, else the
+modification time of the source file (else of the COG).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+from rasterio.io import DatasetReader
+from pydantic import BaseModel, Field
+from rio_stac import create_stac_item
+
+from geomill.catalog.static import StaticCatalog, prepare_item
+from geomill.catalog.validation import StacValidationFailed, validate_item_dict
+from geomill.domain import InvalidInput, TaskError
+from geomill.engine.context import TaskContext
+from geomill.storage.base import ZONES
+from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "stac.create_item"
+CATALOG_KEY = "catalog"
+DEFAULT_COLLECTION = "geomill-rasters"
+ASSET_KEY = "data"
+TIFF_DATETIME_FORMAT = "%Y:%m:%d %H:%M:%S"
+
+
+class CreateItemParams(BaseModel):
+    cog_uri: str = Field(min_length=1, description="the COG to describe (storage URI or path)")
+    source: str = Field(min_length=1, description="the raster the COG was made from (gives the datetime)")
+    item_id: str | None = Field(None, description="default: the COG's file name without extension")
+    collection_id: str = DEFAULT_COLLECTION
+
+
+class ItemResult(BaseModel):
+    item_id: str
+    item_uri: str
+    item_path: str
+    collection_path: str
+    catalog_path: str
+    bbox: list[float]
+    datetime: str
+    stac_extensions: list[str]
+
+
+def _parse_tag(value: str | None) -> datetime | None:
+    """A TIFF (``YYYY:MM:DD HH:MM:SS``) or ISO datetime tag as UTC, or None."""
+    if not value:
+        return None
+    for parse in (lambda v: datetime.strptime(v, TIFF_DATETIME_FORMAT), datetime.fromisoformat):
+        try:
+            parsed = parse(value.strip())
+        except ValueError:
+            continue
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
+
+
+def item_datetime(ds: DatasetReader, source: str, storage: Any) -> datetime:
+    """Acquisition/TIFF datetime tag, else the source file's mtime, else the COG's mtime."""
+    tagged = _parse_tag(ds.get_tag_item("ACQUISITIONDATETIME", "IMAGERY")) or _parse_tag(
+        ds.get_tag_item("TIFFTAG_DATETIME")
+    )
+    if tagged:
+        return tagged
+    try:
+        source_path = storage.local_path(source)
+    except InvalidInput:
+        source_path = None
+    return _mtime(source_path if source_path and source_path.is_file() else Path(ds.name))
+
+
+def asset_href(cog_uri: str, cog_path: Path, item_path: Path) -> str:
+    """Relative to the item for files in a storage zone (the catalog moves with them), else absolute."""
+    if cog_uri.split("://", 1)[0] in ZONES and "://" in cog_uri:
+        return os.path.relpath(cog_path, item_path.parent)
+    return str(cog_path)
+
+
+def build_item(ds: DatasetReader, item_id: str, href: str, when: datetime) -> dict[str, Any]:
+    """A STAC item dict for the open COG `ds`, with its one asset at `href`."""
+    item = create_stac_item(
+        ds, input_datetime=when, id=item_id, asset_name=ASSET_KEY, asset_roles=["data"],
+        asset_media_type=pystac.MediaType.COG, asset_href=href, with_proj=True, with_raster=True,
+        geom_densify_pts=21,
+    )
+    return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def _check_valid(doc: dict[str, Any], where: Path) -> None:
+    """An item we built that does not validate is our bug, not the input's fault."""
+    try:
+        validate_item_dict(doc, href=str(where))
+    except StacValidationFailed as exc:
+        raise TaskError(f"generated STAC item {doc['id']} is invalid: {exc}") from exc
+
+
+def create_item(params: CreateItemParams, ctx: TaskContext) -> ItemResult:
+    """Handler of ``stac.create_item``."""
+    catalog = StaticCatalog(ctx.storage.local_path(f"silver://{CATALOG_KEY}"))
+    cog_path = resolve_source(params.cog_uri, ctx.storage)
+    item_id = params.item_id or cog_path.stem
+    item_path = catalog.item_path(params.collection_id, item_id)
+    with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_mb), open_raster(cog_path, params.cog_uri) as ds:
+        check_georeferenced(ds, params.cog_uri)
+        when = item_datetime(ds, params.source, ctx.storage)
+        doc = build_item(ds, item_id, asset_href(params.cog_uri, cog_path, item_path), when)
+    doc = prepare_item(doc, params.collection_id)
+    _check_valid(doc, item_path)
+    where = catalog.add_item(doc, params.collection_id)
+    ctx.progress(1.0, "STAC item written")
+    item_key = where.item_path.relative_to(catalog.root).as_posix()
+    return ItemResult(
+        item_id=item_id, item_uri=ctx.storage.uri_for("silver", f"{CATALOG_KEY}/{item_key}"),
+        item_path=str(where.item_path), collection_path=str(where.collection_path),
+        catalog_path=str(where.catalog_path), bbox=list(doc["bbox"]), datetime=doc["properties"]["datetime"],
+        stac_extensions=list(doc.get("stac_extensions", [])),
+    )

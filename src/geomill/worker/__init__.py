@@ -1,0 +1,1 @@
+"""The runtime: worker loop, process pool with lease heartbeats and time limits, the janitor, shutdown."""

@@ -1,0 +1,100 @@
+"""One worker's loop: handle orchestration events, claim a task, run it under a lease, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from geomill.domain import Task
+from geomill.engine.context import TaskContext
+from geomill.engine.execution import Outcome, run_task
+from geomill.engine.registry import JOBS_QUEUE
+from geomill.runtime import Runtime
+from geomill.worker.heartbeat import Heartbeat
+from geomill.worker.timeouts import soft_time_limit
+
+log = logging.getLogger(__name__)
+
+SlotSetter = Callable[[Task | None], None]
+
+
+class WorkerLoop:
+    """Listens to `queues`; the ``jobs`` queue means this worker also plans stages (orchestration)."""
+
+    def __init__(self, runtime: Runtime, queues: list[str], *, stop: threading.Event | None = None,
+                 on_task: SlotSetter | None = None) -> None:
+        self.rt = runtime
+        self.handles_events = JOBS_QUEUE in queues
+        self.task_queues = [q for q in queues if q != JOBS_QUEUE]
+        self.stop = stop or threading.Event()
+        self.on_task = on_task or (lambda task: None)
+        self.app = f"{runtime.settings.app_name}#{os.getpid()}"
+        self.orchestrator = runtime.orchestrator
+
+    def run(self) -> None:
+        """Work until `stop` is set; a running task is always finished (or fenced) first."""
+        while not self.stop.is_set():
+            if self.run_once():
+                self.rt.dispatch.found_work()
+            else:
+                self.rt.dispatch.wait(self.task_queues, timeout=1.0)
+
+    def run_once(self) -> bool:
+        """Handle one event or one task; False when there was nothing to do."""
+        if self.handles_events and self.handle_one_event():
+            return True
+        if not self.task_queues:
+            return False
+        s = self.rt.settings
+        task = self.rt.store.claim_task(self.task_queues, self.app, s.lease_seconds)
+        if task is None:
+            return False
+        self.execute(task)
+        return True
+
+    def handle_one_event(self) -> bool:
+        event = self.rt.store.claim_event(self.app, self.rt.settings.event_visibility_seconds)
+        if event is None:
+            return False
+        self.orchestrator.handle_event(event)
+        self.rt.store.ack_event(event.event_id)
+        return True
+
+    def execute(self, task: Task) -> None:
+        s = self.rt.settings
+        self.on_task(task)
+        started = time.monotonic()
+        try:
+            with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds) as hb:
+                ctx = self._context(task, hb)
+                with soft_time_limit(task.timeout_seconds):
+                    outcome = run_task(self.rt.registry, task, ctx)
+            self._record(task, outcome, fenced=hb.fenced)
+        finally:
+            self.on_task(None)
+        log.info("task %s in %.3f s", task.task_type, time.monotonic() - started,
+                 extra={"task_id": task.task_id, "job_id": task.job_id})
+
+    def _context(self, task: Task, hb: Heartbeat) -> TaskContext:
+        s = self.rt.settings
+        return TaskContext(
+            task_id=task.task_id, job_id=task.job_id, stage=task.stage, attempt=task.attempt,
+            storage=self.rt.storage, gdal_cache_mb=s.gdal_cache_mb, gdal_threads=s.gdal_threads,
+            _progress=hb.report_progress, _cancelled=lambda: hb.cancelled,
+        )
+
+    def _record(self, task: Task, outcome: Outcome, *, fenced: bool) -> None:
+        store = self.rt.store
+        if fenced or outcome.fenced:
+            log.warning("dropping the work of a fenced attempt", extra={"task_id": task.task_id})
+            return
+        if outcome.result is not None:
+            done = store.complete_task(task.task_id, task.attempt, outcome.result)
+        else:
+            assert outcome.error is not None
+            done = store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in)
+        if not done.applied:
+            log.warning("outcome refused: attempt %d was fenced", task.attempt, extra={"task_id": task.task_id})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,6 +83,7 @@ class JobProgress:
     def __exit__(self, *exc: object) -> None:
         self.update()
         self.live.__exit__(None, None, None)
+        self.live.console.print()
 
 
 def status_view(doc: dict[str, Any]) -> Group:
@@ -152,12 +154,23 @@ def _type_of(prop: dict[str, Any]) -> str:
     return " | ".join(options) if options else "any"
 
 
+def short_path(path: str | None) -> str:
+    """A path relative to the working folder when it lies inside it (tables stay readable)."""
+    if not path:
+        return "-"
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    except ValueError:
+        return path
+
+
 def outputs_table(results: list[dict[str, Any]]) -> Table:
     """The demo's closing table: COG path, size, STAC item path per processed raster."""
     table = Table(title="outputs")
     for col in ("source", "status", "COG", "size", "STAC item"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in results:
-        table.add_row(r["source"], styled(r["status"]), r.get("cog_path") or "-", human_size(r.get("size_bytes")),
-                      r.get("stac_item_path") or r.get("error") or "-")
+        table.add_row(r["source"], styled(r["status"]), short_path(r.get("cog_path")),
+                      human_size(r.get("size_bytes")), short_path(r.get("stac_item_path")) if r.get(
+                          "stac_item_path") else (r.get("error") or "-"))
     return table

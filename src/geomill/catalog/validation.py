@@ -1,7 +1,10 @@
 """Offline STAC validation: pystac's core schemas plus the extension schemas shipped in ``catalog/schemas``.
 
 pystac fetches extension schemas from the web when it validates; this module puts the shipped copies (and PROJ's
-PROJJSON schema, when the rasterio wheel carries it) in the validator's schema cache, so nothing is fetched.
+PROJJSON v0.7 schema, when the rasterio wheel carries it) in the validator's schema cache, so nothing is fetched.
+Known gap: an item using ``proj:projjson`` with projection v1.1.0 refers to PROJJSON v0.5, which is not shipped;
+validating it raises TaskError instead of going to the network (rio-stac writes ``proj:projjson`` only when a CRS
+has neither an EPSG code nor a WKT2 form).
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ import json
 import logging
 from functools import lru_cache
 from importlib import resources
-from importlib.abc import Traversable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import pystac
 import pystac.validation
-from pystac.validation.stac_validator import JsonSchemaSTACValidator
+from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
+from referencing.exceptions import Unresolvable
 
-from geomill.domain import InvalidInput
+from geomill.domain import InvalidInput, TaskError
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +82,17 @@ def install_offline_validator() -> JsonSchemaSTACValidator:
 
 def validate_item_dict(item: dict[str, Any], href: str | None = None) -> list[str]:
     """Validate a STAC item dict offline; return the schema URIs checked, raise StacValidationFailed if invalid."""
+    where = href or item.get("id", "<item>")
     try:
         return pystac.validation.validate_dict(item, href=href, validator=offline_validator())
     except pystac.STACValidationError as exc:
-        errors = [str(e.message) for e in (exc.source or [])] if isinstance(exc.source, list) else []
-        where = href or item.get("id", "<item>")
+        errors = [getattr(e, "message", str(e)) for e in exc.source] if isinstance(exc.source, list) else []
         raise StacValidationFailed(f"STAC item {where} is invalid: {exc}", href=href, errors=errors) from exc
+    except (GetSchemaError, Unresolvable) as exc:
+        raise TaskError(
+            f"cannot validate STAC item {where} offline: it uses a schema geomill does not ship ({exc}); "
+            "add that schema to geomill/catalog/schemas"
+        ) from exc
 
 
 def validate_item_file(path: str | Path) -> list[str]:

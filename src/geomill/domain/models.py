@@ -40,6 +40,7 @@ class StageResults:
 
 
 PlanFn = Callable[[Any, Sequence[StageResults]], list[TaskSpec]]
+PolicyFn = Callable[[Any], FailurePolicy]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class StageSpec:
     plan: PlanFn
     failure_policy: FailurePolicy = FailurePolicy.FAIL_JOB
     description: str = ""
+    policy_from_params: PolicyFn | None = None  # when the job's parameters choose the policy
+
+    def policy_for(self, params: Any) -> FailurePolicy:
+        """The failure policy of this stage for a job with these (validated) parameters."""
+        return self.policy_from_params(params) if self.policy_from_params else self.failure_policy
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class Job:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     resubmit_of: str | None = None
+    advances: int = 0  # successful stage compare-and-sets, including the final one
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class Orchestrator:
         jt = self.registry.job_type(job.job_type)
         params = jt.params_model.model_validate(job.params)
         previous = [self.stage_results(job.job_id, k, jt) for k in range(1, done + 1)]
-        if done > 0 and self._stage_failed_job(job, done, jt, previous[-1]):
+        if done > 0 and self._stage_failed_job(job, done, jt, params, previous[-1]):
             return
         if done == len(jt.stages):
             self._finalize(job, jt, params, previous)
@@ -112,13 +112,13 @@ class Orchestrator:
         spec = jt.stages[done]
         plan = spec.plan(params, previous)
         tasks = self._new_tasks(job.job_id, done + 1, plan)
-        if self.store.start_stage(job.job_id, done + 1, spec.name, spec.failure_policy, tasks):
+        if self.store.start_stage(job.job_id, done + 1, spec.name, spec.policy_for(params), tasks):
             log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, len(tasks),
                      extra={"job_id": job.job_id})
 
-    def _stage_failed_job(self, job: Job, done: int, jt: JobType, results: StageResults) -> bool:
+    def _stage_failed_job(self, job: Job, done: int, jt: JobType, params: BaseModel, results: StageResults) -> bool:
         spec = jt.stages[done - 1]
-        if not results.errors or spec.failure_policy is FailurePolicy.TOLERATE:
+        if not results.errors or spec.policy_for(params) is FailurePolicy.TOLERATE:
             return False
         first_key = sorted(results.errors)[0]
         first = results.errors[first_key]

@@ -40,7 +40,7 @@ def job_doc(job: Job) -> dict[str, Any]:
         "stage": job.stage, "stage_count": job.stage_count, "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
         "seconds": _duration(job.started_at or job.created_at, job.finished_at),
-        "resubmit_of": job.resubmit_of, "result": job.result, "error": job.error,
+        "resubmit_of": job.resubmit_of, "advances": job.advances, "result": job.result, "error": job.error,
     }
 
 

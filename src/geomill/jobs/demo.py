@@ -60,6 +60,10 @@ def finalize_fanout(params: FanoutParams, stages: Sequence[StageResults]) -> dic
     }
 
 
+def _fanout_policy(params: FanoutParams) -> FailurePolicy:
+    return FailurePolicy.TOLERATE if params.tolerate else FailurePolicy.FAIL_JOB
+
+
 class _FanoutStages:
     """One StageSpec per possible stage; plans past `params.stages` are empty, so those stages finish at once."""
 
@@ -71,7 +75,8 @@ class _FanoutStages:
             return plan
 
         return tuple(
-            StageSpec(f"work-{k}", plan_for(k), FailurePolicy.FAIL_JOB, f"N parallel tasks (stage {k})")
+            StageSpec(f"work-{k}", plan_for(k), FailurePolicy.FAIL_JOB, f"N parallel tasks (stage {k})",
+                      policy_from_params=_fanout_policy)
             for k in range(1, max_stages + 1)
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -17,7 +17,7 @@ SUMMARY_FIELDS = ("driver", "crs", "epsg", "width", "height", "count", "dtypes",
                   "bounds_wgs84", "resolution", "is_cog")
 
 
-def _as_value_error(check, value):
+def _as_value_error(check: Callable[[str | None], Any], value: str | None) -> Any:
     """Run a check that raises InvalidInput and re-raise as ValueError, which pydantic reports as a field error."""
     try:
         return check(value)

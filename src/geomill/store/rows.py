@@ -30,7 +30,7 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         job_id=r["job_id"], job_type=r["job_type"], params=js(r["params"]), status=JobStatus(r["status"]),
         stage=r["stage"], stage_count=r["stage_count"], created_at=ts(r["created_at"]),  # type: ignore[arg-type]
         started_at=ts(r["started_at"]), finished_at=ts(r["finished_at"]), deadline_at=ts(r["deadline_at"]),
-        result=js(r["result"]), error=js(r["error"]), resubmit_of=r["resubmit_of"],
+        result=js(r["result"]), error=js(r["error"]), resubmit_of=r["resubmit_of"], advances=r["advances"],
     )
 
 

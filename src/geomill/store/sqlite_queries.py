@@ -13,7 +13,7 @@ INSERT INTO events (kind, job_id, stage, created_at, visible_at) VALUES (:kind, 
 
 # Compare-and-set: only the handler that sees the job still at the previous stage moves it.
 ADVANCE_JOB_STAGE = """
-UPDATE jobs SET stage = :stage, status = 'processing', updated_at = :now, started_at = COALESCE(started_at, :now)
+UPDATE jobs SET stage = :stage, status = 'processing', updated_at = :now, advances = advances + 1, started_at = COALESCE(started_at, :now)
 WHERE job_id = :job_id AND stage = :stage - 1 AND status IN ('queued', 'processing')
 """
 
@@ -30,7 +30,8 @@ VALUES (:task_id, :job_id, :stage, :task_key, :task_type, :params, 'queued', 0, 
 """
 
 FINISH_JOB = """
-UPDATE jobs SET status = :status, result = :result, error = :error, finished_at = :now, updated_at = :now
+UPDATE jobs SET status = :status, result = :result, error = :error, finished_at = :now, updated_at = :now,
+                advances = advances + 1
 WHERE job_id = :job_id AND stage = :stage AND status IN ({sources})
 """
 

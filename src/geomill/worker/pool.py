@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -62,13 +63,15 @@ def _child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot) ->
 
 
 class _EventView:
-    """A multiprocessing Event seen through threading.Event's small interface."""
+    """A multiprocessing Event seen through threading.Event's small interface; also set when the
+    supervisor died (the process was re-parented), so orphaned workers drain instead of running on."""
 
     def __init__(self, event: Any) -> None:
         self._e = event
+        self._parent = os.getppid()
 
     def is_set(self) -> bool:
-        return self._e.is_set()
+        return self._e.is_set() or os.getppid() != self._parent
 
     def set(self) -> None:
         self._e.set()

@@ -15,6 +15,7 @@ Idempotence: the default output name is ``cogs/<stem>-<fingerprint>.tif``, where
 source's name, size and mtime and the resolved options. An existing output that passes ``cog_validate`` is
 reused (``reused=True``) and not rewritten. A new output is written to a temporary file in the same folder,
 validated, then renamed into place with ``os.replace``, so a crash never leaves a half file under the final name.
+An explicit ``output_key`` is trusted as the identity: a valid COG already there is reused whatever made it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
 from geomill.engine.context import TaskContext
+from geomill.storage.base import Storage
 from geomill.tasks.raster.validate import (
     check_georeferenced,
     check_readable,
@@ -162,7 +164,7 @@ def default_output_key(path: Path, fp: str) -> str:
     return f"cogs/{stem}-{fp}.tif"
 
 
-def plan_cog(params: CreateCogParams, src: DatasetReader, path: Path, storage) -> CogPlan:
+def plan_cog(params: CreateCogParams, src: DatasetReader, path: Path, storage: Storage) -> CogPlan:
     """Resolve defaults, check they fit the data, and name the output."""
     compression = normalize_compression(params.compression) or DEFAULT_COMPRESSION
     _check_compression_fits(compression, src, params.source)

@@ -18,10 +18,12 @@ from rio_cogeo.cogeo import cog_validate
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
+from geomill.storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "raster.validate"
+PROBE_SIZE = 256  # pixels per side of the windows read to prove the data is there
 
 
 class ValidateRasterParams(BaseModel):
@@ -54,7 +56,7 @@ class RasterSummary(BaseModel):
     cog_warnings: list[str] = []
 
 
-def resolve_source(source: str, storage) -> Path:
+def resolve_source(source: str, storage: Storage) -> Path:
     """The local file behind `source`, or InvalidInput when there is no such file."""
     path = storage.local_path(source)  # StorageError is an InvalidInput already
     if not path.exists():
@@ -78,19 +80,17 @@ def open_raster(path: Path, source: str) -> Iterator[DatasetReader]:
 
 
 def _probe_windows(ds: DatasetReader) -> list[Window]:
-    """The first block and the last block of full-resolution data: a truncated file fails on the last."""
-    bh, bw = ds.block_shapes[0]
-    first = Window(0, 0, min(bw, ds.width), min(bh, ds.height))
-    last_row, last_col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
-    last = Window(last_col, last_row, ds.width - last_col, ds.height - last_row)
-    return [first, last]
+    """Small windows at the first and the last pixel: a truncated file fails on the last block it holds."""
+    w, h = min(PROBE_SIZE, ds.width), min(PROBE_SIZE, ds.height)
+    return [Window(0, 0, w, h), Window(ds.width - w, ds.height - h, w, h)]
 
 
 def check_readable(ds: DatasetReader, source: str) -> None:
-    """Read the first and last block of every band, so truncated or corrupt data is caught here."""
+    """Really read the first and last pixels of every band (bounded memory), so truncation is caught here."""
     try:
         for window in _probe_windows(ds):
-            ds.read(window=window)
+            for band in ds.indexes:
+                ds.read(band, window=window)
     except rasterio.errors.RasterioError as exc:
         raise InvalidInput(
             f"{source!r} ({ds.name}) is corrupt or truncated: reading its pixel data failed: {exc}", field="source"
@@ -160,7 +160,7 @@ def summarize(ds: DatasetReader, source: str, path: Path) -> RasterSummary:
     )
 
 
-def inspect_raster(source: str, storage) -> RasterSummary:
+def inspect_raster(source: str, storage: Storage) -> RasterSummary:
     """Resolve, open, check and describe `source`; InvalidInput for anything a person must fix."""
     path = resolve_source(source, storage)
     with open_raster(path, source) as ds:

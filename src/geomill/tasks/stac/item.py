@@ -16,15 +16,15 @@ from typing import Any
 
 import pystac
 import rasterio
-from rasterio.io import DatasetReader
 from pydantic import BaseModel, Field
+from rasterio.io import DatasetReader
 from rio_stac import create_stac_item
 
 from geomill.catalog.static import StaticCatalog, prepare_item
 from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
-from geomill.storage.base import ZONES
+from geomill.storage.base import ZONES, Storage
 from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
 
 
-def item_datetime(ds: DatasetReader, source: str, storage: Any) -> datetime:
+def item_datetime(ds: DatasetReader, source: str, storage: Storage) -> datetime:
     """Acquisition/TIFF datetime tag, else the source file's mtime, else the COG's mtime."""
     tagged = _parse_tag(ds.get_tag_item("ACQUISITIONDATETIME", "IMAGERY")) or _parse_tag(
         ds.get_tag_item("TIFFTAG_DATETIME")

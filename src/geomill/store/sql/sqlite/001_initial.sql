@@ -6,6 +6,7 @@ CREATE TABLE jobs (
     status        TEXT NOT NULL,
     stage         INTEGER NOT NULL DEFAULT 0,
     stage_count   INTEGER NOT NULL,
+    advances      INTEGER NOT NULL DEFAULT 0,  -- successful compare-and-sets: stage_count + 1 when finished
     result        TEXT,
     error         TEXT,
     resubmit_of   TEXT,

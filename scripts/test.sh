@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite in one command: venv + dev dependencies + pytest (unit, integration, acceptance, slow).
+# Extra arguments go to pytest (e.g. -m "not slow", -k crash, -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh dev
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Test-only plugins, loaded by worker processes through GEOMILL_PLUGINS (the extension seam)."""

@@ -25,6 +25,16 @@ class Settings(BaseSettings):
         default=["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"],
         description="queues this process listens to ('jobs' = orchestration events)",
     )
+    app_mode: str = Field("standalone", description="role preset: standalone, platform_only, platform_raster, "
+                          "platform_vector, worker_raster, worker_vector, worker_long")
+    concurrency: dict[str, int] = Field(
+        default={}, description='worker processes per queue, e.g. {"raster-tasks": 2, "vector-tasks": 8}; '
+                                "empty: GEOMILL_WORKERS processes each listening to every queue of the mode")
+    queue_names: dict[str, str] = Field(
+        default={}, description='physical names of the logical queues, e.g. {"raster-tasks": "prod-raster"}')
+    long_task_size_mb: float = Field(1000.0, ge=0, description="tasks whose input is larger go to long-tasks")
+    long_task_minutes: float = Field(20.0, ge=0, description="tasks estimated to run longer go to long-tasks")
+    cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job's running task is killed after")
     lease_seconds: float = Field(60.0, gt=0, description="task lease; renewed by heartbeats at a third of it")
     poll_interval_seconds: float = Field(0.5, gt=0, description="longest idle wait between polls (SQLite)")
     janitor_interval_seconds: float = Field(5.0, gt=0, description="how often the reconciler runs")

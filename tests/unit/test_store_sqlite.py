@@ -147,21 +147,25 @@ def test_lease_expiry_on_the_last_attempt_fails_the_task_and_counts_the_stage_do
     assert job.error["failed_tasks"] == [victim_id]
 
 
-def test_heartbeat_notices_that_its_attempt_was_fenced(
+def test_heartbeat_renews_the_lease_and_notices_when_its_attempt_was_fenced(
     runtime: Runtime, store: SQLiteStore, db: sqlite3.Connection
 ) -> None:
     runtime.orchestrator.submit("fanout", {"n": 1})
     _plan_first_stage(runtime)
-    task = store.claim_task(QUEUE, "w", 30)
+    task = store.claim_task(QUEUE, "a", 0.5)
     with Heartbeat(store, task, 30, 0.01) as hb:
         time.sleep(0.1)
-        assert not hb.fenced
-        _expire(db, task.task_id)
-        assert store.reclaim_expired_leases() == 1
+    assert not hb.fenced
+    assert store.get_task(task.task_id).lease_expires_at.timestamp() > time.time() + 25  # renewed to 30 s
+
+    _expire(db, task.task_id)
+    assert store.reclaim_expired_leases() == 1
+    assert store.claim_task(QUEUE, "b", 30).attempt == 2
+    with Heartbeat(store, task, 30, 0.01) as stale:  # the cut-off worker, still on attempt 1
         deadline = time.monotonic() + 5
-        while not hb.fenced and time.monotonic() < deadline:
+        while not stale.fenced and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert hb.fenced
+    assert stale.fenced
 
 
 def test_worker_drops_the_outcome_of_a_fenced_attempt(
@@ -471,3 +475,27 @@ def test_store_reopens_an_existing_file(runtime: Runtime, tmp_path: Path) -> Non
         assert again.get_job(job_id).status is JobStatus.QUEUED
     finally:
         again.close()
+
+
+def test_two_processes_migrating_a_fresh_file_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second migrator must notice the first already applied a version (both read 'nothing applied')."""
+    import geomill.store.sqlite as sqlite_module
+
+    path = tmp_path / "race.db"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    original = sqlite_module.migrations
+    raced = []
+
+    def migrations_after_a_race(dialect: str) -> list[tuple[int, str]]:
+        if not raced:  # `second` has read the applied versions; `first` now migrates the whole file
+            raced.append(True)
+            first.migrate()
+        return original(dialect)
+
+    monkeypatch.setattr(sqlite_module, "migrations", migrations_after_a_race)
+    try:
+        second.migrate()
+        assert raced and second.schema_version() == len(original("sqlite"))
+    finally:
+        first.close()
+        second.close()

@@ -30,7 +30,7 @@ from geomill.domain import (
 from geomill.domain.status import job_sources
 from geomill.engine.ports import TaskOutcome
 from geomill.store import sqlite_queries as q
-from geomill.store.rows import job_from_row, stage_from_row, task_from_row
+from geomill.store.rows import job_from_row, stage_from_row, task_from_row, ts
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ class SQLiteStore:
             if version in done:
                 continue
             with self._tx() as c:
+                # another process may have applied it since we looked; the write lock makes this check final
+                if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                    continue
                 for statement in _split_sql(sql):
                     c.execute(statement)
                 c.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
@@ -181,6 +184,39 @@ class SQLiteStore:
     def is_job_cancelled(self, job_id: str) -> bool:
         rows = self._read("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
         return bool(rows) and rows[0][0] == JobStatus.CANCELLED
+
+    def cancel_task(self, task_id: str, attempt: int) -> bool:
+        with self._tx() as c:
+            return c.execute(q.CANCEL_RUNNING_TASK, {"task_id": task_id, "attempt": attempt,
+                                                     "now": time.time()}).rowcount == 1
+
+    def retry_task(self, task_id: str) -> bool:
+        now = time.time()
+        with self._tx() as c:
+            row = c.execute(q.REOPEN_FAILED_TASK, {"task_id": task_id, "now": now}).fetchone()
+            if row is None:
+                return False
+            args = {"job_id": row["job_id"], "stage": row["stage"], "now": now}
+            c.execute(q.REOPEN_STAGE, args)
+            c.execute(q.REOPEN_JOB, args)
+            c.execute(q.DROP_STAGE_EVENTS, args)  # the stage is open again: a pending stage_complete is stale
+        return True
+
+    def add_dead_letter(self, source: str, reason: str, payload: dict[str, Any], job_id: str | None = None,
+                        task_id: str | None = None) -> None:
+        with self._tx() as c:
+            c.execute(q.INSERT_DEAD_LETTER, {"source": source, "reason": reason, "payload": _json(payload),
+                                             "job_id": job_id, "task_id": task_id, "now": time.time()})
+
+    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._read("SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,))
+        return [{**dict(r), "payload": json.loads(r["payload"]), "created_at": ts(r["created_at"])} for r in rows]
+
+    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
+        with self._tx() as c:
+            cur = c.execute(q.ACQUIRE_LEADERSHIP, {"name": name, "holder": holder, "seconds": seconds,
+                                                   "now": time.time()})
+        return cur.rowcount == 1
 
     # stages and tasks
     def get_stages(self, job_id: str) -> list[Stage]:

@@ -123,3 +123,41 @@ WHERE deadline_at IS NOT NULL AND deadline_at < :now AND status IN ('queued', 'p
 STAGE_COUNTS = """
 SELECT stage, status, COUNT(*) FROM tasks WHERE job_id = :job_id GROUP BY stage, status
 """
+
+CANCEL_RUNNING_TASK = """
+UPDATE tasks SET status = 'cancelled', finished_at = :now, lease_expires_at = NULL
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
+"""
+
+# Manual retry: one more attempt for a failed task. Its stage counts it again, and a job that this stage failed
+# is re-opened (processing, error cleared) - only while the job has not moved past that stage.
+REOPEN_FAILED_TASK = """
+UPDATE tasks SET status = 'queued', max_attempts = max_attempts + 1, available_at = :now, finished_at = NULL
+WHERE task_id = :task_id AND status = 'failed'
+  AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = tasks.job_id AND j.stage = tasks.stage
+              AND j.status IN ('processing', 'failed'))
+RETURNING job_id, stage
+"""
+
+REOPEN_STAGE = """
+UPDATE stages SET remaining = remaining + 1, failed = failed - 1, completed_at = NULL
+WHERE job_id = :job_id AND stage = :stage AND failed > 0
+"""
+
+REOPEN_JOB = """
+UPDATE jobs SET status = 'processing', error = NULL, finished_at = NULL, updated_at = :now
+WHERE job_id = :job_id AND stage = :stage AND status = 'failed'
+"""
+
+DROP_STAGE_EVENTS = "DELETE FROM events WHERE job_id = :job_id AND stage = :stage"
+
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (source, reason, payload, job_id, task_id, created_at)
+VALUES (:source, :reason, :payload, :job_id, :task_id, :now)
+"""
+
+ACQUIRE_LEADERSHIP = """
+INSERT INTO leader_leases (name, holder, expires_at) VALUES (:name, :holder, :now + :seconds)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at < :now
+"""

@@ -22,9 +22,8 @@ class Settings(BaseSettings):
     app_name: str = Field(default_factory=_default_app_name, description="recorded as executed_by_app")
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="worker processes")
     queues: list[str] = Field(
-        default=["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"],
-        description="queues this process listens to ('jobs' = orchestration events)",
-    )
+        default=[], description="explicit queues to listen to (custom role); empty: the app mode's queues. "
+                                "'jobs' = orchestration events")
     app_mode: str = Field("standalone", description="role preset: standalone, platform_only, platform_raster, "
                           "platform_vector, worker_raster, worker_vector, worker_long")
     concurrency: dict[str, int] = Field(

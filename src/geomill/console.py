@@ -174,3 +174,25 @@ def outputs_table(results: list[dict[str, Any]]) -> Table:
                       human_size(r.get("size_bytes")), short_path(r.get("stac_item_path")) if r.get(
                           "stac_item_path") else (r.get("error") or "-"))
     return table
+
+
+def tasks_table(docs: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(docs)} task(s)")
+    for col in ("stage", "key", "type", "status", "attempt", "queue", "executed by", "started", "error"):
+        table.add_column(col, overflow="fold")
+    for d in docs:
+        err = d.get("error") or {}
+        table.add_row(str(d["stage"]), d["task_key"], d["task_type"], styled(d["status"]),
+                      f"{d['attempt']}/{d['max_attempts']}", d["target_queue"], d["executed_by_app"] or "-",
+                      str(d["execution_started_at"] or "-")[:19], err.get("message", "")[:80])
+    return table
+
+
+def dead_letters_table(docs: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(docs)} dead letter(s)")
+    for col in ("when", "source", "reason", "job", "task"):
+        table.add_column(col, overflow="fold")
+    for d in docs:
+        table.add_row(str(d["created_at"])[:19], d["source"], d["reason"], (d.get("job_id") or "-")[:12],
+                      (d.get("task_id") or "-")[:12])
+    return table

@@ -9,6 +9,7 @@ from geomill.dispatch import open_dispatch
 from geomill.engine.orchestrator import Orchestrator
 from geomill.engine.ports import Dispatch, Store
 from geomill.engine.registry import Registry
+from geomill.engine.routing import Router
 from geomill.jobs import build_registry
 from geomill.storage import LocalStorage
 from geomill.store import open_store
@@ -34,8 +35,14 @@ class Runtime:
         return cls(settings, registry, store, storage, open_dispatch(settings))
 
     @property
+    def router(self) -> Router:
+        s = self.settings
+        return Router(long_size_bytes=s.long_task_size_mb * 1024 * 1024, long_seconds=s.long_task_minutes * 60,
+                      queue_names=s.queue_names)
+
+    @property
     def orchestrator(self) -> Orchestrator:
-        return Orchestrator(self.registry, self.store)
+        return Orchestrator(self.registry, self.store, self.router)
 
     def close(self) -> None:
         self.store.close()

@@ -2,90 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-GEOMILL = [sys.executable, "-m", "geomill.cli"]
+from procs import geomill_env, sqlite_rows, start_worker, stop, submit, wait_processing, wait_terminal
 
 
-def _env(data_dir: Path, **settings: object) -> dict[str, str]:
-    env = dict(os.environ, GEOMILL_DATA_DIR=str(data_dir))
-    env.update({f"GEOMILL_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*GEOMILL, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-def _start_worker(env: dict[str, str], processes: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*GEOMILL, "worker", "--processes", str(processes)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def _status(env: dict[str, str], job_id: str) -> dict:
-    proc = _cli(env, "status", job_id, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def _wait_terminal(env: dict[str, str], job_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = _status(env, job_id)
-        if doc["status"] not in ("queued", "processing"):
-            return doc
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} not finished after {timeout} s: {doc}")
-
-
-def _stop(*procs: subprocess.Popen[bytes]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
-
-
-def _tasks(data_dir: Path, job_id: str) -> list[sqlite3.Row]:
-    con = sqlite3.connect(data_dir / "geomill.db")
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute("SELECT * FROM tasks WHERE job_id = ? ORDER BY stage, task_key", (job_id,)).fetchall()
-    finally:
-        con.close()
-
-
-def _submit(env: dict[str, str], **params: object) -> str:
-    args = [a for k, v in params.items() for a in ("-p", f"{k}={json.dumps(v)}")]
-    proc = _cli(env, "submit", "fanout", *args)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+def _tasks(data_dir: Path, job_id: str) -> list:
+    return sqlite_rows(data_dir, "SELECT * FROM tasks WHERE job_id = ? ORDER BY stage, task_key", job_id)
 
 
 def test_thousand_task_stage_four_processes_advances_exactly_once(tmp_path: Path) -> None:
     """2 `geomill worker` processes x 2 worker processes = 4 workers (and 2 janitors) on 2 x 1,000 tasks."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = _env(tmp_path / "data", janitor_interval_seconds=0.5, stall_grace_seconds=1)
-    job_id = _submit(env, n=1000, stages=2, marker_dir=str(markers))
-    workers = [_start_worker(env, 2), _start_worker(env, 2)]
+    env = geomill_env(tmp_path / "data", janitor_interval_seconds=0.5, stall_grace_seconds=1)
+    job_id = submit(env, n=1000, stages=2, marker_dir=str(markers))
+    workers = [start_worker(env, 2), start_worker(env, 2)]
     try:
-        doc = _wait_terminal(env, job_id, timeout=300)
+        doc = wait_terminal(env, job_id, timeout=300)
     finally:
-        _stop(*workers)
+        stop(*workers)
     assert doc["status"] == "completed", doc
     assert doc["advances"] == doc["stage_count"] + 1  # each compare-and-set happened once
     assert [s["total"] for s in doc["stages"]] == [1000, 1000, 0]
@@ -98,32 +39,21 @@ def test_thousand_task_stage_four_processes_advances_exactly_once(tmp_path: Path
     assert len({t["executed_by_app"] for t in tasks}) >= 2  # the work was really shared
 
 
-def _wait_processing(data_dir: Path, job_id: str, timeout: float = 60) -> sqlite3.Row:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = [t for t in _tasks(data_dir, job_id) if t["status"] == "processing"]
-        if running:
-            return running[0]
-        time.sleep(0.1)
-    raise AssertionError("no task started")
-
-
 @pytest.mark.slow
 def test_sigkill_worker_process_mid_task_is_reclaimed_after_lease(tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     data = tmp_path / "data"
-    env = _env(data, lease_seconds=2, janitor_interval_seconds=0.3)
-    job_id = _submit(env, n=4, sleep_s=3, marker_dir=str(markers))
-    worker = _start_worker(env, 2)
+    env = geomill_env(data, lease_seconds=2, janitor_interval_seconds=0.3)
+    job_id = submit(env, n=4, sleep_s=3, marker_dir=str(markers))
+    worker = start_worker(env, 2)
     try:
-        victim = _wait_processing(data, job_id)
-        pid = int(victim["executed_by_app"].rsplit("#", 1)[1])
-        os.kill(pid, signal.SIGKILL)
+        victim = wait_processing(env, job_id)
+        os.kill(int(victim["executed_by_app"].rsplit("#", 1)[1]), signal.SIGKILL)
         killed_at = time.monotonic()
-        doc = _wait_terminal(env, job_id, timeout=120)
+        doc = wait_terminal(env, job_id, timeout=120)
     finally:
-        _stop(worker)
+        stop(worker)
     assert doc["status"] == "completed", doc
     tasks = {t["task_id"]: t for t in _tasks(data, job_id)}
     redone = tasks[victim["task_id"]]
@@ -137,17 +67,17 @@ def test_sigkill_worker_process_mid_task_is_reclaimed_after_lease(tmp_path: Path
 def test_whole_worker_killed_then_new_worker_finishes_the_job(tmp_path: Path) -> None:
     """The supervisor and its children all die (SIGKILL to the process group): a fresh worker heals the job."""
     data = tmp_path / "data"
-    env = _env(data, lease_seconds=2, janitor_interval_seconds=0.3)
-    job_id = _submit(env, n=3, sleep_s=2, tag="whole-worker")
-    first = _start_worker(env, 2)
-    _wait_processing(data, job_id)
+    env = geomill_env(data, lease_seconds=2, janitor_interval_seconds=0.3)
+    job_id = submit(env, n=3, sleep_s=2, tag="whole-worker")
+    first = start_worker(env, 2)
+    wait_processing(env, job_id)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(10)
-    second = _start_worker(env, 2)
+    second = start_worker(env, 2)
     try:
-        doc = _wait_terminal(env, job_id, timeout=120)
+        doc = wait_terminal(env, job_id, timeout=120)
     finally:
-        _stop(second)
+        stop(second)
     assert doc["status"] == "completed", doc
     attempts = sorted(t["attempt"] for t in _tasks(data, job_id))
     assert attempts[-1] == 2 and attempts[0] == 1
@@ -156,10 +86,10 @@ def test_whole_worker_killed_then_new_worker_finishes_the_job(tmp_path: Path) ->
 def test_sigterm_drains_running_task(tmp_path: Path) -> None:
     """SIGTERM: the worker stops claiming but finishes the task it runs (no lost or repeated attempt)."""
     data = tmp_path / "data"
-    env = _env(data, lease_seconds=30, shutdown_grace_seconds=20)
-    job_id = _submit(env, n=1, sleep_s=2, tag="drain")
-    worker = _start_worker(env, 1)
-    victim = _wait_processing(data, job_id)
+    env = geomill_env(data, lease_seconds=30, shutdown_grace_seconds=20)
+    job_id = submit(env, n=1, sleep_s=2, tag="drain")
+    worker = start_worker(env, 1)
+    victim = wait_processing(env, job_id)
     os.killpg(worker.pid, signal.SIGTERM)
     assert worker.wait(30) == 0
     task = next(t for t in _tasks(data, job_id) if t["task_id"] == victim["task_id"])

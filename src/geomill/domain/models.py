@@ -28,6 +28,8 @@ class TaskSpec:
     key: str
     task_type: str
     params: dict[str, Any]
+    size_bytes: int | None = None  # input size, for routing big inputs to long-tasks
+    estimated_seconds: float | None = None  # expected duration, for routing to long-tasks
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from geomill.domain import (
     NewJob,
     NewTask,
     StageResults,
+    StoreError,
     TaskSpec,
     TaskStatus,
     make_job_id,
@@ -60,7 +61,7 @@ class Orchestrator:
     def __init__(self, registry: Registry, store: Store, router: Router | None = None) -> None:
         self.registry = registry
         self.store = store
-        self.router = router or Router(registry)
+        self.router = router or Router()
 
     # submission
     def submit(self, job_type: str, params: dict[str, Any], *, resubmit_of: str | None = None) -> Submission:
@@ -93,6 +94,8 @@ class Orchestrator:
             return
         try:
             self._advance(job, done)
+        except StoreError:
+            raise  # transient: the event is not acknowledged and comes back after its visibility timeout
         except Exception as exc:  # a plan or finalizer that raises is a job failure, not a retry loop
             log.exception("advancing job failed", extra={"job_id": job.job_id})
             self._fail(job, done, {"type": type(exc).__name__, "message": str(exc), "stage": done})

@@ -71,7 +71,7 @@ def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults
     return [TaskSpec("create_cog", "raster.create_cog", {
         "source": checked["source"], "target_crs": params.target_crs,
         "compression": params.compression, "resampling": params.resampling,
-    })]
+    }, size_bytes=checked.get("size_bytes"))]  # a big input routes to long-tasks
 
 
 def plan_stac_item(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:

@@ -8,9 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from geomill.domain import Task
+from geomill.domain import NotFound, RegistryError, StoreError, Task
 from geomill.engine.context import TaskContext
-from geomill.engine.execution import Outcome, run_task
+from geomill.engine.execution import Outcome, error_record, run_task
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.runtime import Runtime
 from geomill.worker.heartbeat import Heartbeat
@@ -22,13 +22,15 @@ SlotSetter = Callable[[Task | None], None]
 
 
 class WorkerLoop:
-    """Listens to `queues`; the ``jobs`` queue means this worker also plans stages (orchestration)."""
+    """Listens to `queues` (logical names); the ``jobs`` queue means this worker also plans stages."""
 
     def __init__(self, runtime: Runtime, queues: list[str], *, stop: threading.Event | None = None,
                  on_task: SlotSetter | None = None) -> None:
         self.rt = runtime
+        names = runtime.settings.queue_names
         self.handles_events = JOBS_QUEUE in queues
-        self.task_queues = [q for q in queues if q != JOBS_QUEUE]
+        self.task_queues = [names.get(q, q) for q in queues if q != JOBS_QUEUE]
+        self.wait_queues = [names.get(q, q) for q in queues]
         self.stop = stop or threading.Event()
         self.on_task = on_task or (lambda task: None)
         self.app = f"{runtime.settings.app_name}#{os.getpid()}"
@@ -37,10 +39,16 @@ class WorkerLoop:
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
         while not self.stop.is_set():
-            if self.run_once():
+            try:
+                busy = self.run_once()
+            except StoreError:
+                log.exception("store unavailable; backing off")
+                busy = False
+                time.sleep(1.0)
+            if busy:
                 self.rt.dispatch.found_work()
             else:
-                self.rt.dispatch.wait(self.task_queues, timeout=1.0)
+                self.rt.dispatch.wait(self.wait_queues, timeout=1.0)
 
     def run_once(self) -> bool:
         """Handle one event or one task; False when there was nothing to do."""
@@ -48,8 +56,7 @@ class WorkerLoop:
             return True
         if not self.task_queues:
             return False
-        s = self.rt.settings
-        task = self.rt.store.claim_task(self.task_queues, self.app, s.lease_seconds)
+        task = self.rt.store.claim_task(self.task_queues, self.app, self.rt.settings.lease_seconds)
         if task is None:
             return False
         self.execute(task)
@@ -59,37 +66,50 @@ class WorkerLoop:
         event = self.rt.store.claim_event(self.app, self.rt.settings.event_visibility_seconds)
         if event is None:
             return False
-        self.orchestrator.handle_event(event)
+        try:
+            self.orchestrator.handle_event(event)
+        except NotFound:
+            self.rt.store.add_dead_letter("jobs", f"event names an unknown job {event.job_id!r}",
+                                          {"kind": str(event.kind), "stage": event.stage}, job_id=event.job_id)
         self.rt.store.ack_event(event.event_id)
         return True
 
     def execute(self, task: Task) -> None:
-        s = self.rt.settings
+        try:
+            self.rt.registry.task_type(task.task_type)
+        except RegistryError as exc:
+            self._dead_letter(task, exc)
+            return
         self.on_task(task)
         started = time.monotonic()
         try:
-            with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds) as hb:
-                ctx = self._context(task, hb)
-                with soft_time_limit(task.timeout_seconds):
-                    outcome = run_task(self.rt.registry, task, ctx)
-            self._record(task, outcome, fenced=hb.fenced)
+            outcome, hb = self._run(task)
+            self._record(task, outcome, fenced=hb.fenced, cancelled=hb.cancelled)
         finally:
             self.on_task(None)
         log.info("task %s in %.3f s", task.task_type, time.monotonic() - started,
                  extra={"task_id": task.task_id, "job_id": task.job_id})
 
-    def _context(self, task: Task, hb: Heartbeat) -> TaskContext:
+    def _run(self, task: Task) -> tuple[Outcome, Heartbeat]:
         s = self.rt.settings
-        return TaskContext(
-            task_id=task.task_id, job_id=task.job_id, stage=task.stage, attempt=task.attempt,
-            storage=self.rt.storage, gdal_cache_mb=s.gdal_cache_mb, gdal_threads=s.gdal_threads,
-            _progress=hb.report_progress, _cancelled=lambda: hb.cancelled,
-        )
+        with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds) as hb:
+            ctx = TaskContext(
+                task_id=task.task_id, job_id=task.job_id, stage=task.stage, attempt=task.attempt,
+                storage=self.rt.storage, gdal_cache_mb=s.gdal_cache_mb, gdal_threads=s.gdal_threads,
+                _progress=hb.report_progress, _cancelled=lambda: hb.cancelled,
+            )
+            with soft_time_limit(task.timeout_seconds):
+                outcome = run_task(self.rt.registry, task, ctx)
+        return outcome, hb
 
-    def _record(self, task: Task, outcome: Outcome, *, fenced: bool) -> None:
+    def _record(self, task: Task, outcome: Outcome, *, fenced: bool, cancelled: bool) -> None:
         store = self.rt.store
         if fenced or outcome.fenced:
             log.warning("dropping the work of a fenced attempt", extra={"task_id": task.task_id})
+            return
+        if cancelled or store.is_job_cancelled(task.job_id):
+            store.cancel_task(task.task_id, task.attempt)
+            log.info("task stopped: its job was cancelled", extra={"task_id": task.task_id})
             return
         if outcome.result is not None:
             done = store.complete_task(task.task_id, task.attempt, outcome.result)
@@ -98,3 +118,11 @@ class WorkerLoop:
             done = store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in)
         if not done.applied:
             log.warning("outcome refused: attempt %d was fenced", task.attempt, extra={"task_id": task.task_id})
+
+    def _dead_letter(self, task: Task, exc: Exception) -> None:
+        """A task this code base cannot run at all: recorded as a dead letter and failed, never retried."""
+        reason = f"cannot run task type {task.task_type!r}: {exc}"
+        self.rt.store.add_dead_letter("worker", reason, {"task_type": task.task_type, "params": task.params},
+                                      job_id=task.job_id, task_id=task.task_id)
+        self.rt.store.fail_task(task.task_id, task.attempt, error_record(exc, task.attempt, permanent=True), None)
+        log.error(reason, extra={"task_id": task.task_id, "job_id": task.job_id})

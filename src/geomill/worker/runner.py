@@ -1,4 +1,4 @@
-"""Running a worker pool in the foreground: until jobs finish (`geomill run`) or until stopped (`geomill worker`)."""
+"""Running a worker pool in the foreground: until jobs finish (`geomill run`) or until stopped (`geomill serve`)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ def _jobs_done(runtime: Runtime, job_ids: Sequence[str]) -> bool:
     return all(runtime.store.get_job(j).status.is_terminal for j in job_ids)
 
 
-def run_pool(runtime: Runtime, *, processes: int, queues: list[str], job_ids: Sequence[str] = (),
+def run_pool(runtime: Runtime, layout: Sequence[Sequence[str]], *, job_ids: Sequence[str] = (),
              on_tick: Callable[[], None] | None = None) -> WorkerPool:
-    """Start `processes` workers; return when all `job_ids` are finished (or, with none, when signalled)."""
-    pool = WorkerPool(runtime, processes, queues)
+    """Start one worker process per `layout` entry; return when all `job_ids` finished (with none: when signalled)."""
+    pool = WorkerPool(runtime, layout)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _drain(signum: int, frame: object) -> None:

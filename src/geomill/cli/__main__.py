@@ -1,0 +1,3 @@
+from geomill.cli import main
+
+main()

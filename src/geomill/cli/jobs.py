@@ -1,0 +1,242 @@
+"""Job commands: run, submit, status, jobs, tasks, job-types, demo, cancel, retry, resubmit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from geomill import console as views
+from geomill.cli.common import (
+    EXIT_BY_STATUS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, AsJson, DataDir, Force, Params, ParamsFile, Processes,
+    fail, load_settings, resolve_job_id, submit_job, app, err, out, parse_params,
+)
+from geomill.config import Settings
+from geomill.domain import GeomillError, JobStatus, NotFound
+from geomill.engine.report import job_doc, job_report
+from geomill.runtime import Runtime
+from geomill.worker.roles import process_layout, resolve_role
+from geomill.worker.runner import run_pool
+
+
+@app.command()
+def run(
+    job_type: str, param: Params = None, params_file: ParamsFile = None, force: Force = False,
+    processes: Processes = None, data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """Submit a job and process it here until it finishes, with live progress."""
+    settings = load_settings(data_dir, workers=processes)
+    try:
+        rt = Runtime.open(settings)
+        sub = submit_job(rt, job_type, parse_params(param, params_file), force)
+    except GeomillError as exc:
+        raise fail(str(exc), EXIT_INVALID, as_json) from None
+    job_id = sub.job.job_id
+    if not sub.job.status.is_terminal:
+        _process(rt, [job_id], quiet=as_json)
+    doc = job_report(rt.store, rt.registry, job_id)
+    doc["reused_existing_job"] = not sub.created
+    if as_json:
+        views.print_json(doc)
+    else:
+        if not sub.created:
+            out.print(f"[dim]job {job_id[:12]} already existed; showing its outcome (use --force to re-run)[/]")
+        out.print(views.status_view(doc))
+    raise typer.Exit(EXIT_BY_STATUS.get(JobStatus(doc["status"]), EXIT_FAILED))
+
+
+def _layout(settings: Settings) -> list[tuple[str, ...]]:
+    """`geomill run` and `demo` process everything here: the standalone role."""
+    return process_layout(resolve_role("standalone"), settings)
+
+
+def _process(rt: Runtime, job_ids: list[str], *, quiet: bool) -> None:
+    console = err if quiet else out
+    with views.JobProgress(rt, job_ids, console) as progress:
+        run_pool(rt, _layout(rt.settings), job_ids=job_ids, on_tick=progress.update)
+
+
+@app.command()
+def submit(
+    job_type: str, param: Params = None, params_file: ParamsFile = None, force: Force = False,
+    data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """Queue a job without processing it (a `geomill worker` picks it up). Prints the job id."""
+    try:
+        rt = Runtime.open(load_settings(data_dir))
+        sub = submit_job(rt, job_type, parse_params(param, params_file), force)
+    except GeomillError as exc:
+        raise fail(str(exc), EXIT_INVALID, as_json) from None
+    if as_json:
+        views.print_json({**job_doc(sub.job), "created": sub.created})
+    else:
+        print(sub.job.job_id)
+
+
+@app.command()
+def status(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """A job's status, stage k/n, per-stage task counts, timings, and its result or error."""
+    rt = Runtime.open(load_settings(data_dir))
+    try:
+        doc = job_report(rt.store, rt.registry, resolve_job_id(rt, job_id))
+    except NotFound as exc:
+        raise fail(str(exc), EXIT_FAILED, as_json) from None
+    if as_json:
+        views.print_json(doc)
+    else:
+        out.print(views.status_view(doc))
+
+
+@app.command()
+def jobs(
+    status_filter: Annotated[JobStatus | None, typer.Option("--status", help="only jobs in this status")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="only jobs of this type")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+    data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """List jobs, newest first."""
+    rt = Runtime.open(load_settings(data_dir))
+    docs = [job_doc(j) for j in rt.store.list_jobs(status_filter, job_type, limit)]
+    if as_json:
+        views.print_json(docs)
+    else:
+        out.print(views.jobs_table(docs))
+
+
+@app.command("job-types")
+def job_types(as_json: AsJson = False) -> None:
+    """Job types with their descriptions, stages and parameter schemas."""
+    from geomill.jobs import build_registry
+
+    registry = build_registry(Settings().plugins)
+    docs = [
+        {"name": jt.name, "description": jt.description,
+         "stages": [{"name": s.name, "description": s.description, "failure_policy": str(s.failure_policy)}
+                    for s in jt.stages],
+         "parameters": jt.params_model.model_json_schema()}
+        for jt in registry.job_types()
+    ]
+    if as_json:
+        views.print_json(docs)
+    else:
+        out.print(views.job_types_table(docs))
+
+
+@app.command()
+def demo(
+    processes: Processes = None, data_dir: DataDir = None, force: Force = False, as_json: AsJson = False,
+) -> None:
+    """Process the bundled sample rasters: validate → COG → STAC item, with live progress."""
+    from geomill.examples import demo_raster_paths
+
+    rt = Runtime.open(load_settings(data_dir, workers=processes))
+    subs = []
+    for path in demo_raster_paths():
+        target = rt.storage.local_path(rt.storage.uri_for("bronze", f"samples/{path.name}"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(path, target)
+        subs.append(submit_job(rt, "process_raster", {"source": f"bronze://samples/{path.name}"}, force))
+    pending = [s.job.job_id for s in subs if not s.job.status.is_terminal]
+    if not as_json:
+        out.print(f"geomill demo: {len(subs)} sample rasters, data in [bold]{rt.settings.data_dir}[/]")
+    if pending:
+        _process(rt, pending, quiet=as_json)
+    rows = [_demo_row(rt, s.job.job_id) for s in subs]
+    if as_json:
+        views.print_json({"data_dir": str(rt.settings.data_dir), "jobs": rows})
+    else:
+        out.print(views.outputs_table(rows))
+        out.print(f"STAC catalog: {rt.storage.local_path('silver://catalog/catalog.json')}")
+    failed = any(r["status"] != JobStatus.COMPLETED for r in rows)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _demo_row(rt: Runtime, job_id: str) -> dict[str, Any]:
+    job = rt.store.get_job(job_id)
+    row: dict[str, Any] = {"job_id": job_id, "source": job.params["source"], "status": str(job.status)}
+    outputs = (job.result or {}).get("outputs") or []
+    if outputs:
+        o = outputs[0]
+        row.update(cog_path=o.get("cog_path"), size_bytes=o.get("size_bytes"),
+                   stac_item_path=o.get("stac_item_path"), reused=o.get("reused"))
+    if job.error:
+        row["error"] = job.error.get("message")
+    return row
+
+
+@app.command()
+def tasks(
+    job_id: str,
+    stage: Annotated[int | None, typer.Option(help="only this stage")] = None,
+    status_filter: Annotated[str | None, typer.Option("--status", help="only tasks in this status")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+    data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """A job's tasks: status, attempts, target queue, which app ran them and when."""
+    from geomill.domain import TaskStatus
+    from geomill.engine.report import task_doc
+
+    rt = Runtime.open(load_settings(data_dir))
+    try:
+        full_id = resolve_job_id(rt, job_id)
+        wanted = TaskStatus(status_filter) if status_filter else None
+    except (NotFound, ValueError) as exc:
+        raise fail(str(exc), EXIT_FAILED, as_json) from None
+    docs = [task_doc(t) for t in rt.store.list_tasks(full_id, stage, wanted)][:limit]
+    if as_json:
+        views.print_json(docs)
+    else:
+        out.print(views.tasks_table(docs))
+
+
+@app.command()
+def cancel(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Cancel a job: queued tasks at once; running tasks stop at their next heartbeat (or are killed)."""
+    rt = Runtime.open(load_settings(data_dir))
+    try:
+        full_id = resolve_job_id(rt, job_id)
+    except NotFound as exc:
+        raise fail(str(exc), EXIT_FAILED, as_json) from None
+    changed = rt.store.cancel_job(full_id)
+    job = rt.store.get_job(full_id)
+    if as_json:
+        views.print_json({**job_doc(job), "changed": changed})
+    elif changed:
+        out.print(f"job {full_id[:12]} cancelled")
+    else:
+        out.print(f"job {full_id[:12]} is already {job.status}; nothing to cancel")
+    raise typer.Exit(EXIT_OK if changed or job.status is JobStatus.CANCELLED else EXIT_FAILED)
+
+
+@app.command()
+def retry(task_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Give a failed task one more attempt, re-opening its stage (and its job, if that stage failed it)."""
+    rt = Runtime.open(load_settings(data_dir))
+    try:
+        task = rt.store.get_task(task_id)
+    except NotFound as exc:
+        raise fail(str(exc), EXIT_FAILED, as_json) from None
+    if not rt.store.retry_task(task_id):
+        raise fail(f"task {task_id} is {task.status}; only a failed task of a job still at its stage can be "
+                   "retried (use `geomill resubmit JOB_ID` for a fresh run)", EXIT_FAILED, as_json)
+    if as_json:
+        views.print_json({"task_id": task_id, "job_id": task.job_id, "requeued": True})
+    else:
+        out.print(f"task {task_id} queued again; job {task.job_id[:12]} is processing")
+
+
+@app.command()
+def resubmit(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """A fresh run of a finished job (new id, `resubmit_of` the old one). Prints the new job id."""
+    rt = Runtime.open(load_settings(data_dir))
+    try:
+        sub = rt.orchestrator.resubmit(resolve_job_id(rt, job_id))
+    except GeomillError as exc:
+        raise fail(str(exc), EXIT_INVALID, as_json) from None
+    if as_json:
+        views.print_json({**job_doc(sub.job), "created": sub.created})
+    else:
+        print(sub.job.job_id)

@@ -41,8 +41,12 @@ class Settings(BaseSettings):
     event_visibility_seconds: float = Field(60.0, gt=0, description="a claimed but unhandled event returns after")
     timeout_grace_seconds: float = Field(15.0, ge=0, description="after a task's timeout, kill its process after")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: running tasks get this long to finish")
-    gdal_cache_mb: int = Field(256, ge=16, description="GDAL block cache per worker process")
+    gdal_cache_mb: int = Field(64, ge=8, description="GDAL block cache per worker process, MiB (COG writing gets no "
+                               "faster with more; peak memory grows with it)")
     gdal_threads: str = Field("ALL_CPUS", description="GDAL_NUM_THREADS for COG writing")
+    db_pool_size: int = Field(
+        4, ge=1, description="PostgreSQL: most pooled connections per process (a waiting worker holds one more)"
+    )
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
     log_level: str = Field("WARNING")
     log_json: bool = Field(False, description="JSON log lines (for services)")

@@ -1,4 +1,4 @@
-"""How workers learn of work: database-native polling now; LISTEN/NOTIFY and brokers plug in here."""
+"""How workers learn of work: SQLite polling, PostgreSQL LISTEN/NOTIFY; brokers plug in here."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ if TYPE_CHECKING:
 
 
 def open_dispatch(settings: Settings) -> Dispatch:
+    """LISTEN/NOTIFY when the database is PostgreSQL, adaptive polling otherwise."""
+    from geomill.store import is_postgres_url
+
+    url = settings.resolved_database_url
+    if is_postgres_url(url):
+        from geomill.dispatch.postgres import ListenNotifyDispatch
+
+        return ListenNotifyDispatch(url, poll_interval=settings.poll_interval_seconds)
     return PollingDispatch(max_interval=settings.poll_interval_seconds)
 
 

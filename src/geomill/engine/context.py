@@ -15,7 +15,7 @@ class TaskContext:
     stage: int
     attempt: int
     storage: Any  # geomill.storage.base.Storage; typed loosely so engine stays free of adapters
-    gdal_cache_mb: int = 256
+    gdal_cache_mb: int = 64
     gdal_threads: str = "ALL_CPUS"
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("geomill.task"))
     _progress: Callable[[float, str], None] | None = None

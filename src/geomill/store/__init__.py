@@ -12,11 +12,25 @@ if TYPE_CHECKING:
     from geomill.engine.ports import Store
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(database_url: str) -> bool:
+    return database_url.startswith(POSTGRES_SCHEMES)
+
+
 def open_store(database_url: str, settings: Settings | None = None) -> Store:
-    """``sqlite:///path/to/file.db`` (the embedded default). PostgreSQL arrives with its own issue."""
+    """``sqlite:///path/to/file.db`` (the embedded default) or ``postgresql://user@host:port/db``."""
     if database_url.startswith("sqlite:///"):
         from geomill.store.sqlite import SQLiteStore
 
         sync = settings.sqlite_synchronous if settings else "NORMAL"
         return SQLiteStore(Path(database_url.removeprefix("sqlite:///")), synchronous=sync)
-    raise InvalidInput(f"unsupported database URL {database_url!r}; expected sqlite:///PATH", field="database_url")
+    if is_postgres_url(database_url):
+        from geomill.store.postgres import PostgresStore
+
+        return PostgresStore(database_url, pool_size=settings.db_pool_size if settings else 4)
+    raise InvalidInput(
+        f"unsupported database URL {database_url!r}; expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+        field="database_url",
+    )

@@ -42,6 +42,7 @@ from rio_cogeo.cogeo import cog_validate
 from geomill.domain import InvalidInput, TaskError, canonical_json
 from geomill.engine.context import TaskContext
 from geomill.storage.base import Storage
+from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.validate import (
     check_georeferenced,
     check_readable,
@@ -251,7 +252,7 @@ def describe(plan: CogPlan, *, reused: bool) -> CogResult:
 
 def create_cog(params: CreateCogParams, ctx: TaskContext) -> CogResult:
     """Handler of ``raster.create_cog``."""
-    with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_mb, GDAL_NUM_THREADS=ctx.gdal_threads):
+    with gdal_env(ctx, threads=True):
         path = resolve_source(params.source, ctx.storage)
         with open_raster(path, params.source) as src:
             check_georeferenced(src, params.source)

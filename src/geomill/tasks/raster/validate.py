@@ -19,6 +19,7 @@ from rio_cogeo.cogeo import cog_validate
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
 from geomill.storage.base import Storage
+from geomill.tasks.raster.gdal import gdal_env
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def inspect_raster(source: str, storage: Storage) -> RasterSummary:
 
 def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSummary:
     """Handler of ``raster.validate``."""
-    with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_mb):
+    with gdal_env(ctx):
         summary = inspect_raster(params.source, ctx.storage)
     ctx.progress(1.0, "validated")
     logger.info("raster valid", extra={"task_id": ctx.task_id, "source": params.source, "is_cog": summary.is_cog})

@@ -26,6 +26,7 @@ from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
 from geomill.storage.base import ZONES, Storage
 from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
+from geomill.tasks.raster.gdal import gdal_env
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def create_item(params: CreateItemParams, ctx: TaskContext) -> ItemResult:
     cog_path = resolve_source(params.cog_uri, ctx.storage)
     item_id = params.item_id or cog_path.stem
     item_path = catalog.item_path(params.collection_id, item_id)
-    with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_mb), open_raster(cog_path, params.cog_uri) as ds:
+    with gdal_env(ctx), open_raster(cog_path, params.cog_uri) as ds:
         check_georeferenced(ds, params.cog_uri)
         when = item_datetime(ds, params.source, ctx.storage)
         doc = build_item(ds, item_id, asset_href(params.cog_uri, cog_path, item_path), when)

@@ -1,0 +1,396 @@
+"""PostgreSQL store: the database is the queue (FOR UPDATE SKIP LOCKED), and NOTIFY wakes idle workers.
+
+Connections come from one bounded pool per store (``min 1, max pool_size``); a process that also waits for work
+holds one more, the dispatcher's LISTEN connection, so a process never holds more than ``pool_size + 1``.
+
+Retrying after a lost connection. Every method runs as one function of a connection; when PostgreSQL is away
+(``OperationalError``: refused, reset, shut down by an admin, pool timeout; also serialization failures and
+deadlocks, which PostgreSQL rolls back) the whole function runs again with exponential backoff, for up to
+``retry_seconds``. That is safe because each method is either a read, idempotent, or a guarded update:
+- the error came before COMMIT: PostgreSQL rolled the transaction back, nothing happened, running it again is exact;
+- the error came during COMMIT (result unknown) and the commit did apply: the retry finds the state it expected
+  already gone and reports "not applied". For ``complete_task`` / ``fail_task`` that means the task is already
+  finished by this very attempt (the fence is the attempt number, nobody else can own it), the counter was
+  decremented and any stage_complete event inserted in that committed transaction, so "not applied" loses nothing.
+  ``start_stage`` / ``finish_job`` / ``retry_task`` likewise report False for a change that did happen;
+  ``create_job`` reports an existing job. A claim (task or event) whose commit was lost is not returned to us: its
+  lease (or visibility timeout) runs out and the janitor (or the queue) gives it back, costing one attempt.
+  ``add_dead_letter`` is the one plain insert: a lost commit retried may record the same dead letter twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolClosed
+
+from geomill.domain import (
+    Event,
+    EventKind,
+    FailurePolicy,
+    Job,
+    JobStatus,
+    NewJob,
+    NewTask,
+    NotFound,
+    Stage,
+    StoreError,
+    Task,
+    TaskStatus,
+    check_job_transition,
+)
+from geomill.domain.status import job_sources
+from geomill.engine.ports import TaskOutcome
+from geomill.engine.registry import JOBS_QUEUE
+from geomill.store import postgres_queries as q
+from geomill.store.postgres_queries import channel_for
+from geomill.store.rows import job_from_row, stage_from_row, task_from_row, ts
+from geomill.store.sql import migrations
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Cursor = psycopg.Cursor[dict[str, Any]]
+
+_dumps = partial(json.dumps, default=str)
+# Connection errors that no amount of waiting fixes (the server answered, and said no).
+_PERMANENT_CONNECT = ("does not exist", "authentication failed", "no pg_hba.conf entry", "password",
+                      "invalid connection option", "invalid URI", "invalid integer value")
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value, dumps=_dumps)
+
+
+class PostgresStore:
+    """All state in PostgreSQL, through a bounded pool; every method retries over a lost connection (see above)."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_size: int = 4, retry_seconds: float = 60.0,
+                 connect_timeout: float = 5.0) -> None:
+        self.url = url
+        self.retry_seconds = retry_seconds
+        _preflight(url, connect_timeout)
+        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+            url, min_size=1, max_size=max(1, pool_size), open=True, name="geomill-store",
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout))},
+            # No `check` round trip before each use: a connection the server dropped (restart) fails its first
+            # statement before anything ran; the pool discards it and _run retries on a fresh one.
+            timeout=min(10.0, retry_seconds),  # one getconn; _run retries around it up to retry_seconds
+            reconnect_timeout=retry_seconds,
+        )
+
+    # plumbing
+    def _run(self, what: str, fn: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
+        """Run `fn` on a pooled connection; on a transient error run all of it again with backoff."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                with self._pool.connection() as conn:
+                    return fn(conn)
+            except PoolClosed as exc:
+                raise StoreError(f"{what}: the store is closed") from exc
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StoreError(f"{what}: PostgreSQL unavailable for {self.retry_seconds:.0f} s: {exc}") from exc
+                log.warning("%s: PostgreSQL unavailable (%s); retrying in %.2f s", what, str(exc).strip(), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except psycopg.Error as exc:
+                raise StoreError(f"{what} failed: {exc}") from exc
+
+    def _tx(self, what: str, fn: Callable[[Cursor], T]) -> T:
+        """`fn` in one transaction (retried whole)."""
+        def run(conn: psycopg.Connection[dict[str, Any]]) -> T:
+            with conn.transaction(), conn.cursor() as cur:
+                return fn(cur)
+        return self._run(what, run)
+
+    def _read(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        return self._run("query", lambda conn: conn.execute(sql, params).fetchall())
+
+    def _one(self, what: str, sql: str, params: Any) -> tuple[int, list[dict[str, Any]]]:
+        """A single statement, atomic on its own (autocommit: no BEGIN/COMMIT round trips): (rowcount, rows)."""
+        def run(conn: psycopg.Connection[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+            cur = conn.execute(sql, params)
+            return cur.rowcount, (cur.fetchall() if cur.description else [])
+        return self._run(what, run)
+
+    def migrate(self) -> None:
+        """Apply numbered migrations not yet applied, each in its own transaction under an advisory lock."""
+        for version, sql in migrations("postgres"):
+            if self._tx(f"migration {version:03d}", partial(_apply_migration, version, sql)):
+                log.info("applied migration %03d", version)
+
+    def schema_version(self) -> int:
+        rows = self._read("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        return int(rows[0]["v"])
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # jobs
+    def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        def op(c: Cursor) -> bool:
+            c.execute(q.INSERT_JOB, {
+                "job_id": job.job_id, "job_type": job.job_type, "params": _jsonb(job.params),
+                "stage_count": job.stage_count, "resubmit_of": job.resubmit_of,
+                "deadline_seconds": job.deadline_seconds or None,
+            })
+            created = c.fetchone() is not None
+            if created:
+                _insert_event(c, EventKind.JOB_SUBMITTED, job.job_id, 0)
+            return created
+        created = self._tx("create_job", op)
+        return self.get_job(job.job_id), created
+
+    def get_job(self, job_id: str) -> Job:
+        rows = self._read("SELECT * FROM jobs WHERE job_id = %s", (job_id,))
+        if not rows:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job_from_row(rows[0])
+
+    def find_jobs(self, prefix: str) -> list[Job]:
+        rows = self._read("SELECT * FROM jobs WHERE starts_with(job_id, %s) LIMIT 3", (prefix,))
+        return [job_from_row(r) for r in rows]
+
+    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]:
+        sql, args = "SELECT * FROM jobs WHERE true", []
+        if status is not None:
+            sql += " AND status = %s"
+            args.append(str(status))
+        if job_type is not None:
+            sql += " AND job_type = %s"
+            args.append(job_type)
+        sql += " ORDER BY created_at DESC LIMIT %s"
+        args.append(limit)
+        return [job_from_row(r) for r in self._read(sql, args)]
+
+    def start_stage(
+        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
+    ) -> bool:
+        def op(c: Cursor) -> bool:
+            if c.execute(q.ADVANCE_JOB_STAGE, {"job_id": job_id, "stage": stage}).rowcount != 1:
+                return False
+            c.execute(q.INSERT_STAGE, {"job_id": job_id, "stage": stage, "name": name, "total": len(tasks),
+                                       "policy": str(policy)})
+            if tasks:
+                c.executemany(q.INSERT_TASK, [_task_row(job_id, stage, t) for t in tasks])
+                _notify(c, {t.target_queue for t in tasks})
+            else:  # a plan of 0 tasks completes the stage at once
+                _insert_event(c, EventKind.STAGE_COMPLETE, job_id, stage)
+            return True
+        return self._tx("start_stage", op)
+
+    def finish_job(
+        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> bool:
+        check_job_transition(JobStatus.PROCESSING, status)
+        sources = [str(s) for s in job_sources(status)]
+
+        def op(c: Cursor) -> bool:
+            if c.execute(q.FINISH_JOB, {"job_id": job_id, "stage": stage, "status": str(status), "sources": sources,
+                                        "result": _jsonb(result), "error": _jsonb(error)}).rowcount != 1:
+                return False
+            c.execute(q.CANCEL_QUEUED_TASKS, {"job_id": job_id})
+            return True
+        return self._tx("finish_job", op)
+
+    def cancel_job(self, job_id: str) -> bool:
+        def op(c: Cursor) -> bool:
+            if c.execute(q.CANCEL_JOB, {"job_id": job_id}).rowcount != 1:
+                return False
+            c.execute(q.CANCEL_QUEUED_TASKS, {"job_id": job_id})
+            return True
+        return self._tx("cancel_job", op)
+
+    def is_job_cancelled(self, job_id: str) -> bool:
+        rows = self._read("SELECT status FROM jobs WHERE job_id = %s", (job_id,))
+        return bool(rows) and rows[0]["status"] == JobStatus.CANCELLED
+
+    def cancel_task(self, task_id: str, attempt: int) -> bool:
+        return self._one("cancel_task", q.CANCEL_RUNNING_TASK, {"task_id": task_id, "attempt": attempt})[0] == 1
+
+    def retry_task(self, task_id: str) -> bool:
+        def op(c: Cursor) -> bool:
+            c.execute(q.LOCK_JOB_OF_TASK, {"task_id": task_id})
+            row = c.execute(q.REOPEN_FAILED_TASK, {"task_id": task_id}).fetchone()
+            if row is None:
+                return False
+            args = {"job_id": row["job_id"], "stage": row["stage"]}
+            c.execute(q.REOPEN_STAGE, args)
+            c.execute(q.REOPEN_JOB, args)
+            c.execute(q.DROP_STAGE_EVENTS, args)  # the stage is open again: a pending stage_complete is stale
+            _notify(c, {row["target_queue"]})
+            return True
+        return self._tx("retry_task", op)
+
+    def add_dead_letter(self, source: str, reason: str, payload: dict[str, Any], job_id: str | None = None,
+                        task_id: str | None = None) -> None:
+        self._one("add_dead_letter", q.INSERT_DEAD_LETTER, {
+            "source": source, "reason": reason, "payload": _jsonb(payload), "job_id": job_id, "task_id": task_id})
+
+    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._read("SELECT * FROM dead_letters ORDER BY id DESC LIMIT %s", (limit,))
+        return [{**r, "created_at": ts(r["created_at"])} for r in rows]
+
+    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
+        args = {"name": name, "holder": holder, "seconds": seconds}
+        return self._one("acquire_leadership", q.ACQUIRE_LEADERSHIP, args)[0] == 1
+
+    # stages and tasks
+    def get_stages(self, job_id: str) -> list[Stage]:
+        counts: dict[int, dict[str, int]] = {}
+        for r in self._read(q.STAGE_COUNTS, {"job_id": job_id}):
+            counts.setdefault(r["stage"], {})[r["status"]] = r["n"]
+        rows = self._read("SELECT * FROM stages WHERE job_id = %s ORDER BY stage", (job_id,))
+        return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
+
+    def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
+        return self.list_tasks(job_id, stage)
+
+    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]:
+        sql, args = "SELECT * FROM tasks WHERE job_id = %s", [job_id]
+        if stage is not None:
+            sql += " AND stage = %s"
+            args.append(stage)
+        if status is not None:
+            sql += " AND status = %s"
+            args.append(str(status))
+        return [task_from_row(r) for r in self._read(sql + " ORDER BY stage, task_key", args)]
+
+    def get_task(self, task_id: str) -> Task:
+        rows = self._read("SELECT * FROM tasks WHERE task_id = %s", (task_id,))
+        if not rows:
+            raise NotFound(f"no task with id {task_id!r}")
+        return task_from_row(rows[0])
+
+    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
+        if not queues:
+            return None
+        _, rows = self._one("claim_task", q.CLAIM_TASK, {"queues": list(queues), "app": app, "lease": lease_seconds})
+        return task_from_row(rows[0]) if rows else None
+
+    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+        args = {"task_id": task_id, "attempt": attempt, "lease": lease_seconds}
+        return self._one("heartbeat", q.HEARTBEAT, args)[0] == 1
+
+    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
+        args = {"task_id": task_id, "attempt": attempt, "progress": progress, "message": message}
+        return self._one("report_progress", q.REPORT_PROGRESS, args)[0] == 1
+
+    def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
+        return self._finish("complete_task", q.COMPLETE_TASK, task_id, attempt, result=_jsonb(result))
+
+    def fail_task(
+        self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
+    ) -> TaskOutcome:
+        if retry_in_seconds is None:
+            return self._finish("fail_task", q.FAIL_TASK, task_id, attempt, error=_jsonb(error))
+        _, rows = self._one("fail_task", q.RETRY_TASK, {
+            "task_id": task_id, "attempt": attempt, "error": _jsonb(error), "delay": retry_in_seconds,
+            "channel_prefix": q.CHANNEL_PREFIX})
+        return TaskOutcome(applied=rows[0]["applied"] == 1)
+
+    def _finish(self, what: str, sql: str, task_id: str, attempt: int, **values: Any) -> TaskOutcome:
+        """A guarded finish of an attempt with its stage count-down, in one statement (see the query)."""
+        _, rows = self._one(what, sql, {"task_id": task_id, "attempt": attempt,
+                                        "jobs_channel": channel_for(JOBS_QUEUE), **values})
+        return TaskOutcome(applied=rows[0]["applied"] == 1, stage_done=rows[0]["stage_done"] == 1)
+
+    # events
+    def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None:
+        _, rows = self._one("claim_event", q.CLAIM_EVENT, {"consumer": consumer, "visibility": visibility_seconds})
+        if not rows:
+            return None
+        r = rows[0]
+        return Event(r["event_id"], EventKind(r["kind"]), r["job_id"], r["stage"])
+
+    def ack_event(self, event_id: int) -> None:
+        self._one("ack_event", q.ACK_EVENT, {"event_id": event_id})
+
+    # janitor
+    def reclaim_expired_leases(self, limit: int = 500) -> int:
+        """Expired leases go back to the queue (the attempt counts) or fail when attempts are used up."""
+        reclaimed = 0
+        for r in self._read(q.EXPIRED_LEASES, {"limit": limit}):
+            task_id, attempt = r["task_id"], r["attempt"]
+            error = {"type": "LeaseExpired", "message": f"attempt {attempt} lost its lease (worker died or hung)",
+                     "retryable": True, "attempt": attempt}
+            retry_in = 0.0 if attempt < r["max_attempts"] else None
+            if self.fail_task(task_id, attempt, error, retry_in).applied:
+                reclaimed += 1
+                log.warning("reclaimed expired lease", extra={"task_id": task_id, "attempt": attempt})
+        return reclaimed
+
+    def resignal_stalled_stages(self, grace_seconds: float) -> int:
+        """Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal again."""
+        def op(c: Cursor) -> list[dict[str, Any]]:
+            rows = c.execute(q.RESIGNAL_STALLED, {"grace": grace_seconds}).fetchall()
+            if rows:
+                _notify(c, {JOBS_QUEUE})
+            return rows
+        rows = self._tx("resignal_stalled_stages", op)
+        for r in rows:
+            log.warning("re-signalled stalled stage %d", r["stage"], extra={"job_id": r["job_id"]})
+        return len(rows)
+
+    def fail_overdue_jobs(self) -> list[str]:
+        failed = []
+        for r in self._read(q.OVERDUE_JOBS):
+            error = {"type": "DeadlineExceeded", "message": "the job ran past its deadline", "stage": r["stage"]}
+            if self.finish_job(r["job_id"], r["stage"], JobStatus.FAILED, None, error):
+                failed.append(r["job_id"])
+        return failed
+
+
+# statements shared by several methods, each inside the caller's transaction
+def _apply_migration(version: int, sql: str, c: Cursor) -> bool:
+    c.execute(q.MIGRATION_LOCK)  # concurrent starters queue here; the check below is then final
+    c.execute(q.CREATE_MIGRATIONS)
+    if c.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone():
+        return False
+    c.execute(sql)  # no parameters: the file's several statements run as one script
+    c.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+    return True
+
+
+def _insert_event(c: Cursor, kind: EventKind, job_id: str, stage: int) -> None:
+    c.execute(q.INSERT_EVENT, {"kind": str(kind), "job_id": job_id, "stage": stage,
+                               "channel": channel_for(JOBS_QUEUE)})
+
+
+def _notify(c: Cursor, queues: set[str]) -> None:
+    """Wake the listeners of these queues when this transaction commits (NOTIFY is transactional)."""
+    c.execute(q.NOTIFY_CHANNELS, {"channels": sorted(channel_for(x) for x in queues)})
+
+
+def _task_row(job_id: str, stage: int, t: NewTask) -> dict[str, Any]:
+    return {
+        "task_id": t.task_id, "job_id": job_id, "stage": stage, "task_key": t.task_key, "task_type": t.task_type,
+        "params": _jsonb(t.params), "max_attempts": t.max_attempts, "target_queue": t.target_queue,
+        "timeout_seconds": float(t.timeout_seconds),
+    }
+
+
+def _preflight(url: str, timeout: float) -> None:
+    """Fail at once on a URL the server refuses for good (unknown database or role, bad password); a server that
+    is merely down or restarting is left to the pool and the retries."""
+    try:
+        psycopg.connect(url, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.OperationalError as exc:
+        if any(marker in str(exc) for marker in _PERMANENT_CONNECT):
+            raise StoreError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+        log.warning("PostgreSQL not reachable yet (%s); the store will keep trying", str(exc).strip())
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc

@@ -1,0 +1,251 @@
+"""Named SQL statements of the PostgreSQL store. Each state change is guarded by the state it expects.
+
+Times come from the server: ``now()`` is the start of the statement's transaction, so every row a transaction
+writes carries the same time. Durations arrive as seconds (``%(lease)s``) and become intervals here.
+"""
+
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7240193100412)"  # any fixed key: 'geomill migrate'
+
+CREATE_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+INSERT_JOB = """
+INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
+                  created_at, deadline_at, updated_at)
+VALUES (%(job_id)s, %(job_type)s, %(params)s, 'queued', 0, %(stage_count)s, %(resubmit_of)s,
+        now(), now() + make_interval(secs => %(deadline_seconds)s::float8), now())
+ON CONFLICT (job_id) DO NOTHING
+RETURNING job_id
+"""
+
+# The event and its wake-up commit together: NOTIFY is delivered only when the transaction commits.
+INSERT_EVENT = """
+WITH e AS (
+    INSERT INTO events (kind, job_id, stage, created_at, visible_at)
+    VALUES (%(kind)s, %(job_id)s, %(stage)s, now(), now())
+    RETURNING event_id
+)
+SELECT e.event_id, pg_notify(%(channel)s, '') FROM e
+"""
+
+NOTIFY_CHANNELS = "SELECT pg_notify(c, '') FROM unnest(%(channels)s::text[]) AS c"
+
+# Compare-and-set: only the handler that sees the job still at the previous stage moves it.
+ADVANCE_JOB_STAGE = """
+UPDATE jobs SET stage = %(stage)s, status = 'processing', updated_at = now(), advances = advances + 1,
+                started_at = COALESCE(started_at, now())
+WHERE job_id = %(job_id)s AND stage = %(stage)s - 1 AND status IN ('queued', 'processing')
+"""
+
+INSERT_STAGE = """
+INSERT INTO stages (job_id, stage, name, total, remaining, failed, failure_policy, created_at, completed_at)
+VALUES (%(job_id)s, %(stage)s, %(name)s, %(total)s, %(total)s, 0, %(policy)s, now(),
+        CASE WHEN %(total)s = 0 THEN now() END)
+"""
+
+INSERT_TASK = """
+INSERT INTO tasks (task_id, job_id, stage, task_key, task_type, params, status, attempt, max_attempts,
+                   target_queue, timeout_seconds, created_at, available_at)
+VALUES (%(task_id)s, %(job_id)s, %(stage)s, %(task_key)s, %(task_type)s, %(params)s, 'queued', 0, %(max_attempts)s,
+        %(target_queue)s, %(timeout_seconds)s, now(), now())
+"""
+
+FINISH_JOB = """
+UPDATE jobs SET status = %(status)s, result = %(result)s, error = %(error)s, finished_at = now(), updated_at = now(),
+                advances = advances + 1
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = ANY(%(sources)s::text[])
+"""
+
+CANCEL_QUEUED_TASKS = """
+UPDATE tasks SET status = 'cancelled', finished_at = now() WHERE job_id = %(job_id)s AND status = 'queued'
+"""
+
+CANCEL_JOB = """
+UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
+"""
+
+# Each queue's oldest available task through the partial index (one short index range per queue), the oldest of
+# those wins. SKIP LOCKED: rows another worker is claiming right now are passed over, never waited for.
+CLAIM_TASK = """
+WITH next AS (
+    SELECT t.task_id
+    FROM unnest(%(queues)s::text[]) AS q (queue)
+    CROSS JOIN LATERAL (
+        SELECT task_id, available_at FROM tasks
+        WHERE status = 'queued' AND target_queue = q.queue AND available_at <= now()
+        ORDER BY available_at LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS t
+    ORDER BY t.available_at LIMIT 1
+)
+UPDATE tasks SET status = 'processing', attempt = attempt + 1,
+                 lease_expires_at = now() + make_interval(secs => %(lease)s::float8),
+                 executed_by_app = %(app)s, execution_started_at = now(), progress = NULL, progress_message = NULL
+FROM next
+WHERE tasks.task_id = next.task_id AND tasks.status = 'queued'
+RETURNING tasks.*
+"""
+
+HEARTBEAT = """
+UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
+WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+"""
+
+REPORT_PROGRESS = """
+UPDATE tasks SET progress = %(progress)s, progress_message = %(message)s
+WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+"""
+
+# A finished attempt and its stage accounting in ONE statement (one round trip, atomic on its own): the guarded
+# update of the task, the O(1) decrement of its stage counter, and - from the decrement that reaches zero - the
+# stage_complete event and its NOTIFY. The stages row lock serializes concurrent completions, and PostgreSQL
+# re-checks `remaining > 0` on the latest row version, so exactly one completion sees the counter reach zero.
+# A task finished without a counter to decrement is a bug: geomill_raise aborts (rolls back) the whole statement.
+_COUNT_DOWN = """
+, counted AS (
+    UPDATE stages s SET remaining = s.remaining - 1, failed = s.failed + {failed},
+                        completed_at = CASE WHEN s.remaining = 1 THEN now() ELSE s.completed_at END
+    FROM finished f
+    WHERE s.job_id = f.job_id AND s.stage = f.stage AND s.remaining > 0
+    RETURNING s.job_id, s.stage, s.remaining
+), emitted AS (
+    INSERT INTO events (kind, job_id, stage, created_at, visible_at)
+    SELECT 'stage_complete', job_id, stage, now(), now() FROM counted WHERE remaining = 0
+    RETURNING event_id
+)
+SELECT (SELECT count(*) FROM finished) AS applied,
+       (SELECT count(*) FROM emitted) AS stage_done,
+       (SELECT count(pg_notify(%(jobs_channel)s, '')) FROM emitted) AS notified,
+       CASE WHEN (SELECT count(*) FROM finished) <> (SELECT count(*) FROM counted)
+            THEN geomill_raise('stage counter of task ' || %(task_id)s || ' is missing or already zero') END
+"""
+
+COMPLETE_TASK = """
+WITH finished AS (
+    UPDATE tasks SET status = 'completed', result = %(result)s, error = NULL, finished_at = now(),
+                     lease_expires_at = NULL, progress = 1.0
+    WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+    RETURNING job_id, stage
+)""" + _COUNT_DOWN.format(failed=0)
+
+FAIL_TASK = """
+WITH finished AS (
+    UPDATE tasks SET status = 'failed', error = %(error)s, finished_at = now(), lease_expires_at = NULL
+    WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+    RETURNING job_id, stage
+)""" + _COUNT_DOWN.format(failed=1)
+
+# A retry is not a finish: the stage is not counted down; the task's queue is woken (it may wait out a backoff).
+RETRY_TASK = """
+WITH requeued AS (
+    UPDATE tasks SET status = 'queued', error = %(error)s, lease_expires_at = NULL,
+                     available_at = now() + make_interval(secs => %(delay)s::float8)
+    WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+    RETURNING target_queue
+)
+SELECT count(*) AS applied, count(pg_notify(%(channel_prefix)s || target_queue, '')) AS notified FROM requeued
+"""
+
+CLAIM_EVENT = """
+WITH next AS (
+    SELECT event_id FROM events WHERE visible_at <= now()
+    ORDER BY event_id LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE events SET visible_at = now() + make_interval(secs => %(visibility)s::float8),
+                  claimed_by = %(consumer)s, deliveries = deliveries + 1
+FROM next
+WHERE events.event_id = next.event_id
+RETURNING events.event_id, events.kind, events.job_id, events.stage
+"""
+
+ACK_EVENT = "DELETE FROM events WHERE event_id = %(event_id)s"
+
+EXPIRED_LEASES = """
+SELECT task_id, attempt, max_attempts FROM tasks
+WHERE status = 'processing' AND lease_expires_at < now() LIMIT %(limit)s
+"""
+
+# Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal them again.
+RESIGNAL_STALLED = """
+INSERT INTO events (kind, job_id, stage, created_at, visible_at)
+SELECT CASE WHEN stalled.stage = 0 THEN 'job_submitted' ELSE 'stage_complete' END,
+       stalled.job_id, stalled.stage, now(), now()
+FROM (
+    SELECT s.job_id, s.stage FROM stages s JOIN jobs j ON j.job_id = s.job_id AND j.stage = s.stage
+    WHERE s.remaining = 0 AND s.completed_at < now() - make_interval(secs => %(grace)s::float8)
+      AND j.status IN ('queued', 'processing')
+      AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = s.job_id AND e.stage = s.stage)
+    UNION ALL
+    SELECT j.job_id, 0 FROM jobs j
+    WHERE j.stage = 0 AND j.status = 'queued' AND j.created_at < now() - make_interval(secs => %(grace)s::float8)
+      AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = j.job_id AND e.stage = 0)
+) AS stalled
+RETURNING job_id, stage
+"""
+
+OVERDUE_JOBS = """
+SELECT job_id, stage FROM jobs
+WHERE deadline_at IS NOT NULL AND deadline_at < now() AND status IN ('queued', 'processing')
+"""
+
+STAGE_COUNTS = """
+SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = %(job_id)s GROUP BY stage, status
+"""
+
+CANCEL_RUNNING_TASK = """
+UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL
+WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+"""
+
+# Manual retry. The job row is locked first so that a concurrent stage compare-and-set either happened before
+# (and the guard below sees the job moved on) or waits for the re-opened stage.
+LOCK_JOB_OF_TASK = """
+SELECT j.job_id FROM jobs j JOIN tasks t ON t.job_id = j.job_id WHERE t.task_id = %(task_id)s FOR UPDATE OF j
+"""
+
+# One more attempt for a failed task. Its stage counts it again, and a job that this stage failed is re-opened
+# (processing, error cleared) - only while the job has not moved past that stage.
+REOPEN_FAILED_TASK = """
+UPDATE tasks SET status = 'queued', max_attempts = max_attempts + 1, available_at = now(), finished_at = NULL
+WHERE task_id = %(task_id)s AND status = 'failed'
+  AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = tasks.job_id AND j.stage = tasks.stage
+              AND j.status IN ('processing', 'failed'))
+RETURNING job_id, stage, target_queue
+"""
+
+REOPEN_STAGE = """
+UPDATE stages SET remaining = remaining + 1, failed = failed - 1, completed_at = NULL
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND failed > 0
+"""
+
+REOPEN_JOB = """
+UPDATE jobs SET status = 'processing', error = NULL, finished_at = NULL, updated_at = now()
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'failed'
+"""
+
+DROP_STAGE_EVENTS = "DELETE FROM events WHERE job_id = %(job_id)s AND stage = %(stage)s"
+
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (source, reason, payload, job_id, task_id, created_at)
+VALUES (%(source)s, %(reason)s, %(payload)s, %(job_id)s, %(task_id)s, now())
+"""
+
+ACQUIRE_LEADERSHIP = """
+INSERT INTO leader_leases (name, holder, expires_at)
+VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(seconds)s::float8))
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at < now()
+"""
+
+CHANNEL_PREFIX = "geomill_"
+
+
+def channel_for(queue: str) -> str:
+    """The LISTEN/NOTIFY channel of a queue (the jobs queue included): ``geomill_raster-tasks``."""
+    return CHANNEL_PREFIX + queue

@@ -1,0 +1,22 @@
+"""Integration fixtures: a fresh PostgreSQL database per test (the server is started, PostGIS installed if needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services import ensure_postgres, fresh_database
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> None:
+    """PostgreSQL 15 + PostGIS on 127.0.0.1:5432, or skip (fail when CI is set)."""
+    ensure_postgres()
+
+
+@pytest.fixture
+def pg_url(postgres_server: None) -> Iterator[str]:
+    """``postgresql://postgres@127.0.0.1:5432/geomill_test_<random>``: created empty, dropped after the test."""
+    with fresh_database() as url:
+        yield url

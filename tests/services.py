@@ -1,0 +1,117 @@
+"""The real services integration tests use, made ready on demand: PostgreSQL 15 (+ PostGIS) on 127.0.0.1:5432.
+
+A missing service skips the test locally but fails it when ``CI`` is set (a CI run must not pass by skipping).
+``scripts/services.sh`` does the same set-up from the shell (``scripts/test.sh`` runs it before pytest).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+ADMIN_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+POSTGIS_PACKAGE = "postgresql-15-postgis-3"
+
+_problem: str | None = None  # what is wrong with the services ("" = nothing); checked once per test session
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: a missing service fails the run)")
+    pytest.skip(reason)
+
+
+def postgres_up(timeout: float = 2.0) -> bool:
+    try:
+        psycopg.connect(ADMIN_URL, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _start_postgres() -> str:
+    """Start the local cluster; returns what went wrong, or an empty string."""
+    versions = sorted(p.name for p in Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").exists() else []
+    if not versions:
+        return "PostgreSQL is not installed (no /etc/postgresql); run scripts/services.sh"
+    try:
+        _run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot start PostgreSQL: {exc}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if postgres_up():
+            return ""
+        time.sleep(0.5)
+    return f"PostgreSQL on {PG_HOST}:{PG_PORT} did not come up after pg_ctlcluster start"
+
+
+def _ensure_postgis() -> str:
+    """Install PostGIS if missing (the vector work needs it); returns what went wrong, or an empty string."""
+    try:
+        if _run(["dpkg", "-s", POSTGIS_PACKAGE], timeout=30).returncode == 0:
+            return ""
+        update = _run(["apt-get", "update"], timeout=300)
+        install = _run(["apt-get", "install", "-y", POSTGIS_PACKAGE], timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot install {POSTGIS_PACKAGE}: {exc}"
+    if install.returncode != 0:
+        return f"cannot install {POSTGIS_PACKAGE}: {(update.stderr + install.stderr).strip()[-500:]}"
+    return ""
+
+
+def ensure_postgres() -> None:
+    """PostgreSQL reachable on 127.0.0.1:5432 with PostGIS installed, or skip (fail in CI)."""
+    global _problem
+    if _problem is None:  # first call of the session: check, start, install
+        _problem = ("" if postgres_up() else _start_postgres()) or _ensure_postgis()
+    if _problem:
+        unavailable(_problem)
+
+
+def database_url(name: str) -> str:
+    return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+
+
+@contextmanager
+def fresh_database(prefix: str = "geomill_test") -> Iterator[str]:
+    """A new, empty database for one test; dropped afterwards (its sessions terminated first)."""
+    ensure_postgres()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url(name)
+    finally:
+        drop_database(name)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def terminate_sessions(url: str) -> int:
+    """Kill every session connected to the database of `url` (what a server restart does to clients)."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall()
+    return len(rows)

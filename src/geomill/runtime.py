@@ -45,4 +45,7 @@ class Runtime:
         return Orchestrator(self.registry, self.store, self.router)
 
     def close(self) -> None:
+        close_dispatch = getattr(self.dispatch, "close", None)
+        if close_dispatch is not None:
+            close_dispatch()
         self.store.close()

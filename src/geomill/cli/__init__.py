@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from geomill.cli import jobs, ops  # noqa: F401  (each module registers its commands on `app`)
-from geomill.cli.common import app
+from geomill.cli.common import app, err
+from geomill.domain import GeomillError
 
 
 def main() -> None:
@@ -13,6 +14,9 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except GeomillError as exc:  # e.g. the database is unreachable: one clear line, no traceback
+        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+        sys.exit(1)
 
 
 __all__ = ["app", "main"]

@@ -3,12 +3,16 @@
 Connections come from one bounded pool per store (``min 1, max pool_size``); a process that also waits for work
 holds one more, the dispatcher's LISTEN connection, so a process never holds more than ``pool_size + 1``.
 
+Round trips. A single-statement change runs in autocommit (one round trip); finishing an attempt - the guarded
+task update, the stage counter decrement and, at zero, the stage_complete event with its NOTIFY - is ONE statement
+of data-modifying CTEs (see ``postgres_queries.COMPLETE_TASK``), so it is atomic and costs one round trip too.
+
 Retrying after a lost connection. Every method runs as one function of a connection; when PostgreSQL is away
 (``OperationalError``: refused, reset, shut down by an admin, pool timeout; also serialization failures and
 deadlocks, which PostgreSQL rolls back) the whole function runs again with exponential backoff, for up to
 ``retry_seconds``. That is safe because each method is either a read, idempotent, or a guarded update:
 - the error came before COMMIT: PostgreSQL rolled the transaction back, nothing happened, running it again is exact;
-- the error came during COMMIT (result unknown) and the commit did apply: the retry finds the state it expected
+- the error came during COMMIT (or an autocommit statement; result unknown) and the commit did apply: the retry finds the state it expected
   already gone and reports "not applied". For ``complete_task`` / ``fail_task`` that means the task is already
   finished by this very attempt (the fence is the attempt number, nobody else can own it), the counter was
   decremented and any stage_complete event inserted in that committed transaction, so "not applied" loses nothing.

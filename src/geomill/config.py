@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     long_task_size_mb: float = Field(1000.0, ge=0, description="tasks whose input is larger go to long-tasks")
     long_task_minutes: float = Field(20.0, ge=0, description="tasks estimated to run longer go to long-tasks")
     cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job's running task is killed after")
+    prefetch: int = Field(8, ge=1, le=100, description="tasks claimed per round trip while tasks are short (< 0.2 s)")
     lease_seconds: float = Field(60.0, gt=0, description="task lease; renewed by heartbeats at a third of it")
     poll_interval_seconds: float = Field(0.5, gt=0, description="longest idle wait between polls (SQLite)")
     janitor_interval_seconds: float = Field(5.0, gt=0, description="how often the reconciler runs")

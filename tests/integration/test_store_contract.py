@@ -261,6 +261,26 @@ def test_claim_heartbeat_complete_are_fenced_by_attempt(store: Store) -> None:
     assert drain_events(store) == [("stage_complete", job_id, 1)]
 
 
+def test_claim_tasks_takes_a_batch_oldest_first_and_release_gives_them_back(store: Store) -> None:
+    job_id = new_job(store, "batch")
+    drain_events(store)
+    specs = start(store, job_id, 1, 5)
+    batch = store.claim_tasks([QUEUE], "w", 30, 3)
+    assert len(batch) == 3 and len({t.task_id for t in batch}) == 3
+    assert all((t.status, t.attempt) == (TaskStatus.PROCESSING, 1) for t in batch)
+    rest = store.claim_tasks([QUEUE, "raster-tasks"], "w2", 30, 10)
+    assert {t.task_id for t in rest} == {s.task_id for s in specs} - {t.task_id for t in batch}
+    assert store.claim_tasks([QUEUE], "w3", 30, 10) == []
+    released = batch[2]
+    assert store.release_task(released.task_id, 1)
+    assert not store.release_task(released.task_id, 1)  # only once, and only a claimed attempt
+    back = store.get_task(released.task_id)
+    assert (back.status, back.attempt, back.executed_by_app) == (TaskStatus.QUEUED, 0, None)
+    again = store.claim_tasks([QUEUE], "w4", 30, 10)
+    assert [(t.task_id, t.attempt) for t in again] == [(released.task_id, 1)]  # the released attempt did not count
+    assert stage_of(store, job_id).remaining == 5
+
+
 def test_the_counter_counts_each_task_once_and_the_last_emits_one_stage_complete(store: Store) -> None:
     job_id = new_job(store, "count")
     drain_events(store)

@@ -68,6 +68,14 @@ class Store(Protocol):
 
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None: ...
 
+    def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
+        """Up to `limit` due tasks in one round trip (prefetch for short tasks); each has its own lease."""
+        ...
+
+    def release_task(self, task_id: str, attempt: int) -> bool:
+        """Give back a claimed task that was never started (its attempt does not count)."""
+        ...
+
     def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
         """Renew the lease of this attempt; False means fenced (the task moved on without us)."""
         ...

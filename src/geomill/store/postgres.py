@@ -280,10 +280,28 @@ class PostgresStore:
         return task_from_row(rows[0])
 
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
+        claimed = self.claim_tasks(queues, app, lease_seconds, 1)
+        return claimed[0] if claimed else None
+
+    def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
         if not queues:
-            return None
-        _, rows = self._one("claim_task", q.CLAIM_TASK, {"queues": list(queues), "app": app, "lease": lease_seconds})
-        return task_from_row(rows[0]) if rows else None
+            return []
+        args = {"queues": list(queues), "app": app, "lease": lease_seconds, "limit": int(limit)}
+        _, rows = self._one("claim_tasks", q.CLAIM_TASKS, args)
+        return sorted((task_from_row(r) for r in rows), key=lambda t: t.available_at or t.created_at)
+
+    def release_task(self, task_id: str, attempt: int) -> bool:
+        """Re-queued with NOTIFY, so another worker can take it at once."""
+        def run(cur: Cursor) -> bool:
+            cur.execute(q.RELEASE_TASK, {"task_id": task_id, "attempt": attempt})
+            released = cur.rowcount == 1
+            if released:
+                cur.execute("SELECT target_queue FROM tasks WHERE task_id = %s", (task_id,))
+                row = cur.fetchone()
+                if row:
+                    cur.execute("SELECT pg_notify(%s, '')", (channel_for(row["target_queue"]),))
+            return released
+        return self._tx("release_task", run)
 
     def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
         args = {"task_id": task_id, "attempt": attempt, "lease": lease_seconds}

@@ -71,17 +71,18 @@ WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
 
 # Each queue's oldest available task through the partial index (one short index range per queue), the oldest of
 # those wins. SKIP LOCKED: rows another worker is claiming right now are passed over, never waited for.
-CLAIM_TASK = """
+# Up to :limit due tasks, oldest first, per queue through the partial index, skipping rows others are claiming.
+CLAIM_TASKS = """
 WITH next AS (
     SELECT t.task_id
     FROM unnest(%(queues)s::text[]) AS q (queue)
     CROSS JOIN LATERAL (
         SELECT task_id, available_at FROM tasks
         WHERE status = 'queued' AND target_queue = q.queue AND available_at <= now()
-        ORDER BY available_at LIMIT 1
+        ORDER BY available_at LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) AS t
-    ORDER BY t.available_at LIMIT 1
+    ORDER BY t.available_at LIMIT %(limit)s
 )
 UPDATE tasks SET status = 'processing', attempt = attempt + 1,
                  lease_expires_at = now() + make_interval(secs => %(lease)s::float8),
@@ -89,6 +90,13 @@ UPDATE tasks SET status = 'processing', attempt = attempt + 1,
 FROM next
 WHERE tasks.task_id = next.task_id AND tasks.status = 'queued'
 RETURNING tasks.*
+"""
+
+# Give back a prefetched task this worker will not run (drain): the attempt it took does not count.
+RELEASE_TASK = """
+UPDATE tasks SET status = 'queued', attempt = attempt - 1, lease_expires_at = NULL, executed_by_app = NULL,
+                 execution_started_at = NULL, available_at = now()
+WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
 """
 
 HEARTBEAT = """

@@ -246,19 +246,30 @@ class SQLiteStore:
         return task_from_row(rows[0])
 
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
+        claimed = self.claim_tasks(queues, app, lease_seconds, 1)
+        return claimed[0] if claimed else None
+
+    def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
+        """Up to `limit` due tasks of `queues`, oldest first, each claimed with its own lease and attempt."""
         now = time.time()
         marks = ",".join("?" for _ in queues)
-        peek = q.PEEK_CLAIMABLE.replace(":now", "?").format(queues=marks)
-        for _ in range(5):  # another process may win the row between peek and claim: look again
-            rows = self._read(peek, [*queues, now])
-            if not rows:
-                return None
+        peek = q.PEEK_CLAIMABLE.replace(":now", "?").format(queues=marks, limit=int(limit))
+        for _ in range(5):  # another process may win the rows between peek and claim: look again
+            ids = [r[0] for r in self._read(peek, [*queues, now])]
+            if not ids:
+                return []
+            args = [{"task_id": i, "now": now, "lease": lease_seconds, "app": app} for i in ids]
             with self._tx() as c:
-                row = c.execute(q.CLAIM_TASK, {"task_id": rows[0][0], "now": now, "lease": lease_seconds,
-                                               "app": app}).fetchone()
-            if row is not None:
-                return task_from_row(row)
-        return None
+                rows = [c.execute(q.CLAIM_TASK, a).fetchone() for a in args]
+            claimed = [task_from_row(r) for r in rows if r is not None]
+            if claimed:
+                return claimed
+        return []
+
+    def release_task(self, task_id: str, attempt: int) -> bool:
+        with self._tx() as c:
+            cur = c.execute(q.RELEASE_TASK, {"task_id": task_id, "attempt": attempt, "now": time.time()})
+        return cur.rowcount == 1
 
     def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
         with self._tx() as c:

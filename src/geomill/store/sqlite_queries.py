@@ -47,7 +47,7 @@ WHERE job_id = :job_id AND status IN ('queued', 'processing')
 PEEK_CLAIMABLE = """
 SELECT task_id FROM tasks
 WHERE status = 'queued' AND target_queue IN ({queues}) AND available_at <= :now
-ORDER BY available_at LIMIT 1
+ORDER BY available_at LIMIT {limit}
 """
 
 CLAIM_TASK = """
@@ -160,4 +160,11 @@ ACQUIRE_LEADERSHIP = """
 INSERT INTO leader_leases (name, holder, expires_at) VALUES (:name, :holder, :now + :seconds)
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at < :now
+"""
+
+# Give back a prefetched task this worker will not run (drain): the attempt it took does not count.
+RELEASE_TASK = """
+UPDATE tasks SET status = 'queued', attempt = attempt - 1, lease_expires_at = NULL, executed_by_app = NULL,
+                 execution_started_at = NULL, available_at = :now
+WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
 """

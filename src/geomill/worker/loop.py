@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from geomill.domain import NotFound, RegistryError, StoreError, Task
@@ -19,6 +20,8 @@ from geomill.worker.timeouts import soft_time_limit
 log = logging.getLogger(__name__)
 
 SlotSetter = Callable[[Task | None], None]
+SHORT_TASK = 0.2  # seconds: tasks shorter than this are claimed `prefetch` at a time
+EVENT_POLL = 0.05  # seconds between event polls while tasks keep a worker busy (one query saved per task)
 
 
 class WorkerLoop:
@@ -35,9 +38,24 @@ class WorkerLoop:
         self.on_task = on_task or (lambda task: None)
         self.app = f"{runtime.settings.app_name}#{os.getpid()}"
         self.orchestrator = runtime.orchestrator
+        self._next_event_poll = 0.0  # while busy with tasks, look for events at most every EVENT_POLL seconds
+        self._prefetched: deque[Task] = deque()
+        self._last_task_seconds = float("inf")
 
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
+        try:
+            self._run_until_stopped()
+        finally:
+            self.release_prefetched()
+
+    def release_prefetched(self) -> None:
+        """Give back claimed tasks that were never started (their attempt does not count)."""
+        while self._prefetched:
+            task = self._prefetched.popleft()
+            self.rt.store.release_task(task.task_id, task.attempt)
+
+    def _run_until_stopped(self) -> None:
         while not self.stop.is_set():
             try:
                 busy = self.run_once()
@@ -52,15 +70,28 @@ class WorkerLoop:
 
     def run_once(self) -> bool:
         """Handle one event or one task; False when there was nothing to do."""
-        if self.handles_events and self.handle_one_event():
-            return True
+        if self.handles_events and time.monotonic() >= self._next_event_poll:
+            if self.handle_one_event():
+                return True
+            self._next_event_poll = time.monotonic() + EVENT_POLL
         if not self.task_queues:
+            self._next_event_poll = 0.0
             return False
-        task = self.rt.store.claim_task(self.task_queues, self.app, self.rt.settings.lease_seconds)
+        task = self._next_task()
         if task is None:
+            self._next_event_poll = 0.0  # idle: the next round looks for events first
             return False
         self.execute(task)
         return True
+
+    def _next_task(self) -> Task | None:
+        """The next prefetched task, or a new claim: several at once only while tasks are short, so a claimed but
+        waiting task never sits long on its lease."""
+        if not self._prefetched:
+            s = self.rt.settings
+            limit = s.prefetch if self._last_task_seconds < SHORT_TASK else 1
+            self._prefetched.extend(self.rt.store.claim_tasks(self.task_queues, self.app, s.lease_seconds, limit))
+        return self._prefetched.popleft() if self._prefetched else None
 
     def handle_one_event(self) -> bool:
         event = self.rt.store.claim_event(self.app, self.rt.settings.event_visibility_seconds)
@@ -87,7 +118,8 @@ class WorkerLoop:
             self._record(task, outcome, fenced=hb.fenced, cancelled=hb.cancelled)
         finally:
             self.on_task(None)
-        log.info("task %s in %.3f s", task.task_type, time.monotonic() - started,
+        self._last_task_seconds = time.monotonic() - started
+        log.info("task %s in %.3f s", task.task_type, self._last_task_seconds,
                  extra={"task_id": task.task_id, "job_id": task.job_id})
 
     def _run(self, task: Task) -> tuple[Outcome, Heartbeat]:
@@ -107,7 +139,7 @@ class WorkerLoop:
         if fenced or outcome.fenced:
             log.warning("dropping the work of a fenced attempt", extra={"task_id": task.task_id})
             return
-        if cancelled or store.is_job_cancelled(task.job_id):
+        if cancelled:  # seen by a heartbeat; a task that ended before any beat just completes (the job is over)
             store.cancel_task(task.task_id, task.attempt)
             log.info("task stopped: its job was cancelled", extra={"task_id": task.task_id})
             return
@@ -116,6 +148,8 @@ class WorkerLoop:
         else:
             assert outcome.error is not None
             done = store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in)
+        if done.stage_done:
+            self._next_event_poll = 0.0  # we emitted stage_complete: plan the next stage now if we orchestrate
         if not done.applied:
             log.warning("outcome refused: attempt %d was fenced", task.attempt, extra={"task_id": task.task_id})
 

@@ -20,3 +20,11 @@ def pg_url(postgres_server: None) -> Iterator[str]:
     """``postgresql://postgres@127.0.0.1:5432/geomill_test_<random>``: created empty, dropped after the test."""
     with fresh_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """Each backend in turn, for tests that drive geomill processes: None = the default SQLite file."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_url")

@@ -15,13 +15,6 @@ from procs import cli, geomill_env, start, stop, submit, tasks, wait_for, wait_p
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
-    if request.param == "sqlite":
-        return None  # the default: <data dir>/geomill.db
-    return request.getfixturevalue("pg_url")
-
-
 def _serve(env: dict[str, str], mode: str, app: str, *extra: str) -> object:
     return start(dict(env, GEOMILL_APP_NAME=app), "serve", "--mode", mode, *extra)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from procs import geomill_env, start, start_worker, stop, submit, tasks, wait_processing, wait_terminal
+from procs import geomill_env, start_worker, stop, submit, tasks, wait_processing, wait_terminal
 from services import ADMIN_URL, postgres_up
 
 pytestmark = pytest.mark.usefixtures("postgres_server")

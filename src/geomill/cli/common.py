@@ -11,7 +11,7 @@ from rich.console import Console
 
 from geomill import console as views
 from geomill.config import Settings
-from geomill.domain import GeomillError, InvalidInput, JobStatus, NotFound
+from geomill.domain import InvalidInput, JobStatus, NotFound
 from geomill.engine.orchestrator import Submission
 from geomill.runtime import Runtime
 from geomill.worker.logs import setup_logging

@@ -44,11 +44,8 @@ from geomill.domain import (
     JobStatus,
     NewJob,
     NewTask,
-    NotFound,
-    Stage,
     StoreError,
     Task,
-    TaskStatus,
     check_job_transition,
 )
 from geomill.domain.status import job_sources
@@ -56,7 +53,8 @@ from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import postgres_queries as q
 from geomill.store.postgres_queries import channel_for
-from geomill.store.rows import job_from_row, stage_from_row, task_from_row, ts
+from geomill.store.reads import SharedReads
+from geomill.store.rows import task_from_row, ts
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
@@ -74,7 +72,9 @@ def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps=_dumps)
 
 
-class PostgresStore:
+class PostgresStore(SharedReads):
+    _mark = "%s"
+
     """All state in PostgreSQL, through a bounded pool; every method retries over a lost connection (see above)."""
 
     dialect = "postgres"
@@ -158,28 +158,6 @@ class PostgresStore:
         created = self._tx("create_job", op)
         return self.get_job(job.job_id), created
 
-    def get_job(self, job_id: str) -> Job:
-        rows = self._read("SELECT * FROM jobs WHERE job_id = %s", (job_id,))
-        if not rows:
-            raise NotFound(f"no job with id {job_id!r}")
-        return job_from_row(rows[0])
-
-    def find_jobs(self, prefix: str) -> list[Job]:
-        rows = self._read("SELECT * FROM jobs WHERE starts_with(job_id, %s) LIMIT 3", (prefix,))
-        return [job_from_row(r) for r in rows]
-
-    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]:
-        sql, args = "SELECT * FROM jobs WHERE true", []
-        if status is not None:
-            sql += " AND status = %s"
-            args.append(str(status))
-        if job_type is not None:
-            sql += " AND job_type = %s"
-            args.append(job_type)
-        sql += " ORDER BY created_at DESC LIMIT %s"
-        args.append(limit)
-        return [job_from_row(r) for r in self._read(sql, args)]
-
     def start_stage(
         self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
     ) -> bool:
@@ -253,32 +231,6 @@ class PostgresStore:
         return self._one("acquire_leadership", q.ACQUIRE_LEADERSHIP, args)[0] == 1
 
     # stages and tasks
-    def get_stages(self, job_id: str) -> list[Stage]:
-        counts: dict[int, dict[str, int]] = {}
-        for r in self._read(q.STAGE_COUNTS, {"job_id": job_id}):
-            counts.setdefault(r["stage"], {})[r["status"]] = r["n"]
-        rows = self._read("SELECT * FROM stages WHERE job_id = %s ORDER BY stage", (job_id,))
-        return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
-
-    def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
-        return self.list_tasks(job_id, stage)
-
-    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]:
-        sql, args = "SELECT * FROM tasks WHERE job_id = %s", [job_id]
-        if stage is not None:
-            sql += " AND stage = %s"
-            args.append(stage)
-        if status is not None:
-            sql += " AND status = %s"
-            args.append(str(status))
-        return [task_from_row(r) for r in self._read(sql + " ORDER BY stage, task_key", args)]
-
-    def get_task(self, task_id: str) -> Task:
-        rows = self._read("SELECT * FROM tasks WHERE task_id = %s", (task_id,))
-        if not rows:
-            raise NotFound(f"no task with id {task_id!r}")
-        return task_from_row(rows[0])
-
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
         claimed = self.claim_tasks(queues, app, lease_seconds, 1)
         return claimed[0] if claimed else None

@@ -202,9 +202,6 @@ SELECT job_id, stage FROM jobs
 WHERE deadline_at IS NOT NULL AND deadline_at < now() AND status IN ('queued', 'processing')
 """
 
-STAGE_COUNTS = """
-SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = %(job_id)s GROUP BY stage, status
-"""
 
 CANCEL_RUNNING_TASK = """
 UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL

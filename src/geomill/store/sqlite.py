@@ -20,17 +20,15 @@ from geomill.domain import (
     JobStatus,
     NewJob,
     NewTask,
-    NotFound,
-    Stage,
     StoreError,
     Task,
-    TaskStatus,
     check_job_transition,
 )
 from geomill.domain.status import job_sources
 from geomill.engine.ports import TaskOutcome
 from geomill.store import sqlite_queries as q
-from geomill.store.rows import job_from_row, stage_from_row, task_from_row, ts
+from geomill.store.reads import SharedReads
+from geomill.store.rows import task_from_row, ts
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,7 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
 
-class SQLiteStore:
+class SQLiteStore(SharedReads):
     """One connection per process (and per store object), guarded by a lock for the heartbeat thread."""
 
     dialect = "sqlite"
@@ -121,27 +119,6 @@ class SQLiteStore:
                                            "now": now})
         return self.get_job(job.job_id), created
 
-    def get_job(self, job_id: str) -> Job:
-        rows = self._read("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
-        if not rows:
-            raise NotFound(f"no job with id {job_id!r}")
-        return job_from_row(rows[0])
-
-    def find_jobs(self, prefix: str) -> list[Job]:
-        return [job_from_row(r) for r in self._read("SELECT * FROM jobs WHERE job_id LIKE ? LIMIT 3", (prefix + "%",))]
-
-    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(str(status))
-        if job_type is not None:
-            sql += " AND job_type = ?"
-            args.append(job_type)
-        sql += " ORDER BY created_at DESC LIMIT ?"
-        args.append(limit)
-        return [job_from_row(r) for r in self._read(sql, args)]
-
     def start_stage(
         self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
     ) -> bool:
@@ -219,32 +196,6 @@ class SQLiteStore:
         return cur.rowcount == 1
 
     # stages and tasks
-    def get_stages(self, job_id: str) -> list[Stage]:
-        counts: dict[int, dict[str, int]] = {}
-        for stage, status, n in self._read(q.STAGE_COUNTS, {"job_id": job_id}):
-            counts.setdefault(stage, {})[status] = n
-        rows = self._read("SELECT * FROM stages WHERE job_id = ? ORDER BY stage", (job_id,))
-        return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
-
-    def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
-        return self.list_tasks(job_id, stage)
-
-    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]:
-        sql, args = "SELECT * FROM tasks WHERE job_id = ?", [job_id]
-        if stage is not None:
-            sql += " AND stage = ?"
-            args.append(stage)
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(str(status))
-        return [task_from_row(r) for r in self._read(sql + " ORDER BY stage, task_key", args)]
-
-    def get_task(self, task_id: str) -> Task:
-        rows = self._read("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
-        if not rows:
-            raise NotFound(f"no task with id {task_id!r}")
-        return task_from_row(rows[0])
-
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
         claimed = self.claim_tasks(queues, app, lease_seconds, 1)
         return claimed[0] if claimed else None

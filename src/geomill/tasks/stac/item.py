@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pystac
-import rasterio
 from pydantic import BaseModel, Field
 from rasterio.io import DatasetReader
 from rio_stac import create_stac_item

@@ -1,0 +1,64 @@
+"""Read queries both SQL stores share: jobs, stages with per-status counts, tasks. Only the placeholder differs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from geomill.domain import Job, JobStatus, NotFound, Stage, Task, TaskStatus
+from geomill.store.rows import job_from_row, stage_from_row, task_from_row
+
+
+class SharedReads:
+    """Mixed into a store that provides ``_read(sql, params) -> rows`` and its DB-API placeholder ``_mark``."""
+
+    _mark = "?"
+
+    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Sequence[Mapping[str, Any]]:
+        raise NotImplementedError
+
+    def _where(self, base: str, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+        """``base`` plus ``AND column = ?`` for each filter that is not None."""
+        sql, args = base, []
+        for column, value in filters.items():
+            if value is not None:
+                sql += f" AND {column} = {self._mark}"
+                args.append(str(value) if isinstance(value, JobStatus | TaskStatus) else value)
+        return sql, args
+
+    def get_job(self, job_id: str) -> Job:
+        rows = self._read(f"SELECT * FROM jobs WHERE job_id = {self._mark}", (job_id,))
+        if not rows:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job_from_row(rows[0])
+
+    def find_jobs(self, prefix: str) -> list[Job]:
+        rows = self._read(f"SELECT * FROM jobs WHERE job_id LIKE {self._mark} LIMIT 3", (prefix + "%",))
+        return [job_from_row(r) for r in rows]
+
+    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]:
+        sql, args = self._where("SELECT * FROM jobs WHERE 1 = 1", {"status": status, "job_type": job_type})
+        rows = self._read(f"{sql} ORDER BY created_at DESC LIMIT {self._mark}", [*args, limit])
+        return [job_from_row(r) for r in rows]
+
+    def get_stages(self, job_id: str) -> list[Stage]:
+        counts: dict[int, dict[str, int]] = {}
+        sql = f"SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {self._mark} GROUP BY stage, status"
+        for r in self._read(sql, (job_id,)):
+            counts.setdefault(r["stage"], {})[r["status"]] = r["n"]
+        rows = self._read(f"SELECT * FROM stages WHERE job_id = {self._mark} ORDER BY stage", (job_id,))
+        return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
+
+    def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
+        return self.list_tasks(job_id, stage)
+
+    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]:
+        base = f"SELECT * FROM tasks WHERE job_id = {self._mark}"
+        sql, args = self._where(base, {"stage": stage, "status": status})
+        return [task_from_row(r) for r in self._read(sql + " ORDER BY stage, task_key", [job_id, *args])]
+
+    def get_task(self, task_id: str) -> Task:
+        rows = self._read(f"SELECT * FROM tasks WHERE task_id = {self._mark}", (task_id,))
+        if not rows:
+            raise NotFound(f"no task with id {task_id!r}")
+        return task_from_row(rows[0])

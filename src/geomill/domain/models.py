@@ -83,6 +83,7 @@ class NewJob:
     stage_count: int
     deadline_seconds: float | None = None
     resubmit_of: str | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Job:
     error: dict[str, Any] | None = None
     resubmit_of: str | None = None
     advances: int = 0  # successful stage compare-and-sets, including the final one
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class Task:
     error: dict[str, Any] | None = None
     progress: float | None = None
     progress_message: str | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -64,22 +64,28 @@ class Orchestrator:
         self.router = router or Router()
 
     # submission
-    def submit(self, job_type: str, params: dict[str, Any], *, resubmit_of: str | None = None) -> Submission:
-        """Validate and store a job; the same job type and parameters give back the existing job."""
+    def validate(self, job_type: str, params: dict[str, Any]) -> tuple[JobType, dict[str, Any]]:
+        """The job type and its canonical parameters; InvalidInput (or UnknownJobType) when they are wrong."""
         jt = self.registry.job_type(job_type)
-        canonical = parse_params(jt.params_model, params).model_dump(mode="json")
+        return jt, parse_params(jt.params_model, params).model_dump(mode="json")
+
+    def submit(self, job_type: str, params: dict[str, Any], *, resubmit_of: str | None = None,
+               correlation_id: str | None = None) -> Submission:
+        """Validate and store a job; the same job type and parameters give back the existing job."""
+        jt, canonical = self.validate(job_type, params)
         job_id = make_job_id(job_type, canonical, lineage=resubmit_of)
-        new = NewJob(job_id, job_type, canonical, len(jt.stages), jt.deadline_seconds, resubmit_of)
+        new = NewJob(job_id, job_type, canonical, len(jt.stages), jt.deadline_seconds, resubmit_of, correlation_id)
         job, created = self.store.create_job(new)
         log.info("job %s", "submitted" if created else "already exists", extra={"job_id": job_id})
         return Submission(job, created)
 
-    def resubmit(self, job_id: str) -> Submission:
+    def resubmit(self, job_id: str, correlation_id: str | None = None) -> Submission:
         """A fresh run of a finished job, with an id derived from the one it re-runs."""
         job = self.store.get_job(job_id)
         if not job.status.is_terminal:
             raise InvalidInput(f"job {job_id} is {job.status}; only a finished job can be resubmitted")
-        return self.submit(job.job_type, job.params, resubmit_of=job_id)
+        return self.submit(job.job_type, job.params, resubmit_of=job_id,
+                           correlation_id=correlation_id or job.correlation_id)
 
     # events
     def handle_event(self, event: Event) -> None:

@@ -40,7 +40,7 @@ def job_doc(job: Job) -> dict[str, Any]:
         "stage": job.stage, "stage_count": job.stage_count, "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
         "seconds": _duration(job.started_at or job.created_at, job.finished_at),
-        "resubmit_of": job.resubmit_of, "advances": job.advances, "result": job.result, "error": job.error,
+        "resubmit_of": job.resubmit_of, "advances": job.advances, "correlation_id": job.correlation_id, "result": job.result, "error": job.error,
     }
 
 
@@ -54,7 +54,7 @@ def task_doc(task: Task, *, admin: bool = False) -> dict[str, Any]:
         "max_attempts": task.max_attempts, "target_queue": task.target_queue,
         "executed_by_app": task.executed_by_app, "execution_started_at": _iso(task.execution_started_at),
         "finished_at": _iso(task.finished_at), "progress": task.progress, "progress_message": task.progress_message,
-        "params": task.params, "result": task.result, "error": error,
+        "params": task.params, "result": task.result, "error": error, "correlation_id": task.correlation_id,
     }
 
 

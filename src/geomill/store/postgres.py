@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import postgres_queries as q
 from geomill.store.postgres_queries import channel_for
 from geomill.store.reads import SharedReads
+from geomill.store.service_sql import ServiceState
 from geomill.store.rows import task_from_row, ts
 from geomill.store.sql import migrations
 
@@ -72,8 +74,9 @@ def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps=_dumps)
 
 
-class PostgresStore(SharedReads):
+class PostgresStore(SharedReads, ServiceState):
     _mark = "%s"
+    _duration = "extract(epoch FROM finished_at - execution_started_at)"
 
     """All state in PostgreSQL, through a bounded pool; every method retries over a lost connection (see above)."""
 
@@ -130,6 +133,12 @@ class PostgresStore(SharedReads):
             return cur.rowcount, (cur.fetchall() if cur.description else [])
         return self._run(what, run)
 
+    def _write(self, sql: str, params: Any = ()) -> int:
+        return self._one("write", sql, params)[0]
+
+    def _since(self, seconds: float) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+
     def migrate(self) -> None:
         """Apply numbered migrations not yet applied, each in its own transaction under an advisory lock."""
         for version, sql in migrations("postgres"):
@@ -148,7 +157,7 @@ class PostgresStore(SharedReads):
         def op(c: Cursor) -> bool:
             c.execute(q.INSERT_JOB, {
                 "job_id": job.job_id, "job_type": job.job_type, "params": _jsonb(job.params),
-                "stage_count": job.stage_count, "resubmit_of": job.resubmit_of,
+                "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "correlation_id": job.correlation_id,
                 "deadline_seconds": job.deadline_seconds or None,
             })
             created = c.fetchone() is not None

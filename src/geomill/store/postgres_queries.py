@@ -15,9 +15,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 INSERT_JOB = """
 INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
-                  created_at, deadline_at, updated_at)
+                  created_at, deadline_at, updated_at, correlation_id)
 VALUES (%(job_id)s, %(job_type)s, %(params)s, 'queued', 0, %(stage_count)s, %(resubmit_of)s,
-        now(), now() + make_interval(secs => %(deadline_seconds)s::float8), now())
+        now(), now() + make_interval(secs => %(deadline_seconds)s::float8), now(), %(correlation_id)s)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING job_id
 """
@@ -49,9 +49,10 @@ VALUES (%(job_id)s, %(stage)s, %(name)s, %(total)s, %(total)s, 0, %(policy)s, no
 
 INSERT_TASK = """
 INSERT INTO tasks (task_id, job_id, stage, task_key, task_type, params, status, attempt, max_attempts,
-                   target_queue, timeout_seconds, created_at, available_at)
+                   target_queue, timeout_seconds, created_at, available_at, correlation_id)
 VALUES (%(task_id)s, %(job_id)s, %(stage)s, %(task_key)s, %(task_type)s, %(params)s, 'queued', 0, %(max_attempts)s,
-        %(target_queue)s, %(timeout_seconds)s, now(), now())
+        %(target_queue)s, %(timeout_seconds)s, now(), now(),
+        (SELECT correlation_id FROM jobs WHERE job_id = %(job_id)s))
 """
 
 FINISH_JOB = """

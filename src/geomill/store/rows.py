@@ -31,6 +31,7 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         stage=r["stage"], stage_count=r["stage_count"], created_at=ts(r["created_at"]),  # type: ignore[arg-type]
         started_at=ts(r["started_at"]), finished_at=ts(r["finished_at"]), deadline_at=ts(r["deadline_at"]),
         result=js(r["result"]), error=js(r["error"]), resubmit_of=r["resubmit_of"], advances=r["advances"],
+        correlation_id=r["correlation_id"],
     )
 
 
@@ -51,5 +52,5 @@ def task_from_row(r: Mapping[str, Any]) -> Task:
         lease_expires_at=ts(r["lease_expires_at"]), executed_by_app=r["executed_by_app"],
         execution_started_at=ts(r["execution_started_at"]), finished_at=ts(r["finished_at"]),
         result=js(r["result"]), error=js(r["error"]),
-        progress=r["progress"], progress_message=r["progress_message"],
+        progress=r["progress"], progress_message=r["progress_message"], correlation_id=r["correlation_id"],
     )

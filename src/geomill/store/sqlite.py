@@ -28,6 +28,7 @@ from geomill.domain.status import job_sources
 from geomill.engine.ports import TaskOutcome
 from geomill.store import sqlite_queries as q
 from geomill.store.reads import SharedReads
+from geomill.store.service_sql import ServiceState
 from geomill.store.rows import task_from_row, ts
 from geomill.store.sql import migrations
 
@@ -38,7 +39,7 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
 
-class SQLiteStore(SharedReads):
+class SQLiteStore(SharedReads, ServiceState):
     """One connection per process (and per store object), guarded by a lock for the heartbeat thread."""
 
     dialect = "sqlite"
@@ -79,6 +80,13 @@ class SQLiteStore(SharedReads):
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _write(self, sql: str, params: Any = ()) -> int:
+        with self._tx() as c:
+            return c.execute(sql, params).rowcount
+
+    def _since(self, seconds: float) -> float:
+        return time.time() - seconds
+
     def migrate(self) -> None:
         """Apply numbered migrations not yet applied, each in its own transaction."""
         with self._tx() as c:
@@ -112,6 +120,7 @@ class SQLiteStore(SharedReads):
             cur = c.execute(q.INSERT_JOB, {
                 "job_id": job.job_id, "job_type": job.job_type, "params": _json(job.params),
                 "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "now": now, "deadline_at": deadline,
+                "correlation_id": job.correlation_id,
             })
             created = cur.rowcount == 1
             if created:

@@ -2,8 +2,9 @@
 
 INSERT_JOB = """
 INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
-                  created_at, deadline_at, updated_at)
-VALUES (:job_id, :job_type, :params, 'queued', 0, :stage_count, :resubmit_of, :now, :deadline_at, :now)
+                  created_at, deadline_at, updated_at, correlation_id)
+VALUES (:job_id, :job_type, :params, 'queued', 0, :stage_count, :resubmit_of, :now, :deadline_at, :now,
+        :correlation_id)
 ON CONFLICT (job_id) DO NOTHING
 """
 
@@ -24,9 +25,9 @@ VALUES (:job_id, :stage, :name, :total, :total, 0, :policy, :now, CASE WHEN :tot
 
 INSERT_TASK = """
 INSERT INTO tasks (task_id, job_id, stage, task_key, task_type, params, status, attempt, max_attempts,
-                   target_queue, timeout_seconds, created_at, available_at)
+                   target_queue, timeout_seconds, created_at, available_at, correlation_id)
 VALUES (:task_id, :job_id, :stage, :task_key, :task_type, :params, 'queued', 0, :max_attempts,
-        :target_queue, :timeout_seconds, :now, :now)
+        :target_queue, :timeout_seconds, :now, :now, (SELECT correlation_id FROM jobs WHERE job_id = :job_id))
 """
 
 FINISH_JOB = """

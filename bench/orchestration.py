@@ -166,7 +166,7 @@ def geomill_env(database_url: str | None) -> dict[str, str]:
 
 def geomill_cmd(n: int, data_dir: Path) -> list[str]:
     exe = Path(sys.executable).with_name("geomill")
-    return [str(exe), "run", "fanout", "-p", f"n={n}", "-p", f"stages={STAGES}", "-p", f"tag={secrets.token_hex(6)}",
+    return [str(exe), "run", "fanout", "-p", f"n={n}", "-p", f"stages={STAGES}", "-p", f"tag=bench-{secrets.token_hex(6)}",
             "-w", str(WORKERS), "--data-dir", str(data_dir), "--json"]
 
 

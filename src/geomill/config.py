@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         4, ge=1, description="PostgreSQL: most pooled connections per process (a waiting worker holds one more)"
     )
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
+    host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP API port")
+    auth_disabled: bool = Field(False, description="no API keys needed: local use only; /api/health says so")
+    debug_endpoints: bool = Field(False, description="enable /api/debug/* and /api/dead-letters (admin only)")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
+    source_roots: list[Path] = Field(default=[], description="folders HTTP-submitted file parameters may name "
+                                     "(besides storage URIs); empty: the data folder only")
     log_level: str = Field("WARNING")
     log_json: bool = Field(False, description="JSON log lines (for services)")
     plugins: list[str] = Field(default=[], description="extra modules with a register(registry) function")

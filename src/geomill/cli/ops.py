@@ -10,7 +10,7 @@ from geomill import console as views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out
 from geomill.domain import GeomillError
 from geomill.runtime import Runtime
-from geomill.worker.roles import process_layout, resolve_role
+from geomill.worker.roles import Role, process_layout, resolve_role
 from geomill.worker.runner import run_pool
 
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "
@@ -33,14 +33,20 @@ def _parse_concurrency(text: str | None) -> dict[str, int] | None:
     return pairs
 
 
+Host = Annotated[str | None, typer.Option("--host", help="HTTP address [GEOMILL_HOST; 127.0.0.1]")]
+Port = Annotated[int | None, typer.Option("--port", help="HTTP port [GEOMILL_PORT; 8000]")]
+NoHttp = Annotated[bool, typer.Option("--no-http", help="no HTTP API even in an API-bearing mode")]
+
+
 @app.command()
 def serve(
     mode: Mode = None, queues: Queues = None, concurrency: Concurrency = None, processes: Processes = None,
-    data_dir: DataDir = None,
+    host: Host = None, port: Port = None, no_http: NoHttp = False, data_dir: DataDir = None,
 ) -> None:
-    """Run this process in a role until SIGTERM/Ctrl-C (drains: running tasks finish first)."""
+    """Run this process in a role until SIGTERM/Ctrl-C (drains: running tasks finish first). API-bearing modes
+    (standalone, platform_*) also serve the HTTP API."""
     try:
-        settings = load_settings(data_dir, workers=processes, app_mode=mode,
+        settings = load_settings(data_dir, workers=processes, app_mode=mode, host=host, port=port,
                                  concurrency=_parse_concurrency(concurrency))
         explicit = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queues
         role = resolve_role(settings.app_mode, explicit or None)
@@ -48,18 +54,40 @@ def serve(
     except GeomillError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
     layout = process_layout(role, settings)
+    info = {"mode": str(role.mode), "has_http": role.has_http and not no_http}
     err.print(f"geomill serve: mode {role.mode}, app {settings.app_name}, {len(layout)} worker process(es): "
               + "; ".join(",".join(q) for q in layout))
-    pool = run_pool(rt, layout)
+    if role.has_http and not no_http:
+        _serve_http(rt, role, layout, info)
+        return
+    pool = run_pool(rt, layout, info=info)
     err.print(f"stopped ({pool.restarts} worker restart(s))")
+
+
+def _serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: dict[str, object]) -> None:
+    """uvicorn in the main thread (it owns the signals); the worker pool is supervised from a thread and drained
+    when the server shuts down."""
+    import uvicorn
+
+    from geomill.api import create_app
+    from geomill.worker.runner import BackgroundPool
+
+    s = rt.settings
+    pool = BackgroundPool(rt, layout, info)
+    app_ = create_app(s, rt, role, on_startup=lambda _: pool.start(), on_shutdown=lambda _: pool.stop())
+    if s.auth_disabled:
+        err.print("[yellow]warning:[/] GEOMILL_AUTH_DISABLED=true: the API accepts requests without a key")
+    err.print(f"HTTP API on http://{s.host}:{s.port} (docs: /docs)")
+    uvicorn.run(app_, host=s.host, port=s.port, log_level=s.log_level.lower(), access_log=False)
 
 
 @app.command()
 def worker(
     processes: Processes = None, queues: Queues = None, concurrency: Concurrency = None, data_dir: DataDir = None,
 ) -> None:
-    """Process queued work until stopped: `serve` in the standalone role (or the given queues)."""
-    serve(mode=None, queues=queues, concurrency=concurrency, processes=processes, data_dir=data_dir)
+    """Process queued work until stopped, without HTTP: the standalone role (or the given queues)."""
+    serve(mode=None, queues=queues, concurrency=concurrency, processes=processes, host=None, port=None,
+          no_http=True, data_dir=data_dir)
 
 
 @app.command("dead-letters")
@@ -96,3 +124,50 @@ def _redacted(url: str) -> str:
     scheme, rest = url.split("://", 1)
     creds, host = rest.rsplit("@", 1)
     return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+
+
+keys = typer.Typer(help="API keys for the HTTP API (stored hashed; the secret is shown once).", no_args_is_help=True)
+app.add_typer(keys, name="api-key")
+
+
+@keys.command("create")
+def api_key_create(
+    name: Annotated[str, typer.Argument(help="who or what uses the key")],
+    scopes: Annotated[str, typer.Option(help="comma-separated: read, submit, admin")] = "read,submit",
+    data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """Create a key; prints its secret once."""
+    from geomill.api.auth import create_key
+
+    rt = Runtime.open(load_settings(data_dir))
+    try:
+        key_id, secret = create_key(rt.store, name, [s.strip() for s in scopes.split(",") if s.strip()])
+    except GeomillError as exc:
+        raise fail(str(exc), EXIT_INVALID, as_json) from None
+    if as_json:
+        views.print_json({"key_id": key_id, "name": name, "scopes": scopes.split(","), "secret": secret})
+    else:
+        out.print(f"key {key_id} ({name}, scopes {scopes}); send it as X-API-Key. It is not shown again:")
+        print(secret)
+
+
+@keys.command("revoke")
+def api_key_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key (requests with it then get 401)."""
+    rt = Runtime.open(load_settings(data_dir))
+    if not rt.store.revoke_api_key(key_id):
+        raise fail(f"no active key {key_id!r}", 1)
+    out.print(f"key {key_id} revoked")
+
+
+@keys.command("list")
+def api_key_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Keys with their scopes and state (never their secrets)."""
+    rt = Runtime.open(load_settings(data_dir))
+    docs = rt.store.list_api_keys()
+    if as_json:
+        views.print_json(docs)
+        return
+    for d in docs:
+        state = f"revoked {d['revoked_at']:%Y-%m-%d}" if d["revoked_at"] else "active"
+        out.print(f"{d['key_id']}  {d['name']}  {','.join(d['scopes'])}  {state}")

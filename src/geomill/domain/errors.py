@@ -14,9 +14,11 @@ class GeomillError(Exception):
 class InvalidInput(GeomillError):
     """Bad parameters, missing or corrupt file, unsupported CRS: a person must act; never retried."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None,
+                 errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.errors = errors or ([{"field": field, "message": message}] if field else [])
 
 
 class UnknownJobType(InvalidInput):

@@ -46,7 +46,9 @@ def parse_params(model: type[BaseModel], params: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        raise InvalidInput(f"invalid parameters: {validation_message(exc)}") from exc
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())) or "(parameters)", "message": e["msg"]}
+                  for e in exc.errors()]
+        raise InvalidInput(f"invalid parameters: {validation_message(exc)}", errors=errors) from exc
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ def _as_value_error(check: Callable[[str | None], Any], value: str | None) -> An
 
 
 class ProcessRasterParams(BaseModel):
-    source: str = Field(min_length=1, description="local path or storage URI of the raster (e.g. bronze://in.tif)")
+    source: str = Field(min_length=1, description="local path or storage URI of the raster (e.g. bronze://in.tif)",
+                        json_schema_extra={"x-geomill-file": True})
     target_crs: str | None = Field(None, description="reproject to this CRS (EPSG:xxxx, WKT, PROJ string)")
     compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
     resampling: str | None = Field(

@@ -136,6 +136,9 @@ class PostgresStore(SharedReads, ServiceState):
     def _write(self, sql: str, params: Any = ()) -> int:
         return self._one("write", sql, params)[0]
 
+    def _time_param(self, value: datetime) -> datetime:
+        return value
+
     def _since(self, seconds: float) -> datetime:
         return datetime.now(UTC) - timedelta(seconds=seconds)
 

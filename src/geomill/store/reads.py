@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from geomill.domain import Job, JobStatus, NotFound, Stage, Task, TaskStatus
@@ -36,9 +37,26 @@ class SharedReads:
         rows = self._read(f"SELECT * FROM jobs WHERE job_id LIKE {self._mark} LIMIT 3", (prefix + "%",))
         return [job_from_row(r) for r in rows]
 
-    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]:
+    def _time_param(self, value: datetime) -> Any:
+        """A datetime as this store compares times (SQLite: epoch seconds)."""
+        return value.timestamp()
+
+    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100,
+                  created_after: datetime | None = None, created_before: datetime | None = None,
+                  after: tuple[datetime, str] | None = None) -> list[Job]:
+        """Newest first. `after` is a keyset cursor: the (created_at, job_id) of the last job of the previous page."""
+        m = self._mark
         sql, args = self._where("SELECT * FROM jobs WHERE 1 = 1", {"status": status, "job_type": job_type})
-        rows = self._read(f"{sql} ORDER BY created_at DESC LIMIT {self._mark}", [*args, limit])
+        if created_after is not None:
+            sql += f" AND created_at >= {m}"
+            args.append(self._time_param(created_after))
+        if created_before is not None:
+            sql += f" AND created_at < {m}"
+            args.append(self._time_param(created_before))
+        if after is not None:
+            sql += f" AND (created_at < {m} OR (created_at = {m} AND job_id < {m}))"
+            args += [self._time_param(after[0]), self._time_param(after[0]), after[1]]
+        rows = self._read(f"{sql} ORDER BY created_at DESC, job_id DESC LIMIT {m}", [*args, limit])
         return [job_from_row(r) for r in rows]
 
     def get_stages(self, job_id: str) -> list[Stage]:

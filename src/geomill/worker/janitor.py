@@ -19,4 +19,6 @@ def reconcile(store: Store, settings: Settings) -> RepairReport:
     )
     if report != RepairReport():
         log.warning("janitor repaired: %s", report)
+        for name in ("reclaimed_leases", "resignalled_stages", "overdue_jobs"):
+            store.bump_counter(name, getattr(report, name))
     return report

@@ -15,6 +15,7 @@ from geomill.engine.execution import Outcome, error_record, run_task
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.runtime import Runtime
 from geomill.worker.heartbeat import Heartbeat
+from geomill.worker.logs import correlation_id_var
 from geomill.worker.timeouts import soft_time_limit
 
 log = logging.getLogger(__name__)
@@ -113,11 +114,13 @@ class WorkerLoop:
             return
         self.on_task(task)
         started = time.monotonic()
+        token = correlation_id_var.set(task.correlation_id)  # every log line about the task carries it
         try:
             outcome, hb = self._run(task)
             self._record(task, outcome, fenced=hb.fenced, cancelled=hb.cancelled)
         finally:
             self.on_task(None)
+            correlation_id_var.reset(token)
         self._last_task_seconds = time.monotonic() - started
         log.info("task %s in %.3f s", task.task_type, self._last_task_seconds,
                  extra={"task_id": task.task_id, "job_id": task.job_id})

@@ -24,7 +24,7 @@ _ctx = mp.get_context("spawn")  # no fork: GDAL and threads do not survive fork 
 class WorkerPool:
     """One worker process per entry of `layout` (the queues it listens to), supervised from the calling process."""
 
-    def __init__(self, runtime: Runtime, layout: Sequence[Sequence[str]]) -> None:
+    def __init__(self, runtime: Runtime, layout: Sequence[Sequence[str]], info: dict[str, Any] | None = None) -> None:
         self.rt = runtime
         self.settings = runtime.settings
         self.layout = [list(q) for q in layout]
@@ -35,6 +35,7 @@ class WorkerPool:
         self._next_cancel_check = 0.0
         self.holder = f"{self.settings.app_name}#{os.getpid()}"
         self.restarts = 0
+        self.info = info or {}  # what this process reports of itself in the workers table (role, queues)
 
     def start(self) -> None:
         self.children = [self._spawn(queues) for queues in self.layout]
@@ -73,7 +74,17 @@ class WorkerPool:
                 self.children[i] = self._spawn(self.layout[i])
         if now >= self._next_janitor:
             self._next_janitor = now + self.settings.janitor_interval_seconds
+            self._report_alive()
             self._janitor()
+
+    def _report_alive(self) -> None:
+        queues = sorted({q for entry in self.layout for q in entry})
+        info = {"app_name": self.settings.app_name, "queues": queues, "processes": len(self.children),
+                "pids": self.pids(), "restarts": self.restarts, **self.info}
+        try:
+            self.rt.store.record_worker(self.holder, info)
+        except Exception:  # reporting is best effort; the next interval tries again
+            log.exception("could not record this worker as alive")
 
     def _janitor(self) -> None:
         lease = self.settings.janitor_interval_seconds * 3

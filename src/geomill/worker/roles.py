@@ -25,6 +25,8 @@ class AppMode(StrEnum):
     CUSTOM = "custom"
 
 
+HTTP_MODES = frozenset({"standalone", "platform_only", "platform_raster", "platform_vector"})
+
 MODE_QUEUES: dict[AppMode, tuple[str, ...]] = {
     AppMode.STANDALONE: (JOBS_QUEUE, "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"),
     AppMode.PLATFORM_ONLY: (JOBS_QUEUE,),
@@ -40,7 +42,7 @@ MODE_QUEUES: dict[AppMode, tuple[str, ...]] = {
 class Role:
     mode: AppMode
     queues: tuple[str, ...]  # logical names, `jobs` included when the process orchestrates
-    has_http: bool = False  # the HTTP API arrives with its own issue
+    has_http: bool = False  # API-bearing modes: standalone and platform_*
 
     @property
     def is_platform(self) -> bool:
@@ -68,10 +70,11 @@ def resolve_role(mode: str, queues: list[str] | None = None) -> Role:
         raise InvalidInput(f"unknown app mode {mode!r}; expected one of {', '.join(m.value for m in AppMode)}",
                            field="app_mode") from None
     if queues:
-        return Role(AppMode.CUSTOM if app_mode is AppMode.STANDALONE else app_mode, tuple(queues))
+        mode = AppMode.CUSTOM if app_mode is AppMode.STANDALONE else app_mode
+        return Role(mode, tuple(queues), has_http=mode in HTTP_MODES)
     if app_mode is AppMode.CUSTOM:
         raise InvalidInput("app mode 'custom' needs --queues", field="queues")
-    return Role(app_mode, MODE_QUEUES[app_mode])
+    return Role(app_mode, MODE_QUEUES[app_mode], has_http=app_mode in HTTP_MODES)
 
 
 def physical_queue(settings: Settings, logical: str) -> str:

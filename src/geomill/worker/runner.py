@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from geomill.runtime import Runtime
 from geomill.worker.pool import WorkerPool
@@ -17,9 +19,9 @@ def _jobs_done(runtime: Runtime, job_ids: Sequence[str]) -> bool:
 
 
 def run_pool(runtime: Runtime, layout: Sequence[Sequence[str]], *, job_ids: Sequence[str] = (),
-             on_tick: Callable[[], None] | None = None) -> WorkerPool:
+             on_tick: Callable[[], None] | None = None, info: dict[str, Any] | None = None) -> WorkerPool:
     """Start one worker process per `layout` entry; return when all `job_ids` finished (with none: when signalled)."""
-    pool = WorkerPool(runtime, layout)
+    pool = WorkerPool(runtime, layout, info)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _drain(signum: int, frame: object) -> None:
@@ -43,3 +45,21 @@ def run_pool(runtime: Runtime, layout: Sequence[Sequence[str]], *, job_ids: Sequ
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return pool
+
+
+class BackgroundPool:
+    """A worker pool supervised from a thread, for processes whose main thread serves HTTP (uvicorn handles the
+    signals; its shutdown drains the pool)."""
+
+    def __init__(self, runtime: Runtime, layout: Sequence[Sequence[str]], info: dict[str, Any] | None = None) -> None:
+        self.pool = WorkerPool(runtime, layout, info)
+        self._thread = threading.Thread(target=self.pool.supervise, name="pool-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self.pool.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.pool.drain()
+        self._thread.join(timeout=5)
+        self.pool.stop()

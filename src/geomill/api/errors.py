@@ -1,0 +1,103 @@
+"""Every error as `application/problem+json` (RFC 9457); domain exceptions map to HTTP status in one table."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from geomill.domain import (
+    Fenced,
+    GeomillError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    UnknownJobType,
+)
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://geomill.dev/problems/"
+
+
+class ApiError(GeomillError):
+    """An HTTP-level refusal with its own status (auth, conflicts, limits)."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.extra = status, title, extra
+
+
+# most specific first: UnknownJobType is an InvalidInput but answers 404
+STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
+    (UnknownJobType, 404, "Unknown job type"),
+    (NotFound, 404, "Not found"),
+    (InvalidInput, 422, "Invalid input"),
+    (IllegalTransition, 409, "Conflict"),
+    (Fenced, 409, "Conflict"),
+    (StoreError, 503, "Database unavailable"),
+]
+
+
+def problem(request: Request, status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": TYPE_BASE + title.lower().replace(" ", "-"), "title": title, "status": status,
+            "detail": detail, "instance": request.url.path,
+            "correlation_id": getattr(request.state, "correlation_id", None), **extra}
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ApiError):
+        return problem(request, exc.status, exc.title, str(exc), **exc.extra)
+    for kind, status, title in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            extra: dict[str, Any] = {}
+            if isinstance(exc, UnknownJobType):
+                extra["known_job_types"] = exc.known
+            if isinstance(exc, InvalidInput) and exc.errors:
+                extra["errors"] = exc.errors
+            return problem(request, status, title, str(exc), **extra)
+    return _unexpected(request, exc)
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+               "message": e.get("msg", "invalid")} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(request, 422, "Invalid input", detail, errors=errors)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large", 415: "Unsupported media type"}
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    response = problem(request, exc.status_code, titles.get(exc.status_code, "HTTP error"), detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(request, 500, "Internal error", "an unexpected error occurred; the server log has details "
+                   "(quote the correlation id)")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(GeomillError, _domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for code, text in [(401, "missing or unknown API key"), (403, "the key lacks the needed scope"),
+                       (404, "no such resource"), (422, "invalid input"), (500, "unexpected error"),
+                       (503, "database unavailable")]
+}

@@ -1,0 +1,56 @@
+"""Debug endpoints (the seed's "Phase 5"): admin only, and absent unless GEOMILL_DEBUG_ENDPOINTS=true."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from geomill.api.auth import Principal, require
+from geomill.api.errors import ApiError
+from geomill.api.models import ActionResult, TaskInfo
+from geomill.api.routers.tasks import retry
+from geomill.engine.report import task_doc
+
+router = APIRouter(prefix="/api", tags=["debug"])
+
+
+def enabled(request: Request, who: Principal = Depends(require("admin"))) -> Principal:
+    if not request.app.state.settings.debug_endpoints:
+        raise ApiError(404, "Not found", "debug endpoints are disabled (GEOMILL_DEBUG_ENDPOINTS=true enables them)")
+    return who
+
+
+Admin = Annotated[Principal, Depends(enabled)]
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get("/debug/stuck-jobs", response_model=list[dict[str, Any]])
+def stuck_jobs(request: Request, _: Admin,
+               idle_seconds: Annotated[float, Query(ge=0, le=86400 * 30)] = 300) -> list[dict[str, Any]]:
+    """Unfinished jobs that have not moved for `idle_seconds` and have no task on a live lease."""
+    return request.app.state.runtime.store.stuck_jobs(idle_seconds)
+
+
+@router.get("/debug/job/{job_id}/tasks", response_model=list[TaskInfo])
+def debug_job_tasks(request: Request, job_id: Id, _: Admin) -> list[dict[str, Any]]:
+    """Every task of a job, with error tracebacks."""
+    store = request.app.state.runtime.store
+    store.get_job(job_id)
+    return [task_doc(t, admin=True) for t in store.list_tasks(job_id)]
+
+
+@router.get("/debug/task/{task_id}", response_model=TaskInfo)
+def debug_task(request: Request, task_id: Id, _: Admin) -> dict[str, Any]:
+    return task_doc(request.app.state.runtime.store.get_task(task_id), admin=True)
+
+
+@router.post("/debug/retry-task/{task_id}", response_model=ActionResult)
+def debug_retry_task(request: Request, task_id: Id, _: Admin) -> ActionResult:
+    return retry(request, task_id)
+
+
+@router.get("/dead-letters", response_model=list[dict[str, Any]])
+def dead_letters(request: Request, _: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    """Work that could not be processed at all, newest first."""
+    return request.app.state.runtime.store.list_dead_letters(limit)

@@ -1,0 +1,140 @@
+"""Jobs: submit, status, list, result, cancel, resubmit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+
+from geomill.api.auth import Principal, require
+from geomill.api.errors import ApiError
+from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
+from geomill.api.views import decode_cursor, encode_cursor, job_status, job_summaries
+from geomill.domain import InvalidInput, JobStatus as JobState, TaskStatus
+from geomill.engine.report import task_doc
+from geomill.runtime import Runtime
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+JobId = Annotated[str, Path(min_length=1, max_length=128, description="the job id (sha256 hex)")]
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _check_files(request: Request, rt: Runtime, job_type: str, params: dict[str, Any]) -> None:
+    """Parameters that name files must stay inside storage zones or the configured roots."""
+    schema = rt.registry.job_type(job_type).params_model.model_json_schema()
+    roots = request.app.state.settings.source_roots
+    for name, prop in schema.get("properties", {}).items():
+        value = params.get(name)
+        if prop.get("x-geomill-file") and isinstance(value, str):
+            try:
+                rt.storage.check_allowed(value, roots)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{name}: {exc}", field=name) from None
+
+
+@router.post("/jobs/submit/{job_type}", status_code=202, response_model=SubmitResponse,
+             responses={200: {"model": SubmitResponse, "description": "the same job already existed"}})
+def submit_job(
+    request: Request, response: Response, job_type: Annotated[str, Path(max_length=100)],
+    params: Annotated[dict[str, Any], Body(description="the job's parameters (see GET /api/job-types)")],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    _: Principal = Depends(require("submit")),
+) -> SubmitResponse:
+    """Submit a job. 202 when created; 200 with the existing job for the same parameters or Idempotency-Key."""
+    rt = runtime(request)
+    cid = request.state.correlation_id
+    existing = rt.store.job_for_idempotency_key(idempotency_key) if idempotency_key else None
+    if existing is not None:
+        job, created = rt.store.get_job(existing), False
+    else:
+        rt.orchestrator.validate(job_type, params)
+        _check_files(request, rt, job_type, params)
+        sub = rt.orchestrator.submit(job_type, params, correlation_id=cid)
+        job, created = sub.job, sub.created
+        if idempotency_key:
+            job = rt.store.get_job(rt.store.remember_idempotency_key(idempotency_key, job.job_id))
+    response.status_code = 202 if created else 200
+    return SubmitResponse(job_id=job.job_id, status=str(job.status), created=created,
+                          status_url=str(request.url_for("get_job_status", job_id=job.job_id)),
+                          correlation_id=job.correlation_id)
+
+
+@router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status")
+def get_job_status(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """Status, stage k of n, per-stage task counts, progress, estimate, result or error."""
+    return job_status(runtime(request), job_id, admin=who.has("admin"))
+
+
+@router.get("/jobs/{job_id}", response_model=JobStatus)
+def get_job(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """The same document as /api/jobs/status/{job_id}."""
+    return job_status(runtime(request), job_id, admin=who.has("admin"))
+
+
+@router.get("/jobs", response_model=JobList)
+def list_jobs(
+    request: Request,
+    status: Annotated[JobState | None, Query()] = None,
+    job_type: Annotated[str | None, Query(max_length=100)] = None,
+    created_after: Annotated[datetime | None, Query()] = None,
+    created_before: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    _: Principal = Depends(require("read")),
+) -> JobList:
+    """Jobs newest first, filtered; follow `next_cursor` for older pages."""
+    rt = runtime(request)
+    after = decode_cursor(cursor) if cursor else None
+    jobs = rt.store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
+    page, more = jobs[:limit], len(jobs) > limit
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more and page else None
+    return JobList(items=job_summaries(rt, page), next_cursor=next_cursor)  # type: ignore[arg-type]
+
+
+@router.get("/jobs/{job_id}/tasks", response_model=list[TaskInfo])
+def list_job_tasks(
+    request: Request, job_id: JobId,
+    stage: Annotated[int | None, Query(ge=1)] = None,
+    status: Annotated[TaskStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    who: Principal = Depends(require("read")),
+) -> list[dict[str, Any]]:
+    """A job's tasks (filter by stage and status)."""
+    rt = runtime(request)
+    rt.store.get_job(job_id)  # 404 for an unknown job rather than an empty list
+    tasks = rt.store.list_tasks(job_id, stage, status)[offset:offset + limit]
+    return [task_doc(t, admin=who.has("admin")) for t in tasks]
+
+
+@router.get("/jobs/{job_id}/result", response_model=JobResult)
+def get_job_result(request: Request, job_id: JobId, _: Principal = Depends(require("read"))) -> JobResult:
+    """The result of a finished job; 409 while it still runs."""
+    job = runtime(request).store.get_job(job_id)
+    if not job.status.is_terminal:
+        raise ApiError(409, "Not finished", f"job {job_id} is {job.status}; poll its status_url")
+    return JobResult(job_id=job_id, status=str(job.status), result=job.result, error=job.error)  # type: ignore[arg-type]
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=ActionResult)
+def cancel_job(request: Request, job_id: JobId, _: Principal = Depends(require("submit"))) -> ActionResult:
+    """Cancel: queued tasks at once, running ones at their next heartbeat. 409 if the job already finished."""
+    rt = runtime(request)
+    job = rt.store.get_job(job_id)
+    if not rt.store.cancel_job(job_id) and job.status is not JobState.CANCELLED:
+        raise ApiError(409, "Conflict", f"job {job_id} is already {job.status}")
+    return ActionResult(ok=True, detail="cancelled", job_id=job_id, status="cancelled")
+
+
+@router.post("/jobs/{job_id}/resubmit", status_code=202, response_model=SubmitResponse)
+def resubmit_job(request: Request, job_id: JobId, _: Principal = Depends(require("submit"))) -> SubmitResponse:
+    """A fresh run of a finished job (a new id; `resubmit_of` names this one)."""
+    rt = runtime(request)
+    sub = rt.orchestrator.resubmit(job_id, correlation_id=request.state.correlation_id)
+    return SubmitResponse(job_id=sub.job.job_id, status=str(sub.job.status), created=sub.created,
+                          status_url=str(request.url_for("get_job_status", job_id=sub.job.job_id)),
+                          correlation_id=sub.job.correlation_id)

@@ -1,0 +1,66 @@
+"""Documents the API returns, built from the engine's reports (progress, estimates, cursors)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from geomill.api.errors import ApiError
+from geomill.engine.report import job_doc, job_report, task_doc
+from geomill.runtime import Runtime
+
+
+def overall_progress(doc: dict[str, Any]) -> float:
+    """Percent done: finished stages count whole, the current stage by its share of finished tasks."""
+    if doc["status"] in ("completed", "completed_with_errors"):
+        return 100.0
+    count = doc["stage_count"] or 1
+    done_stages = max(doc["stage"] - 1, 0)
+    current = next((s for s in doc["stages"] if s["stage"] == doc["stage"] and s.get("total") is not None), None)
+    share = (current["progress"] / 100.0) if current else 0.0
+    return round(100.0 * (done_stages + share) / count, 1)
+
+
+def estimate(doc: dict[str, Any], progress: float) -> datetime | None:
+    """A linear estimate of completion while the job runs (None before any progress)."""
+    if doc["status"] != "processing" or not doc["started_at"] or progress <= 0:
+        return None
+    started = datetime.fromisoformat(doc["started_at"])
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    return started + timedelta(seconds=elapsed * 100.0 / progress)
+
+
+def job_status(rt: Runtime, job_id: str, *, admin: bool = False) -> dict[str, Any]:
+    doc = job_report(rt.store, rt.registry, job_id)
+    for stage in doc["stages"]:
+        stage.setdefault("planned", stage.get("total") is not None)
+    if admin:
+        doc["failed_tasks"] = [task_doc(t, admin=True) for t in _failed(rt, job_id)]
+    doc["progress"] = overall_progress(doc)
+    doc["estimated_completion"] = estimate(doc, doc["progress"])
+    return doc
+
+
+def _failed(rt: Runtime, job_id: str) -> list:
+    from geomill.domain import TaskStatus
+
+    return rt.store.list_tasks(job_id, status=TaskStatus.FAILED)[:20]
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), job_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "Invalid input", "cursor: not a cursor this API returned",
+                       errors=[{"field": "cursor", "message": "malformed"}]) from exc
+
+
+def job_summaries(rt: Runtime, jobs: list) -> list[dict[str, Any]]:
+    return [job_doc(j) for j in jobs]

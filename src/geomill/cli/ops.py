@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from geomill import console as views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out
 from geomill.domain import GeomillError
 from geomill.runtime import Runtime
+from geomill.worker.logs import setup_logging
 from geomill.worker.roles import Role, process_layout, resolve_role
 from geomill.worker.runner import run_pool
 
@@ -53,6 +55,10 @@ def serve(
         rt = Runtime.open(settings)
     except GeomillError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
+    if "GEOMILL_LOG_JSON" not in os.environ:  # services log JSON lines unless told otherwise
+        settings = settings.model_copy(update={"log_json": True})
+        rt.settings = settings
+        setup_logging(settings.log_level, True)
     layout = process_layout(role, settings)
     info = {"mode": str(role.mode), "has_http": role.has_http and not no_http}
     err.print(f"geomill serve: mode {role.mode}, app {settings.app_name}, {len(layout)} worker process(es): "

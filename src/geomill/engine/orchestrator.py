@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,13 +110,19 @@ class Orchestrator:
             self._fail(job, done, {"type": type(exc).__name__, "message": str(exc), "stage": done})
 
     def _stage_finished(self, job_id: str, stage: int) -> bool:
-        return any(s.stage == stage and s.remaining == 0 for s in self.store.get_stages(job_id))
+        row = self.store.get_stage(job_id, stage)
+        return row is not None and row.remaining == 0
+
+    def _stage_failures(self, job_id: str, stage: int) -> int:
+        """From the stage's counter row (O(1)); the failed tasks themselves are read only when there are some."""
+        row = self.store.get_stage(job_id, stage)
+        return row.failed if row is not None else 0
 
     def _advance(self, job: Job, done: int) -> None:
         jt = self.registry.job_type(job.job_type)
         params = jt.params_model.model_validate(job.params)
-        previous = [self.stage_results(job.job_id, k, jt) for k in range(1, done + 1)]
-        if done > 0 and self._stage_failed_job(job, done, jt, params, previous[-1]):
+        previous = LazyStageResults(lambda k: self.stage_results(job.job_id, k, jt), done)
+        if done > 0 and self._stage_failed_job(job, done, jt, params, previous):
             return
         if done == len(jt.stages):
             self._finalize(job, jt, params, previous)
@@ -127,9 +134,13 @@ class Orchestrator:
             log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, len(tasks),
                      extra={"job_id": job.job_id})
 
-    def _stage_failed_job(self, job: Job, done: int, jt: JobType, params: BaseModel, results: StageResults) -> bool:
+    def _stage_failed_job(self, job: Job, done: int, jt: JobType, params: BaseModel,
+                          previous: LazyStageResults) -> bool:
         spec = jt.stages[done - 1]
-        if not results.errors or spec.policy_for(params) is FailurePolicy.TOLERATE:
+        if spec.policy_for(params) is FailurePolicy.TOLERATE or not self._stage_failures(job.job_id, done):
+            return False
+        results = previous[done - 1]
+        if not results.errors:
             return False
         first_key = sorted(results.errors)[0]
         first = results.errors[first_key]
@@ -143,15 +154,15 @@ class Orchestrator:
         self._fail(job, done, error)
         return True
 
-    def _finalize(self, job: Job, jt: JobType, params: BaseModel, previous: list[StageResults]) -> None:
+    def _finalize(self, job: Job, jt: JobType, params: BaseModel, previous: Sequence[StageResults]) -> None:
         result = jt.finalize(params, previous)
-        tolerated = sum(len(s.errors) for s in previous)
+        tolerated = sum(self._stage_failures(job.job_id, k) for k in range(1, len(previous) + 1))
         status = JobStatus.COMPLETED_WITH_ERRORS if tolerated else JobStatus.COMPLETED
-        if self.store.finish_job(job.job_id, job.stage, status, result, None):
+        if self.store.finish_job(job.job_id, job.stage, status, result, None, stage_done=True):
             log.info("job %s", status, extra={"job_id": job.job_id})
 
     def _fail(self, job: Job, stage: int, error: dict[str, Any]) -> None:
-        if self.store.finish_job(job.job_id, stage, JobStatus.FAILED, None, error):
+        if self.store.finish_job(job.job_id, stage, JobStatus.FAILED, None, error, stage_done=True):
             log.warning("job failed: %s", error.get("message"), extra={"job_id": job.job_id})
 
     def _new_tasks(self, job_id: str, stage: int, plan: list[TaskSpec]) -> list[NewTask]:
@@ -175,9 +186,32 @@ class Orchestrator:
             jt = self.registry.job_type(self.store.get_job(job_id).job_type)
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, dict[str, Any]] = {}
-        for task in self.store.stage_tasks(job_id, stage):
-            if task.status is TaskStatus.COMPLETED:
-                results[task.task_key] = task.result or {}
-            elif task.status is TaskStatus.FAILED:
-                errors[task.task_key] = task.error or {}
+        for key, status, result, error in self.store.stage_outcomes(job_id, stage):
+            if status == TaskStatus.COMPLETED:
+                results[key] = result or {}
+            else:
+                errors[key] = error or {}
         return StageResults(jt.stages[stage - 1].name, results, errors)
+
+
+class LazyStageResults(Sequence[StageResults]):
+    """The previous stages' results, read from the store only when a plan or finalizer looks at them: a plan that
+    ignores them (fan-out of N independent tasks) costs no read, and each stage is read at most once."""
+
+    def __init__(self, load: Callable[[int], StageResults], count: int) -> None:
+        self._load, self._count = load, count
+        self._cache: dict[int, StageResults] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> StageResults:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]  # type: ignore[return-value]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        if index not in self._cache:
+            self._cache[index] = self._load(index + 1)
+        return self._cache[index]

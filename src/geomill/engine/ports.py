@@ -50,15 +50,24 @@ class Store(Protocol):
         ...
 
     def finish_job(
-        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None,
+        *, stage_done: bool = False,
     ) -> bool:
-        """Move a job at `stage` to a terminal status (compare-and-set); cancels its queued tasks."""
+        """Move a job at `stage` to a terminal status (compare-and-set); cancels its queued tasks. With `stage_done`,
+        only while no task of that stage is queued or running: a manual retry that lands while the orchestrator
+        judges the stage wins over the judgement."""
         ...
 
     def cancel_job(self, job_id: str) -> bool: ...
 
     # stages and tasks
     def get_stages(self, job_id: str) -> list[Stage]: ...
+
+    def get_stage(self, job_id: str, stage: int) -> Stage | None: ...
+
+    def stage_outcomes(self, job_id: str, stage: int) -> list[tuple[str, str, Any, Any]]:
+        """(task_key, status, result, error) of the stage's completed and failed tasks."""
+        ...
 
     def stage_tasks(self, job_id: str, stage: int) -> list[Task]: ...
 

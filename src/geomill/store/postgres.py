@@ -187,12 +187,17 @@ class PostgresStore(SharedReads, ServiceState):
         return self._tx("start_stage", op)
 
     def finish_job(
-        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None,
+        *, stage_done: bool = False,
     ) -> bool:
         check_job_transition(JobStatus.PROCESSING, status)
         sources = [str(s) for s in job_sources(status)]
 
         def op(c: Cursor) -> bool:
+            if stage_done:  # the job row lock orders this after (or before) a retry_task, which takes it too
+                c.execute(q.LOCK_JOB, {"job_id": job_id})
+                if c.execute(q.OPEN_STAGE_TASK, {"job_id": job_id, "stage": stage}).fetchone():
+                    return False
             if c.execute(q.FINISH_JOB, {"job_id": job_id, "stage": stage, "status": str(status), "sources": sources,
                                         "result": _jsonb(result), "error": _jsonb(error)}).rowcount != 1:
                 return False

@@ -61,6 +61,13 @@ UPDATE jobs SET status = %(status)s, result = %(result)s, error = %(error)s, fin
 WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = ANY(%(sources)s::text[])
 """
 
+LOCK_JOB = "SELECT 1 FROM jobs WHERE job_id = %(job_id)s FOR UPDATE"
+
+# a task of the stage re-opened (retried) since the orchestrator judged the stage finished
+OPEN_STAGE_TASK = """
+SELECT 1 FROM tasks WHERE job_id = %(job_id)s AND stage = %(stage)s AND status IN ('queued', 'processing') LIMIT 1
+"""
+
 CANCEL_QUEUED_TASKS = """
 UPDATE tasks SET status = 'cancelled', finished_at = now() WHERE job_id = %(job_id)s AND status = 'queued'
 """

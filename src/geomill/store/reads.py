@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from geomill.domain import Job, JobStatus, NotFound, Stage, Task, TaskStatus
-from geomill.store.rows import job_from_row, stage_from_row, task_from_row
+from geomill.store.rows import job_from_row, js, stage_from_row, task_from_row
 
 
 class SharedReads:
@@ -66,6 +66,19 @@ class SharedReads:
             counts.setdefault(r["stage"], {})[r["status"]] = r["n"]
         rows = self._read(f"SELECT * FROM stages WHERE job_id = {self._mark} ORDER BY stage", (job_id,))
         return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
+
+    def get_stage(self, job_id: str, stage: int) -> Stage | None:
+        """One stage's counter row, without per-status counts (cheap: the orchestrator reads it per event)."""
+        m = self._mark
+        rows = self._read(f"SELECT * FROM stages WHERE job_id = {m} AND stage = {m}", (job_id, stage))
+        return stage_from_row(rows[0], {}) if rows else None
+
+    def stage_outcomes(self, job_id: str, stage: int) -> list[tuple[str, str, Any, Any]]:
+        """(task_key, status, result, error) of a stage's finished tasks: what plans and finalizers read."""
+        m = self._mark
+        rows = self._read(f"SELECT task_key, status, result, error FROM tasks WHERE job_id = {m} AND stage = {m} "
+                          "AND status IN ('completed', 'failed')", (job_id, stage))
+        return [(r["task_key"], r["status"], js(r["result"]), js(r["error"])) for r in rows]
 
     def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
         return self.list_tasks(job_id, stage)

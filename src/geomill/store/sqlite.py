@@ -114,7 +114,7 @@ class SQLiteStore(SharedReads, ServiceState):
 
     # jobs
     def create_job(self, job: NewJob) -> tuple[Job, bool]:
-        now = time.time()
+        now = round(time.time(), 6)  # whole microseconds, as a datetime holds them: a paging cursor round-trips
         deadline = now + job.deadline_seconds if job.deadline_seconds else None
         with self._tx() as c:
             cur = c.execute(q.INSERT_JOB, {
@@ -144,12 +144,15 @@ class SQLiteStore(SharedReads, ServiceState):
         return True
 
     def finish_job(
-        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+        self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None,
+        *, stage_done: bool = False,
     ) -> bool:
         check_job_transition(JobStatus.PROCESSING, status)
         sources = ",".join(f"'{s}'" for s in job_sources(status))
         now = time.time()
         with self._tx() as c:
+            if stage_done and c.execute(q.OPEN_STAGE_TASK, {"job_id": job_id, "stage": stage}).fetchone():
+                return False
             cur = c.execute(q.FINISH_JOB.format(sources=sources), {
                 "job_id": job_id, "stage": stage, "status": str(status), "result": _json(result),
                 "error": _json(error), "now": now,

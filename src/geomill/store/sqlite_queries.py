@@ -36,6 +36,11 @@ UPDATE jobs SET status = :status, result = :result, error = :error, finished_at 
 WHERE job_id = :job_id AND stage = :stage AND status IN ({sources})
 """
 
+# a task of the stage re-opened (retried) since the orchestrator judged the stage finished
+OPEN_STAGE_TASK = """
+SELECT 1 FROM tasks WHERE job_id = :job_id AND stage = :stage AND status IN ('queued', 'processing') LIMIT 1
+"""
+
 CANCEL_QUEUED_TASKS = """
 UPDATE tasks SET status = 'cancelled', finished_at = :now WHERE job_id = :job_id AND status = 'queued'
 """

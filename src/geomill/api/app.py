@@ -7,7 +7,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
@@ -44,7 +45,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
 
     app = FastAPI(title="geomill", version=__version__, lifespan=lifespan,
                   description="Submit, track and operate geospatial processing jobs.",
-                  responses=errors.PROBLEM_RESPONSES)  # type: ignore[arg-type]
+                  responses=errors.PROBLEM_RESPONSES,  # type: ignore[arg-type]
+                  dependencies=[Depends(single_query_values)])
     app.state.settings = settings
     app.state.role = role or resolve_role(settings.app_mode, settings.queues or None)
     if runtime is not None:
@@ -54,8 +56,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     app.middleware("http")(correlation_id)
     for router in (jobs.router, tasks.router, meta.router, debug.router):
         app.include_router(router)
-    _add_problem_schema(app)
+    _add_problem_schema(app, secured=not settings.auth_disabled)
     return app
+
+
+def single_query_values(request: Request) -> None:
+    """Every query parameter of this API is a single value: a repeated one (?status=a&status=b) is refused rather
+    than silently reduced to its last value."""
+    repeated = sorted({k for k, _ in request.query_params.multi_items()
+                       if len(request.query_params.getlist(k)) > 1})
+    if repeated:
+        raise errors.ApiError(422, "Invalid input", f"query parameter(s) given more than once: {', '.join(repeated)}",
+                              errors=[{"field": f"query.{k}", "message": "given more than once"} for k in repeated])
 
 
 async def correlation_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -93,7 +105,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
+                raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -108,12 +120,16 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """An HTTPException, so FastAPI's body reader re-raises it (any other error there becomes a 400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request bodies are limited to {max_bytes} bytes")
 
 
-def _add_problem_schema(app: FastAPI) -> None:
-    """Register the Problem model so the shared error responses' $ref resolves in the OpenAPI document."""
+def _add_problem_schema(app: FastAPI, secured: bool) -> None:
+    """Register the Problem model so the shared error responses' $ref resolves in the OpenAPI document. With auth
+    disabled, the document does not claim that operations need a key (nor that they answer 401/403)."""
     from fastapi.openapi.utils import get_openapi
 
     from geomill.api.models import Problem
@@ -124,6 +140,12 @@ def _add_problem_schema(app: FastAPI) -> None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
             ref_template="#/components/schemas/{model}")
+        if not secured:
+            schema["components"].pop("securitySchemes", None)
+            for operation in (op for ops in schema["paths"].values() for op in ops.values()):
+                operation.pop("security", None)
+                for code in ("401", "403"):
+                    operation["responses"].pop(code, None)
         app.openapi_schema = schema
         return schema
 

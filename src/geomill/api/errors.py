@@ -67,14 +67,21 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-               "message": e.get("msg", "invalid")} for e in exc.errors()]
+    errors = [_field_error(e) for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem(request, 422, "Invalid input", detail, errors=errors)
 
 
+def _field_error(e: dict[str, Any]) -> dict[str, str]:
+    if e.get("type") == "json_invalid":  # its loc is ("body", character offset), not a field
+        return {"field": "body", "message": f"malformed JSON: {e.get('ctx', {}).get('error', 'cannot parse')}"}
+    return {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+            "message": e.get("msg", "invalid")}
+
+
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large", 415: "Unsupported media type"}
+    titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large",
+              415: "Unsupported media type"}
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     response = problem(request, exc.status_code, titles.get(exc.status_code, "HTTP error"), detail)
     if exc.headers:
@@ -95,9 +102,17 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for code, text in [(401, "missing or unknown API key"), (403, "the key lacks the needed scope"),
-                       (404, "no such resource"), (422, "invalid input"), (500, "unexpected error"),
-                       (503, "database unavailable")]
-}
+_MEANING = {400: "the request body cannot be read (not UTF-8 text)", 401: "missing or unknown API key",
+            403: "the key lacks the needed scope", 404: "no such resource",
+            409: "not possible in the resource's current state", 413: "request body over the size limit",
+            422: "invalid input", 500: "unexpected error", 503: "database unavailable"}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries: each status answered with a Problem document."""
+    return {code: {"description": _MEANING[code],
+                   "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}} for code in codes}
+
+
+PROBLEM_RESPONSES = problem_responses(500)  # any route
+KEYED_RESPONSES = problem_responses(401, 403, 422, 503)  # routes behind an API key that read the database

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from typing import Annotated
 
 import typer
@@ -84,7 +85,13 @@ def _serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: di
     if s.auth_disabled:
         err.print("[yellow]warning:[/] GEOMILL_AUTH_DISABLED=true: the API accepts requests without a key")
     err.print(f"HTTP API on http://{s.host}:{s.port} (docs: /docs)")
-    uvicorn.run(app_, host=s.host, port=s.port, log_level=s.log_level.lower(), access_log=False)
+    # uvicorn re-raises the signal that stopped it once it has shut down; absorb it, so a drained stop exits 0
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.run(app_, host=s.host, port=s.port, log_level=s.log_level.lower(), access_log=False)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from geomill.api.auth import Principal, require
-from geomill.api.errors import ApiError
+from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, TaskInfo
+from geomill.api.routers.jobs import JobId
 from geomill.api.routers.tasks import retry
 from geomill.engine.report import task_doc
 
-router = APIRouter(prefix="/api", tags=["debug"])
+router = APIRouter(prefix="/api", tags=["debug"], responses={**KEYED_RESPONSES, **problem_responses(404)})
 
 
 def enabled(request: Request, who: Principal = Depends(require("admin"))) -> Principal:
@@ -33,7 +34,7 @@ def stuck_jobs(request: Request, _: Admin,
 
 
 @router.get("/debug/job/{job_id}/tasks", response_model=list[TaskInfo])
-def debug_job_tasks(request: Request, job_id: Id, _: Admin) -> list[dict[str, Any]]:
+def debug_job_tasks(request: Request, job_id: JobId, _: Admin) -> list[dict[str, Any]]:
     """Every task of a job, with error tracebacks."""
     store = request.app.state.runtime.store
     store.get_job(job_id)
@@ -45,7 +46,7 @@ def debug_task(request: Request, task_id: Id, _: Admin) -> dict[str, Any]:
     return task_doc(request.app.state.runtime.store.get_task(task_id), admin=True)
 
 
-@router.post("/debug/retry-task/{task_id}", response_model=ActionResult)
+@router.post("/debug/retry-task/{task_id}", response_model=ActionResult, responses=problem_responses(409))
 def debug_retry_task(request: Request, task_id: Id, _: Admin) -> ActionResult:
     return retry(request, task_id)
 

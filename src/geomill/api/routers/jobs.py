@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from pydantic import BeforeValidator
 
 from geomill.api.auth import Principal, require
-from geomill.api.errors import ApiError
+from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
 from geomill.api.views import decode_cursor, encode_cursor, job_status, job_summaries
 from geomill.domain import InvalidInput, JobStatus as JobState, TaskStatus
 from geomill.engine.report import task_doc
 from geomill.runtime import Runtime
 
-router = APIRouter(prefix="/api", tags=["jobs"])
-JobId = Annotated[str, Path(min_length=1, max_length=128, description="the job id (sha256 hex)")]
+router = APIRouter(prefix="/api", tags=["jobs"], responses=KEYED_RESPONSES)
+NOT_FOUND = problem_responses(404)
+CONFLICT = problem_responses(409)
+# a job id is 64 hex digits: that also keeps /jobs/{job_id}/... apart from /jobs/submit/... and /jobs/status/...
+JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="the job id (sha256 hex)")]
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339(value: object) -> object:
+    """Only what the OpenAPI document declares (format date-time), not pydantic's lax forms: epoch numbers, bare
+    dates, times without an offset."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("expected an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z")
+        return datetime.fromisoformat(value.upper())
+    return value
+
+
+Timestamp = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
 
 
 def runtime(request: Request) -> Runtime:
@@ -37,7 +58,8 @@ def _check_files(request: Request, rt: Runtime, job_type: str, params: dict[str,
 
 
 @router.post("/jobs/submit/{job_type}", status_code=202, response_model=SubmitResponse,
-             responses={200: {"model": SubmitResponse, "description": "the same job already existed"}})
+             responses={200: {"model": SubmitResponse, "description": "the same job already existed"},
+                        **problem_responses(400, 404, 413)})
 def submit_job(
     request: Request, response: Response, job_type: Annotated[str, Path(max_length=100)],
     params: Annotated[dict[str, Any], Body(description="the job's parameters (see GET /api/job-types)")],
@@ -63,13 +85,13 @@ def submit_job(
                           correlation_id=job.correlation_id)
 
 
-@router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status")
+@router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status", responses=NOT_FOUND)
 def get_job_status(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
     """Status, stage k of n, per-stage task counts, progress, estimate, result or error."""
     return job_status(runtime(request), job_id, admin=who.has("admin"))
 
 
-@router.get("/jobs/{job_id}", response_model=JobStatus)
+@router.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
 def get_job(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
     """The same document as /api/jobs/status/{job_id}."""
     return job_status(runtime(request), job_id, admin=who.has("admin"))
@@ -80,8 +102,8 @@ def list_jobs(
     request: Request,
     status: Annotated[JobState | None, Query()] = None,
     job_type: Annotated[str | None, Query(max_length=100)] = None,
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Timestamp = None,
+    created_before: Timestamp = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     _: Principal = Depends(require("read")),
@@ -95,7 +117,7 @@ def list_jobs(
     return JobList(items=job_summaries(rt, page), next_cursor=next_cursor)  # type: ignore[arg-type]
 
 
-@router.get("/jobs/{job_id}/tasks", response_model=list[TaskInfo])
+@router.get("/jobs/{job_id}/tasks", response_model=list[TaskInfo], responses=NOT_FOUND)
 def list_job_tasks(
     request: Request, job_id: JobId,
     stage: Annotated[int | None, Query(ge=1)] = None,
@@ -111,7 +133,7 @@ def list_job_tasks(
     return [task_doc(t, admin=who.has("admin")) for t in tasks]
 
 
-@router.get("/jobs/{job_id}/result", response_model=JobResult)
+@router.get("/jobs/{job_id}/result", response_model=JobResult, responses={**NOT_FOUND, **CONFLICT})
 def get_job_result(request: Request, job_id: JobId, _: Principal = Depends(require("read"))) -> JobResult:
     """The result of a finished job; 409 while it still runs."""
     job = runtime(request).store.get_job(job_id)
@@ -120,7 +142,7 @@ def get_job_result(request: Request, job_id: JobId, _: Principal = Depends(requi
     return JobResult(job_id=job_id, status=str(job.status), result=job.result, error=job.error)  # type: ignore[arg-type]
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=ActionResult)
+@router.post("/jobs/{job_id}/cancel", response_model=ActionResult, responses={**NOT_FOUND, **CONFLICT})
 def cancel_job(request: Request, job_id: JobId, _: Principal = Depends(require("submit"))) -> ActionResult:
     """Cancel: queued tasks at once, running ones at their next heartbeat. 409 if the job already finished."""
     rt = runtime(request)
@@ -130,11 +152,15 @@ def cancel_job(request: Request, job_id: JobId, _: Principal = Depends(require("
     return ActionResult(ok=True, detail="cancelled", job_id=job_id, status="cancelled")
 
 
-@router.post("/jobs/{job_id}/resubmit", status_code=202, response_model=SubmitResponse)
-def resubmit_job(request: Request, job_id: JobId, _: Principal = Depends(require("submit"))) -> SubmitResponse:
-    """A fresh run of a finished job (a new id; `resubmit_of` names this one)."""
+@router.post("/jobs/{job_id}/resubmit", status_code=202, response_model=SubmitResponse,
+             responses={200: {"model": SubmitResponse, "description": "this job was already resubmitted"},
+                        **NOT_FOUND})
+def resubmit_job(request: Request, response: Response, job_id: JobId,
+                 _: Principal = Depends(require("submit"))) -> SubmitResponse:
+    """A fresh run of a finished job (a new id; `resubmit_of` names this one). 200 with that run if it exists."""
     rt = runtime(request)
     sub = rt.orchestrator.resubmit(job_id, correlation_id=request.state.correlation_id)
+    response.status_code = 202 if sub.created else 200
     return SubmitResponse(job_id=sub.job.job_id, status=str(sub.job.status), created=sub.created,
                           status_url=str(request.url_for("get_job_status", job_id=sub.job.job_id)),
                           correlation_id=sub.job.correlation_id)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from geomill.api.auth import Principal, require
+from geomill.api.errors import problem_responses
 from geomill.api.metrics import render_metrics
 from geomill.api.models import Health, JobTypeInfo
 from geomill.storage import ZONES
@@ -18,7 +19,7 @@ router = APIRouter(tags=["service"])
 WORKERS_SEEN_WITHIN = 30.0
 
 
-@router.get("/api/job-types", response_model=list[JobTypeInfo])
+@router.get("/api/job-types", response_model=list[JobTypeInfo], responses=problem_responses(401, 403, 503))
 def job_types(request: Request, _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
     """Each job type with its description, stages and the JSON Schema of its parameters."""
     return [
@@ -101,7 +102,8 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": state["status"]}, status_code=200 if state["status"] == "ok" else 503)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}, **problem_responses(503)})
 def metrics(request: Request) -> Response:
     """Prometheus text format, computed from the database (so it covers every worker process)."""
     body, content_type = render_metrics(request.app.state.runtime.store)

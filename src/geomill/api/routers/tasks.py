@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 
 from geomill.api.auth import Principal, require
-from geomill.api.errors import ApiError
+from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, TaskInfo
 from geomill.engine.report import task_doc
 
-router = APIRouter(prefix="/api", tags=["tasks"])
+router = APIRouter(prefix="/api", tags=["tasks"], responses={**KEYED_RESPONSES, **problem_responses(404)})
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
@@ -31,7 +31,7 @@ def retry(request: Request, task_id: str) -> ActionResult:
     return ActionResult(ok=True, detail="queued again", task_id=task_id, job_id=task.job_id, status="queued")
 
 
-@router.post("/tasks/{task_id}/retry", response_model=ActionResult)
+@router.post("/tasks/{task_id}/retry", response_model=ActionResult, responses=problem_responses(409))
 def retry_task(request: Request, task_id: TaskId, _: Principal = Depends(require("submit"))) -> ActionResult:
     """One more attempt for a failed task; re-opens its stage, and its job if that stage failed it."""
     return retry(request, task_id)

@@ -115,3 +115,70 @@ def terminate_sessions(url: str) -> int:
         rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall()
     return len(rows)
+
+
+# RabbitMQ on 127.0.0.1:5672 (guest/guest), for the broker dispatch tests. Each test gets its own virtual host.
+RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
+_rabbit_problem: str | None = None
+
+
+def rabbitmq_up(vhost: str = "/") -> bool:
+    import pika
+    import pika.exceptions
+
+    params = pika.ConnectionParameters(RABBIT_HOST, RABBIT_PORT, vhost, pika.PlainCredentials("guest", "guest"),
+                                       connection_attempts=1, socket_timeout=2)
+    try:
+        pika.BlockingConnection(params).close()
+    except (pika.exceptions.AMQPError, OSError):
+        return False
+    return True
+
+
+def rabbitmqctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return _run(["rabbitmqctl", *args], timeout=timeout)
+
+
+def _start_rabbitmq() -> str:
+    try:
+        _run(["rabbitmq-server", "-detached"], timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot start RabbitMQ: {exc}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if rabbitmq_up():
+            return ""
+        time.sleep(1.0)
+    return f"RabbitMQ on {RABBIT_HOST}:{RABBIT_PORT} did not come up after rabbitmq-server -detached"
+
+
+def ensure_rabbitmq() -> None:
+    """RabbitMQ reachable on 127.0.0.1:5672 (started if down), or skip (fail in CI)."""
+    global _rabbit_problem
+    if _rabbit_problem is None:
+        _rabbit_problem = "" if rabbitmq_up() else _start_rabbitmq()
+    if _rabbit_problem:
+        unavailable(_rabbit_problem)
+
+
+def wait_rabbitmq_app(timeout: float = 60) -> None:
+    """After `rabbitmqctl start_app`: until clients can connect again."""
+    deadline = time.monotonic() + timeout
+    while not rabbitmq_up():
+        if time.monotonic() > deadline:
+            raise AssertionError("RabbitMQ did not come back")
+        time.sleep(0.5)
+
+
+@contextmanager
+def fresh_vhost(prefix: str = "geomill_test") -> Iterator[str]:
+    """A new RabbitMQ virtual host for one test (its queues start empty): the broker URL; deleted afterwards."""
+    ensure_rabbitmq()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
+        done = rabbitmqctl(*args)
+        assert done.returncode == 0, done.stderr
+    try:
+        yield f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{name}"
+    finally:
+        rabbitmqctl("delete_vhost", name)

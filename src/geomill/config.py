@@ -31,6 +31,15 @@ class Settings(BaseSettings):
                                 "empty: GEOMILL_WORKERS processes each listening to every queue of the mode")
     queue_names: dict[str, str] = Field(
         default={}, description='physical names of the logical queues, e.g. {"raster-tasks": "prod-raster"}')
+    broker_url: str | None = Field(
+        None, description="RabbitMQ (amqp://guest:guest@127.0.0.1:5672/): workers consume from it instead of "
+                          "polling the database; unset: database-native dispatch")
+    broker_republish_seconds: float = Field(
+        60.0, gt=0, description="a task or event sent to the broker but still unclaimed after this is sent again")
+    broker_publish_interval_seconds: float = Field(
+        0.5, gt=0, description="how often each supervisor sends new work from the database to the broker")
+    broker_max_deliveries: int = Field(
+        10, ge=1, description="a message delivered this many times without being handled is dead-lettered")
     long_task_size_mb: float = Field(1000.0, ge=0, description="tasks whose input is larger go to long-tasks")
     long_task_minutes: float = Field(20.0, ge=0, description="tasks estimated to run longer go to long-tasks")
     cancel_grace_seconds: float = Field(10.0, ge=0, description="a cancelled job's running task is killed after")

@@ -667,3 +667,41 @@ def test_postgres_errors_are_translated_at_the_edge(pg_url: str) -> None:
         store.close()
     with pytest.raises(StoreError, match="closed"):
         store.get_job("x")
+
+
+# broker dispatch: the outbox and claims by id (what a RabbitMQ message handler does)
+
+
+def test_the_outbox_hands_out_each_due_message_once_until_it_is_old(store: Store) -> None:
+    job_id = new_job(store, "outbox")
+    (pending,) = store.take_unpublished_work(100)
+    assert pending.body() == {"kind": "event", "event_id": pending.event_id, "job_id": job_id, "stage": 0}
+    assert store.take_unpublished_work(100) == []  # stamped: a concurrent publisher does not send it again
+    again = store.take_unpublished_work(100, republish_after_seconds=0.0)  # sent long ago, still unclaimed
+    assert [m.event_id for m in again] == [pending.event_id]
+    assert pending.event_id is not None
+    event = store.claim_event_by_id(pending.event_id, "me", 60)
+    assert event is not None and event.job_id == job_id
+    assert store.claim_event_by_id(pending.event_id, "me", 60) is None  # a duplicate message claims nothing
+    store.ack_event(event.event_id)
+    (task,) = start(store, job_id, 1, 1)
+    (message,) = store.take_unpublished_work(100)
+    assert message.task_id == task.task_id and message.queue == QUEUE and message.body()["kind"] == "task"
+    store.mark_unpublished([message])  # the publish failed: sent again on the next pass
+    assert [m.task_id for m in store.take_unpublished_work(100)] == [task.task_id]
+
+
+def test_claim_task_by_id_is_guarded_and_a_requeued_task_is_published_again(store: Store) -> None:
+    job_id = new_job(store, "by-id")
+    drain_events(store)
+    (task,) = start(store, job_id, 1, 1)
+    store.take_unpublished_work(100)
+    claimed = store.claim_task_by_id(task.task_id, "me", 60)
+    assert claimed is not None and claimed.attempt == 1 and claimed.executed_by_app == "me"
+    assert store.claim_task_by_id(task.task_id, "me", 60) is None  # duplicate or stale message
+    assert store.claim_task_by_id("no-such-task", "me", 60) is None
+    assert store.take_unpublished_work(100, republish_after_seconds=0.0) == []  # running: nothing to send
+    assert store.fail_task(task.task_id, 1, {"type": "X", "message": "m"}, 30.0).applied
+    assert store.claim_task_by_id(task.task_id, "me", 60) is None  # waiting out its backoff: not due
+    assert store.take_unpublished_work(100) == []  # nor sent before it is due
+    assert store.fail_task(task.task_id, 1, {}, None).applied is False  # fenced: it is queued, not running

@@ -58,5 +58,9 @@ class StoreError(GeomillError):
     """A failure in a Store implementation (driver errors are translated to this at the edge)."""
 
 
+class DispatchError(GeomillError):
+    """A failure in a dispatcher (e.g. the broker is unreachable); the database still holds all state."""
+
+
 class RegistryError(GeomillError):
     """A job or task type declaration is inconsistent; raised at registration, not at run time."""

@@ -27,6 +27,24 @@ class RepairReport:
     redelivered_events: int = 0
 
 
+@dataclass(frozen=True)
+class PendingMessage:
+    """Work the database says is due but the broker has not been told of (the outbox): a queued task on its
+    queue, or an orchestration event on the jobs queue (`queue` is None: the publisher maps it)."""
+
+    job_id: str
+    stage: int
+    task_id: str | None = None
+    event_id: int | None = None
+    queue: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The message: ids only, never parameters or results."""
+        if self.task_id is not None:
+            return {"kind": "task", "task_id": self.task_id, "job_id": self.job_id, "stage": self.stage}
+        return {"kind": "event", "event_id": self.event_id, "job_id": self.job_id, "stage": self.stage}
+
+
 class Store(Protocol):
     """All state. Every state-changing method is guarded by the state it expects and says if it applied."""
 
@@ -124,6 +142,24 @@ class Store(Protocol):
     def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None: ...
 
     def ack_event(self, event_id: int) -> None: ...
+
+    # broker dispatch: a message names one task or event; the claim by id is the guarded update
+    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
+        """Claim this task if it is still queued and due; None for a duplicate or stale message."""
+        ...
+
+    def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
+        """Claim this event if it is still pending and visible; None when it was handled (or is being handled)."""
+        ...
+
+    def take_unpublished_work(self, limit: int, republish_after_seconds: float | None = None) -> list[PendingMessage]:
+        """Due tasks and pending events not yet sent to the broker, stamped as sent in the same transaction.
+        With `republish_after_seconds`, also those sent that long ago and still unclaimed (the message was lost)."""
+        ...
+
+    def mark_unpublished(self, messages: Sequence[PendingMessage]) -> None:
+        """A publish failed: send these again on the next pass (rows claimed meanwhile are left alone)."""
+        ...
 
     # janitor
     def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:

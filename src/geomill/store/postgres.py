@@ -50,7 +50,7 @@ from geomill.domain import (
     check_job_transition,
 )
 from geomill.domain.status import job_sources
-from geomill.engine.ports import TaskOutcome
+from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import postgres_queries as q
 from geomill.store.postgres_queries import channel_for
@@ -309,6 +309,35 @@ class PostgresStore(SharedReads, ServiceState):
 
     def ack_event(self, event_id: int) -> None:
         self._one("ack_event", q.ACK_EVENT, {"event_id": event_id})
+
+    # broker dispatch
+    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
+        args = {"task_id": task_id, "app": app, "lease": lease_seconds}
+        _, rows = self._one("claim_task_by_id", q.CLAIM_TASK_BY_ID, args)
+        return task_from_row(rows[0]) if rows else None
+
+    def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
+        args = {"event_id": event_id, "consumer": consumer, "visibility": visibility_seconds}
+        _, rows = self._one("claim_event_by_id", q.CLAIM_EVENT_BY_ID, args)
+        if not rows:
+            return None
+        r = rows[0]
+        return Event(r["event_id"], EventKind(r["kind"]), r["job_id"], r["stage"])
+
+    def take_unpublished_work(self, limit: int, republish_after_seconds: float | None = None) -> list[PendingMessage]:
+        args = {"limit": int(limit), "republish": republish_after_seconds}
+        _, events = self._one("take_unpublished_work", q.TAKE_UNPUBLISHED_EVENTS, args)
+        _, tasks = self._one("take_unpublished_work", q.TAKE_UNPUBLISHED_TASKS, args)
+        return [PendingMessage(r["job_id"], r["stage"], event_id=r["event_id"]) for r in events] + [
+            PendingMessage(r["job_id"], r["stage"], task_id=r["task_id"], queue=r["target_queue"]) for r in tasks]
+
+    def mark_unpublished(self, messages: Sequence[PendingMessage]) -> None:
+        task_ids = [m.task_id for m in messages if m.task_id is not None]
+        event_ids = [m.event_id for m in messages if m.event_id is not None]
+        if task_ids:
+            self._one("mark_unpublished", q.UNMARK_TASKS, {"ids": task_ids})
+        if event_ids:
+            self._one("mark_unpublished", q.UNMARK_EVENTS, {"ids": event_ids})
 
     # janitor
     def reclaim_expired_leases(self, limit: int = 500) -> int:

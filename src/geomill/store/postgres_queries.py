@@ -94,11 +94,64 @@ WITH next AS (
 )
 UPDATE tasks SET status = 'processing', attempt = attempt + 1,
                  lease_expires_at = now() + make_interval(secs => %(lease)s::float8),
-                 executed_by_app = %(app)s, execution_started_at = now(), progress = NULL, progress_message = NULL
+                 executed_by_app = %(app)s, execution_started_at = now(), progress = NULL, progress_message = NULL,
+                 published_at = NULL
 FROM next
 WHERE tasks.task_id = next.task_id AND tasks.status = 'queued'
 RETURNING tasks.*
 """
+
+# Broker dispatch: the task a message names, if it is still queued and due (a duplicate or stale message claims
+# nothing). The claim clears published_at: if the task comes back to the queue it is published again.
+CLAIM_TASK_BY_ID = """
+UPDATE tasks SET status = 'processing', attempt = attempt + 1,
+                 lease_expires_at = now() + make_interval(secs => %(lease)s::float8),
+                 executed_by_app = %(app)s, execution_started_at = now(), progress = NULL, progress_message = NULL,
+                 published_at = NULL
+WHERE task_id = %(task_id)s AND status = 'queued' AND available_at <= now()
+RETURNING *
+"""
+
+CLAIM_EVENT_BY_ID = """
+UPDATE events SET visible_at = now() + make_interval(secs => %(visibility)s::float8),
+                  claimed_by = %(consumer)s, deliveries = deliveries + 1, published_at = NULL
+WHERE event_id = %(event_id)s AND visible_at <= now()
+RETURNING event_id, kind, job_id, stage
+"""
+
+# The outbox: due work not sent to the broker yet (or, with a republish age, sent that long ago and still not
+# claimed: the message was lost). Stamped in the same statement, rows others are stamping skipped, so concurrent
+# publishers split the work instead of sending it twice. A publisher that dies after stamping loses nothing: the
+# janitor's republish pass sends the rows again once they are `republish` seconds old.
+TAKE_UNPUBLISHED_TASKS = """
+WITH due AS (
+    SELECT task_id FROM tasks
+    WHERE status = 'queued' AND available_at <= now()
+      AND (published_at IS NULL OR published_at < now() - make_interval(secs => %(republish)s::float8))
+    ORDER BY available_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks SET published_at = now() FROM due
+WHERE tasks.task_id = due.task_id
+RETURNING tasks.task_id, tasks.job_id, tasks.stage, tasks.target_queue
+"""
+
+TAKE_UNPUBLISHED_EVENTS = """
+WITH due AS (
+    SELECT event_id FROM events
+    WHERE visible_at <= now()
+      AND (published_at IS NULL OR published_at < now() - make_interval(secs => %(republish)s::float8))
+    ORDER BY event_id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE events SET published_at = now() FROM due
+WHERE events.event_id = due.event_id
+RETURNING events.event_id, events.job_id, events.stage
+"""
+
+# A publish that failed: send these again on the next pass (only rows nobody claimed meanwhile).
+UNMARK_TASKS = "UPDATE tasks SET published_at = NULL WHERE task_id = ANY(%(ids)s::text[]) AND status = 'queued'"
+UNMARK_EVENTS = "UPDATE events SET published_at = NULL WHERE event_id = ANY(%(ids)s::bigint[])"
 
 # Give back a prefetched task this worker will not run (drain): the attempt it took does not count.
 RELEASE_TASK = """
@@ -174,7 +227,7 @@ WITH next AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE events SET visible_at = now() + make_interval(secs => %(visibility)s::float8),
-                  claimed_by = %(consumer)s, deliveries = deliveries + 1
+                  claimed_by = %(consumer)s, deliveries = deliveries + 1, published_at = NULL
 FROM next
 WHERE events.event_id = next.event_id
 RETURNING events.event_id, events.kind, events.job_id, events.stage

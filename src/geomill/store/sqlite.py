@@ -25,7 +25,7 @@ from geomill.domain import (
     check_job_transition,
 )
 from geomill.domain.status import job_sources
-from geomill.engine.ports import TaskOutcome
+from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.store import sqlite_queries as q
 from geomill.store.reads import SharedReads
 from geomill.store.service_sql import ServiceState
@@ -301,6 +301,36 @@ class SQLiteStore(SharedReads, ServiceState):
     def ack_event(self, event_id: int) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+
+    # broker dispatch
+    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
+        with self._tx() as c:
+            row = c.execute(q.CLAIM_TASK_BY_ID, {"task_id": task_id, "app": app, "lease": lease_seconds,
+                                                 "now": time.time()}).fetchone()
+        return task_from_row(row) if row is not None else None
+
+    def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
+        with self._tx() as c:
+            row = c.execute(q.CLAIM_EVENT_BY_ID, {"event_id": event_id, "consumer": consumer,
+                                                  "visibility": visibility_seconds, "now": time.time()}).fetchone()
+        if row is None:
+            return None
+        return Event(row["event_id"], EventKind(row["kind"]), row["job_id"], row["stage"])
+
+    def take_unpublished_work(self, limit: int, republish_after_seconds: float | None = None) -> list[PendingMessage]:
+        args = {"now": time.time(), "limit": int(limit), "republish": republish_after_seconds}
+        with self._tx() as c:
+            events = c.execute(q.UNPUBLISHED_EVENTS, args).fetchall()
+            tasks = c.execute(q.UNPUBLISHED_TASKS, args).fetchall()
+            c.executemany(q.STAMP_EVENT, [{"id": r["event_id"], "now": args["now"]} for r in events])
+            c.executemany(q.STAMP_TASK, [{"id": r["task_id"], "now": args["now"]} for r in tasks])
+        return [PendingMessage(r["job_id"], r["stage"], event_id=r["event_id"]) for r in events] + [
+            PendingMessage(r["job_id"], r["stage"], task_id=r["task_id"], queue=r["target_queue"]) for r in tasks]
+
+    def mark_unpublished(self, messages: Sequence[PendingMessage]) -> None:
+        with self._tx() as c:
+            c.executemany(q.UNMARK_TASK, [{"id": m.task_id} for m in messages if m.task_id is not None])
+            c.executemany(q.UNMARK_EVENT, [{"id": m.event_id} for m in messages if m.event_id is not None])
 
     # janitor
     def reclaim_expired_leases(self, limit: int = 500) -> int:

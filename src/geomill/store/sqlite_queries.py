@@ -58,10 +58,45 @@ ORDER BY available_at LIMIT {limit}
 
 CLAIM_TASK = """
 UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_expires_at = :now + :lease,
-                 executed_by_app = :app, execution_started_at = :now, progress = NULL, progress_message = NULL
+                 executed_by_app = :app, execution_started_at = :now, progress = NULL, progress_message = NULL,
+                 published_at = NULL
 WHERE task_id = :task_id AND status = 'queued'
 RETURNING *
 """
+
+# Broker dispatch: the task a message names, if still queued and due; clears published_at (see 004_outbox.sql).
+CLAIM_TASK_BY_ID = """
+UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_expires_at = :now + :lease,
+                 executed_by_app = :app, execution_started_at = :now, progress = NULL, progress_message = NULL,
+                 published_at = NULL
+WHERE task_id = :task_id AND status = 'queued' AND available_at <= :now
+RETURNING *
+"""
+
+CLAIM_EVENT_BY_ID = """
+UPDATE events SET visible_at = :now + :visibility, claimed_by = :consumer, deliveries = deliveries + 1,
+                  published_at = NULL
+WHERE event_id = :event_id AND visible_at <= :now
+RETURNING event_id, kind, job_id, stage
+"""
+
+# The outbox (one writer at a time in SQLite, so select-then-stamp inside one transaction is enough).
+UNPUBLISHED_TASKS = """
+SELECT task_id, job_id, stage, target_queue FROM tasks
+WHERE status = 'queued' AND available_at <= :now AND (published_at IS NULL OR published_at < :now - :republish)
+ORDER BY available_at LIMIT :limit
+"""
+
+UNPUBLISHED_EVENTS = """
+SELECT event_id, job_id, stage FROM events
+WHERE visible_at <= :now AND (published_at IS NULL OR published_at < :now - :republish)
+ORDER BY event_id LIMIT :limit
+"""
+
+STAMP_TASK = "UPDATE tasks SET published_at = :now WHERE task_id = :id"
+STAMP_EVENT = "UPDATE events SET published_at = :now WHERE event_id = :id"
+UNMARK_TASK = "UPDATE tasks SET published_at = NULL WHERE task_id = :id AND status = 'queued'"
+UNMARK_EVENT = "UPDATE events SET published_at = NULL WHERE event_id = :id"
 
 HEARTBEAT = """
 UPDATE tasks SET lease_expires_at = :now + :lease
@@ -101,7 +136,8 @@ RETURNING remaining
 """
 
 CLAIM_EVENT = """
-UPDATE events SET visible_at = :now + :visibility, claimed_by = :consumer, deliveries = deliveries + 1
+UPDATE events SET visible_at = :now + :visibility, claimed_by = :consumer, deliveries = deliveries + 1,
+                  published_at = NULL
 WHERE event_id = (SELECT event_id FROM events WHERE visible_at <= :now ORDER BY event_id LIMIT 1)
 RETURNING event_id, kind, job_id, stage
 """

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from geomill.domain import NotFound, RegistryError, StoreError, Task
+from geomill.domain import Event, NotFound, RegistryError, StoreError, Task
 from geomill.engine.context import TaskContext
 from geomill.engine.execution import Outcome, error_record, run_task
 from geomill.engine.registry import JOBS_QUEUE
@@ -42,9 +42,16 @@ class WorkerLoop:
         self._next_event_poll = 0.0  # while busy with tasks, look for events at most every EVENT_POLL seconds
         self._prefetched: deque[Task] = deque()
         self._last_task_seconds = float("inf")
+        self.stages_completed = 0  # completions that emitted stage_complete (a broker consumer publishes then)
 
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
+        broker_url = self.rt.settings.broker_url
+        if broker_url:  # messages from RabbitMQ say which task or event to claim; no database polling
+            from geomill.worker.consumer import BrokerConsumer
+
+            BrokerConsumer(self, broker_url).run()
+            return
         try:
             self._run_until_stopped()
         finally:
@@ -98,13 +105,17 @@ class WorkerLoop:
         event = self.rt.store.claim_event(self.app, self.rt.settings.event_visibility_seconds)
         if event is None:
             return False
+        self.handle_event(event)
+        return True
+
+    def handle_event(self, event: Event) -> None:
+        """Run the orchestrator on a claimed event, then acknowledge it (delete it from the events table)."""
         try:
             self.orchestrator.handle_event(event)
         except NotFound:
             self.rt.store.add_dead_letter("jobs", f"event names an unknown job {event.job_id!r}",
                                           {"kind": str(event.kind), "stage": event.stage}, job_id=event.job_id)
         self.rt.store.ack_event(event.event_id)
-        return True
 
     def execute(self, task: Task) -> None:
         try:
@@ -152,6 +163,7 @@ class WorkerLoop:
             assert outcome.error is not None
             done = store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in)
         if done.stage_done:
+            self.stages_completed += 1
             self._next_event_poll = 0.0  # we emitted stage_complete: plan the next stage now if we orchestrate
         if not done.applied:
             log.warning("outcome refused: attempt %d was fenced", task.attempt, extra={"task_id": task.task_id})

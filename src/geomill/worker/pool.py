@@ -14,7 +14,7 @@ from typing import Any
 from geomill.domain import TaskTimeout
 from geomill.engine.execution import error_record
 from geomill.runtime import Runtime
-from geomill.worker.janitor import reconcile
+from geomill.worker.janitor import Outbox, reconcile
 from geomill.worker.slots import Slot, child_main
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class WorkerPool:
         self.holder = f"{self.settings.app_name}#{os.getpid()}"
         self.restarts = 0
         self.info = info or {}  # what this process reports of itself in the workers table (role, queues)
+        self.outbox = Outbox.open(runtime)  # None unless a broker is configured
 
     def start(self) -> None:
         self.children = [self._spawn(queues) for queues in self.layout]
@@ -76,6 +77,8 @@ class WorkerPool:
             self._next_janitor = now + self.settings.janitor_interval_seconds
             self._report_alive()
             self._janitor()
+        elif self.outbox is not None:
+            self.outbox.send_due()
 
     def _report_alive(self) -> None:
         queues = sorted({q for entry in self.layout for q in entry})
@@ -91,6 +94,8 @@ class WorkerPool:
         try:
             if self.rt.store.acquire_leadership("janitor", self.holder, lease):
                 reconcile(self.rt.store, self.settings)
+                if self.outbox is not None:  # the reconciler part: re-send what was sent but never claimed
+                    self.outbox.send_due(republish_after_seconds=self.settings.broker_republish_seconds)
         except Exception:  # the janitor must never take the supervisor down; it runs again next interval
             log.exception("janitor pass failed")
 
@@ -139,3 +144,5 @@ class WorkerPool:
             if proc.is_alive():
                 log.warning("worker %s did not finish within the grace period; killing it", proc.pid)
                 self._kill(proc, slot)
+        if self.outbox is not None:
+            self.outbox.close()

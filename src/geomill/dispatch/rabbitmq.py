@@ -1,0 +1,246 @@
+"""RabbitMQ dispatch (AMQP 0-9-1, pika): durable quorum queues, persistent messages, publisher confirms, a
+dead-letter exchange. The database stays the single source of truth: a message names one task or event by id, and
+its handler claims that row with a guarded update, so a duplicate, late or replayed message changes nothing.
+
+Two connections per process, each owned by one thread (pika connections are not thread-safe):
+- ``RabbitPublisher``, used by the thread that commits work (outbox publishing, dead-lettering); it reconnects on
+  the next publish after a failure.
+- ``QueueConsumer``, a thread that consumes the process's queues into an in-process inbox; acknowledgements are
+  handed to it with ``add_callback_threadsafe``. It reconnects with backoff and consumes again after a broker
+  restart; messages not acknowledged on the old connection come back from the broker, and their claims (already
+  done, or not) make them harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pika
+import pika.exceptions
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from geomill.domain import DispatchError
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER = "dead-letter"  # logical name of the dead-letter exchange and queue (queue_names may rename it)
+DEFAULT_DEAD_LETTER = "geomill.dead-letter"
+REASON_HEADER = "x-geomill-reason"
+SOURCE_HEADER = "x-geomill-source-queue"
+DELIVERY_LIMIT = 20  # the broker's own safety net; handlers dead-letter with a reason long before this
+
+
+class TaskMessage(BaseModel):
+    kind: Literal["task"]
+    task_id: str = Field(min_length=1)
+    job_id: str
+    stage: int
+
+
+class EventMessage(BaseModel):
+    kind: Literal["event"]
+    event_id: int
+    job_id: str
+    stage: int
+
+
+Message = Annotated[TaskMessage | EventMessage, Field(discriminator="kind")]
+_message = TypeAdapter(Message)
+
+
+class UndecodableMessage(DispatchError):
+    """A message that is not a geomill message at all."""
+
+
+def decode(body: bytes) -> TaskMessage | EventMessage:
+    """The message in `body`, or UndecodableMessage naming what is wrong."""
+    try:
+        return _message.validate_json(body)
+    except ValidationError as exc:
+        raise UndecodableMessage(f"undecodable message: {exc.errors()[0]['msg']} at "
+                                 f"{'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'}") from exc
+
+
+def dead_letter_name(queue_names: Mapping[str, str]) -> str:
+    return queue_names.get(DEAD_LETTER, DEFAULT_DEAD_LETTER)
+
+
+def declare_queues(channel: Any, queues: Sequence[str], dead_letter: str) -> None:
+    """Durable quorum queues that dead-letter to `dead_letter` (a fanout exchange bound to a queue of that name)."""
+    channel.exchange_declare(dead_letter, exchange_type="fanout", durable=True)
+    channel.queue_declare(dead_letter, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(dead_letter, dead_letter)
+    for name in queues:
+        channel.queue_declare(name, durable=True, arguments={
+            "x-queue-type": "quorum", "x-dead-letter-exchange": dead_letter, "x-delivery-limit": DELIVERY_LIMIT})
+
+
+def _parameters(url: str) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    params.blocked_connection_timeout = 30
+    return params
+
+
+class RabbitPublisher:
+    """Persistent messages with publisher confirms, to queues declared on first use."""
+
+    def __init__(self, url: str, queue_names: Mapping[str, str]) -> None:
+        self.url = url
+        self.dead_letter = dead_letter_name(queue_names)
+        self._conn: pika.BlockingConnection | None = None
+        self._channel: Any = None
+        self._declared: set[str] = set()
+
+    def publish(self, queue_name: str, body: dict[str, Any]) -> None:
+        """Send `body` (JSON) to `queue_name`; returns once the broker confirmed it. DispatchError otherwise."""
+        self._send("", queue_name, json.dumps(body).encode(), {}, declare=queue_name)
+
+    def dead_letter_message(self, source_queue: str, body: bytes, reason: str) -> None:
+        """Move a message to the dead-letter exchange, with the reason and its queue in headers."""
+        headers = {REASON_HEADER: reason[:1000], SOURCE_HEADER: source_queue}
+        self._send(self.dead_letter, "", body, headers, declare=None)
+
+    def _send(self, exchange: str, key: str, body: bytes, headers: dict[str, Any], declare: str | None) -> None:
+        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json",
+                                     headers=headers or None)
+        for attempt in (1, 2):  # a connection the broker dropped while idle fails once; the second try reconnects
+            try:
+                channel = self._open()
+                if declare is not None and declare not in self._declared:
+                    declare_queues(channel, [declare], self.dead_letter)
+                    self._declared.add(declare)
+                channel.basic_publish(exchange, key, body, properties=props, mandatory=True)
+                return
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self.close()
+                if attempt == 2:
+                    raise DispatchError(f"cannot publish to RabbitMQ queue {key or exchange!r}: {exc!r}") from exc
+
+    def _open(self) -> Any:
+        if self._conn is None or self._conn.is_closed or self._channel is None or self._channel.is_closed:
+            self.close()
+            self._conn = pika.BlockingConnection(_parameters(self.url))
+            self._channel = self._conn.channel()
+            self._channel.confirm_delivery()
+            declare_queues(self._channel, [], self.dead_letter)
+        return self._channel
+
+    def close(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        self._declared.clear()
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as consumed: acknowledge it through its consumer, which owns the connection."""
+
+    queue: str
+    body: bytes
+    delivery_tag: int
+    delivery_count: int  # x-delivery-count of quorum queues: earlier deliveries that were not acknowledged
+    channel: Any
+
+
+class QueueConsumer(threading.Thread):
+    """Consumes `queues` into `inbox` with `prefetch` unacknowledged messages per queue; reconnects with backoff."""
+
+    def __init__(self, url: str, queues: Sequence[str], queue_names: Mapping[str, str], prefetch: int,
+                 max_backoff: float = 10.0) -> None:
+        super().__init__(name="geomill-broker-consumer", daemon=True)
+        self.url = url
+        self.queues = list(queues)
+        self.dead_letter = dead_letter_name(queue_names)
+        self.prefetch = prefetch
+        self.max_backoff = max_backoff
+        self.inbox: queue.Queue[Delivery] = queue.Queue()
+        self.connected = threading.Event()
+        self.connections = 0  # how many times it (re)connected: tests check it resumed after a restart
+        self._stop = threading.Event()
+        self._conn: pika.BlockingConnection | None = None
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                backoff = 0.2
+            except Exception as exc:  # noqa: BLE001 - whatever broke the connection, this thread must go on consuming
+                self.connected.clear()
+                log.warning("RabbitMQ connection lost (%r); reconnecting in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _consume(self) -> None:
+        conn = pika.BlockingConnection(_parameters(self.url))
+        try:
+            channel = conn.channel()
+            declare_queues(channel, self.queues, self.dead_letter)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            for name in self.queues:
+                channel.basic_consume(name, on_message_callback=self._receiver(name))
+            self._conn = conn
+            self.connections += 1
+            self.connected.set()
+            log.info("consuming %s from RabbitMQ", ",".join(self.queues))
+            while not self._stop.is_set():
+                conn.process_data_events(time_limit=0.2)
+        finally:
+            self._conn = None
+            self.connected.clear()
+            if conn.is_open:
+                try:
+                    conn.close()
+                except (pika.exceptions.AMQPError, OSError):
+                    pass
+
+    def _receiver(self, name: str) -> Any:
+        def on_message(channel: Any, method: Any, props: Any, body: bytes) -> None:
+            count = int((props.headers or {}).get("x-delivery-count", 0) or 0)
+            self.inbox.put(Delivery(name, body, method.delivery_tag, count, channel))
+        return on_message
+
+    def ack(self, delivery: Delivery) -> None:
+        self._settle(delivery, lambda ch: ch.basic_ack(delivery.delivery_tag))
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Give the message back (counts as a delivery: a message that keeps failing is dead-lettered)."""
+        self._settle(delivery, lambda ch: ch.basic_nack(delivery.delivery_tag, requeue=True))
+
+    def _settle(self, delivery: Delivery, action: Any) -> None:
+        """Run `action` on the consumer's thread; a message of a connection since lost is redelivered anyway."""
+        conn = self._conn
+
+        def run() -> None:
+            if delivery.channel.is_open:
+                action(delivery.channel)
+        if conn is None:
+            return
+        try:
+            conn.add_callback_threadsafe(run)
+        except (pika.exceptions.AMQPError, OSError, AttributeError):
+            log.info("acknowledgement dropped: its connection is gone (the message comes back and is dropped then)")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop consuming and close; unacknowledged messages go back to their queues."""
+        self._stop.set()
+        self.join(timeout)
+
+    def next_delivery(self, timeout: float) -> Delivery | None:
+        try:
+            return self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+

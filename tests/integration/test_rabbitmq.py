@@ -260,3 +260,16 @@ def test_lost_messages_are_republished_by_the_reconciler(tmp_path: Path, pg_url:
     assert doc["status"] == "completed", doc
     counts = _markers(markers)
     assert len(counts) == 5 and set(counts.values()) == {1}, counts
+
+
+def test_health_reports_broker_queues_and_fails_without_the_broker(tmp_path: Path) -> None:
+    with fresh_vhost() as url:
+        env = geomill_env(tmp_path / "d", None, broker_url=url)
+        ok = cli(env, "health", "--json")
+        doc = json.loads(ok.stdout)
+        assert doc["components"]["dispatch"]["backend"] == "rabbitmq"
+        assert "default-tasks" in doc["components"]["dispatch"]["queues"]
+        assert doc["components"]["dispatch"]["status"] == "ok"
+    bad = cli(geomill_env(tmp_path / "d", None, broker_url="amqp://guest:guest@127.0.0.1:1/"), "health", "--json")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["components"]["dispatch"]["status"] == "down"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from typing import Annotated
@@ -184,3 +185,22 @@ def api_key_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     for d in docs:
         state = f"revoked {d['revoked_at']:%Y-%m-%d}" if d["revoked_at"] else "active"
         out.print(f"{d['key_id']}  {d['name']}  {','.join(d['scopes'])}  {state}")
+
+
+@app.command()
+def health(mode: Mode = None, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Database, storage, dispatch (RabbitMQ: each queue's depth and consumers), live workers; exit 1 when a
+    required component is down."""
+    from geomill.api.routers.meta import health_document
+
+    settings = load_settings(data_dir, app_mode=mode)
+    rt = Runtime.open(settings)
+    doc, status = health_document(rt, resolve_role(settings.app_mode, settings.queues or None), has_http=False)
+    if as_json:
+        views.print_json(doc)
+    else:
+        out.print(f"overall: {views.styled(doc['status']) if doc['status'] != 'ok' else '[green]ok[/]'}")
+        for name, comp in doc["components"].items():
+            detail = {k: v for k, v in comp.items() if k != "status"}
+            out.print(f"  {name:9} {comp['status']:9} {json.dumps(detail, default=str)[:200]}")
+    raise typer.Exit(0 if status == 200 else 1)

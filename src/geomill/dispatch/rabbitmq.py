@@ -244,3 +244,31 @@ class QueueConsumer(threading.Thread):
         except queue.Empty:
             return None
 
+
+
+def queue_stats(url: str, queues: Sequence[str], queue_names: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Messages ready and consumers of each queue (passive declares: nothing is created). DispatchError if the
+    broker cannot be reached; a queue not declared yet shows as absent."""
+    names = [queue_names.get(q, q) for q in queues] + [dead_letter_name(queue_names)]
+    stats: dict[str, dict[str, int]] = {}
+    try:
+        conn = pika.BlockingConnection(_parameters(url))
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise DispatchError(f"RabbitMQ unreachable: {exc!r}") from exc
+    quiet = logging.getLogger("pika.channel")
+    level, quiet.level = quiet.level, logging.ERROR  # a 404 on a passive declare is an answer, not a warning
+    try:
+        for name in names:
+            channel = conn.channel()
+            try:
+                ok = channel.queue_declare(name, passive=True)
+                stats[name] = {"messages": ok.method.message_count, "consumers": ok.method.consumer_count}
+            except pika.exceptions.ChannelClosedByBroker:
+                stats[name] = {"messages": 0, "consumers": 0, "absent": 1}
+            finally:
+                if channel.is_open:
+                    channel.close()
+    finally:
+        quiet.level = level
+        conn.close()
+    return stats

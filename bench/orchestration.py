@@ -19,11 +19,17 @@ The main figures therefore come from the job's own timestamps in the database:
   "insert + wake + claim" (inserting N task rows, commit, NOTIFY/poll wake-up, the first claim).
 - PostgreSQL only: per task, the delta of pg_stat_database (xact_commit, tup_inserted + tup_updated +
   tup_deleted) of the bench database, and of pg_stat_wal (wal_records, wal_sync; server-wide) around the run.
+
+src/ is copied at start and every run imports that copy (others edit the tree meanwhile). Before each run the
+script waits for a quiet machine, and re-runs (up to 3 times) a run during which other work used > 0.3 cores.
+`--components` (default) then times the pieces of one stage advance at the largest N in one process. Results
+are saved to bench/out/orchestration/results-*.json; `--render-from FILE [--write-md]` re-renders a report.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -81,6 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backends", default=",".join(BACKENDS), help="sqlite,postgres (alternated in this order)")
     p.add_argument("--write-md", action=argparse.BooleanOptionalAction, default=None,
                    help="update the section in BENCHMARKS.md (default: only for the full default run)")
+    p.add_argument("--components", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the pieces of one stage advance at the largest N, in one process (default: yes)")
+    p.add_argument("--render-from", type=Path, metavar="JSON",
+                   help="no runs: print (and with --write-md, write) the report of a saved results file")
     p.add_argument("--keep", action="store_true", help="keep SQLite data dirs (and do not drop PostgreSQL dbs)")
     args = p.parse_args(argv)
     args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -113,7 +123,15 @@ class Run:
     apps: int  # distinct executed_by_app
     cpu_s: float  # CPU of the geomill process tree (RUSAGE_CHILDREN delta)
     busy_cores: float  # whole machine, average busy cores during the run (/proc/stat)
+    quiet_wait_s: float = 0.0  # waited before the run for the machine to calm down
+    pg_cpu_s: float = 0.0  # CPU of the PostgreSQL server during the run (all its processes)
+    discarded: int = 0  # earlier attempts of this run thrown away because other work loaded the machine
     pg: dict[str, float] = field(default_factory=dict)  # deltas (PostgreSQL only)
+
+    @property
+    def others_cores(self) -> float:
+        """Busy cores used neither by geomill's processes nor by the PostgreSQL server: other work on the machine."""
+        return max(0.0, self.busy_cores - (self.cpu_s + self.pg_cpu_s) / self.wall_s)
 
     @property
     def tasks(self) -> int:
@@ -129,6 +147,43 @@ def busy_cpu_seconds() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU used by the local PostgreSQL server so far: its live processes, plus the postmaster's reaped children
+    (the backends of connections that have closed)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        if comm != "postgres" and not comm.startswith("postgres:"):
+            continue
+        f = text[text.rindex(")") + 2:].split()
+        total += int(f[11]) + int(f[12])  # utime, stime
+        if Path(f"/proc/{f[1]}/comm").read_text().strip() != "postgres":  # the postmaster: add reaped children
+            total += int(f[13]) + int(f[14])
+    return total / tick
+
+
+QUIET_CORES = 0.25  # before each run, wait until the machine is this idle (busy cores over 1 s) ...
+QUIET_MAX_WAIT = 120.0  # ... for at most this long
+NOISY_CORES = 0.3  # a run during which other work used more than this is run again ...
+MAX_DISCARDS = 3  # ... at most this many times (the last attempt is kept and its load shown)
+
+
+def wait_quiet() -> float:
+    """Wait (up to QUIET_MAX_WAIT) until others' load is below QUIET_CORES; returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < QUIET_MAX_WAIT:
+        b0 = busy_cpu_seconds()
+        time.sleep(1.0)
+        if busy_cpu_seconds() - b0 < QUIET_CORES:
+            break
+    return time.monotonic() - t0
 
 
 def children_cpu_seconds() -> float:
@@ -166,7 +221,8 @@ def geomill_env(database_url: str | None) -> dict[str, str]:
 
 def geomill_cmd(n: int, data_dir: Path) -> list[str]:
     exe = Path(sys.executable).with_name("geomill")
-    return [str(exe), "run", "fanout", "-p", f"n={n}", "-p", f"stages={STAGES}", "-p", f"tag=bench-{secrets.token_hex(6)}",
+    tag = f"bench-{secrets.token_hex(6)}"  # not all digits: -p values are parsed as JSON
+    return [str(exe), "run", "fanout", "-p", f"n={n}", "-p", f"stages={STAGES}", "-p", f"tag={tag}",
             "-w", str(WORKERS), "--data-dir", str(data_dir), "--json"]
 
 
@@ -285,29 +341,166 @@ def run_once(backend: str, n: int, rnd: int, keep: bool) -> Run:
         exe = Path(sys.executable).with_name("geomill")
         subprocess.run([str(exe), "db", "upgrade", "--data-dir", str(data_dir)], env=geomill_env(url), cwd=workdir,
                        check=True, capture_output=True)
-        before = pg_counters(db) if db else {}
         os.sync()
-        cpu0, busy0 = children_cpu_seconds(), busy_cpu_seconds()
+        waited = wait_quiet()
+        before = pg_counters(db) if db else {}
+        cpu0, busy0, pg0 = children_cpu_seconds(), busy_cpu_seconds(), postgres_cpu_seconds()
         t0 = time.perf_counter()
         proc = subprocess.run(geomill_cmd(n, data_dir), env=geomill_env(url), cwd=workdir,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
         cpu_s, busy = children_cpu_seconds() - cpu0, (busy_cpu_seconds() - busy0) / wall
+        pg_end = postgres_cpu_seconds()
         if proc.returncode != 0:
             raise RuntimeError(f"geomill exited {proc.returncode}:\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}")
         job_id = json.loads(proc.stdout)["job_id"]
         pg: dict[str, float] = {}
         if db:
             time.sleep(1.0)  # backends flush their statistics as they exit; the WAL writer's come a little later
+            pg_end = postgres_cpu_seconds()  # the run's backends have exited and been reaped by now
             after = pg_counters(db)
             pg = {k: after[k] - before.get(k, 0.0) for k in after}
         where = str(data_dir / "geomill.db") if backend == "sqlite" else url
-        return derive(backend, n, rnd, wall, read_timestamps(backend, where, job_id), cpu_s, busy, pg)
+        run = derive(backend, n, rnd, wall, read_timestamps(backend, where, job_id), cpu_s, busy, pg)
+        run.quiet_wait_s, run.pg_cpu_s = waited, pg_end - pg0
+        return run
     finally:
         if db and not keep:
             pg_drop_db(db)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- components of a stage advance
+
+
+def timed_ms(fn, reps: int = 3) -> tuple[float, Any]:
+    xs, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        xs.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(xs), out
+
+
+READ_STAGE = "read one finished stage's outcomes (Orchestrator.stage_results)"
+PLAN = "plan: N TaskSpec (fanout's plan)"
+VALIDATE = "validate + task ids + routing of N tasks (Orchestrator._new_tasks)"
+INSERT = "start_stage: insert N task rows, one transaction (store.start_stage)"
+HEARTBEAT = "per task, not per stage: start + stop of the task's heartbeat thread (µs)"
+SCRATCH = "  insert N rows into a scratch copy of tasks"
+SCRATCH_MANY = f"{SCRATCH}: executemany INSERT (as start_stage)"
+SCRATCH_COPY = f"{SCRATCH}: COPY FROM STDIN"
+
+
+def components(backend: str, n: int, keep: bool) -> dict[str, float]:
+    """One process, no other load from geomill: the pieces a stage advance is made of, for one stage of N tasks.
+    Uses geomill's orchestrator and store directly (the snapshot of src/); stage 1 is marked done by SQL. A piece
+    that this version of geomill cannot be timed by (an internal renamed) is left out, with a note."""
+    from geomill.config import Settings
+    from geomill.domain import FailurePolicy
+    from geomill.runtime import Runtime
+
+    wait_quiet()
+    workdir = Path(tempfile.mkdtemp(prefix=f"components-{backend}-", dir=OUT))
+    db = pg_create_db() if backend == "postgres" else None
+    url = PG_URL.format(db=db) if db else None
+    out: dict[str, float] = {}
+
+    def piece(label: str, fn: Any, reps: int = 3) -> Any:
+        try:
+            out[label], value = timed_ms(fn, reps)
+            return value
+        except Exception as exc:  # noqa: BLE001 - report and go on: these are diagnostics
+            print(f"  (components, {backend}: cannot time {label.strip()!r}: {type(exc).__name__}: {exc})")
+            return None
+
+    try:
+        rt = Runtime.open(Settings(data_dir=workdir / "data", database_url=url, log_level="ERROR"))
+        orch, store = rt.orchestrator, rt.store
+        jt = rt.registry.job_type("fanout")
+        job = orch.submit("fanout", {"n": n, "stages": STAGES, "tag": "components"}).job
+        params = jt.params_model.model_validate(job.params)
+        plan = piece(PLAN, lambda: jt.stages[0].plan(params, []))
+        tasks = piece(VALIDATE, lambda: orch._new_tasks(job.job_id, 1, plan))
+        piece(INSERT, lambda: store.start_stage(job.job_id, 1, "work-1", FailurePolicy.FAIL_JOB, tasks), reps=1)
+        finish = ("UPDATE tasks SET status = 'completed', attempt = 1, finished_at = {now}, result = {obj}('key', "
+                  "task_key, 'attempt', 1, 'pid', 1) WHERE job_id = {p}; UPDATE stages SET remaining = 0, completed_at "
+                  "= {now} WHERE job_id = {p}")
+        if db:
+            import psycopg
+
+            con: Any = psycopg.connect(url, autocommit=True)
+            for stmt in finish.format(now="now()", obj="jsonb_build_object", p="%s").split("; "):
+                con.execute(stmt, (job.job_id,))
+        else:
+            con = sqlite3.connect(str(workdir / "data" / "geomill.db"), isolation_level=None)
+            for stmt in finish.format(now=time.time(), obj="json_object", p="?").split("; "):
+                con.execute(stmt, (job.job_id,))
+        piece(READ_STAGE, lambda: orch.stage_results(job.job_id, 1, jt))
+        try:
+            out[HEARTBEAT] = heartbeat_us(tasks)
+        except Exception as exc:  # noqa: BLE001
+            print(f"  (components, {backend}: cannot time the heartbeat: {type(exc).__name__}: {exc})")
+        if db and tasks:
+            out.update(pg_insert_alternatives(con, tasks, job.job_id))
+        con.close()
+        rt.close()
+    finally:
+        if db and not keep:
+            pg_drop_db(db)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def heartbeat_us(tasks: list[Any], reps: int = 2000) -> float:
+    """What WorkerLoop pays per task for its Heartbeat (a new thread started and joined), store never called."""
+    from geomill.worker.heartbeat import Heartbeat
+
+    class _T:
+        task_id, job_id, attempt = tasks[0].task_id, "job", 1
+
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        with Heartbeat(None, _T, 60.0, 20.0):  # type: ignore[arg-type]
+            pass
+    return 1e6 * (time.perf_counter() - t0) / reps
+
+
+def pg_insert_alternatives(con: Any, tasks: list[Any], job_id: str) -> dict[str, float]:
+    """Inserting N task rows into a scratch copy of `tasks` (same indexes, no foreign key): row by row in one
+    transaction (what start_stage does, minus the FK and correlation look-up) against COPY."""
+    from psycopg.types.json import Jsonb
+
+    cols = "task_id, job_id, stage, task_key, task_type, params, max_attempts, target_queue, timeout_seconds, status"
+    rows = [(t.task_id, job_id, 2, t.task_key, t.task_type, Jsonb(t.params), t.max_attempts, t.target_queue,
+             float(t.timeout_seconds), "queued") for t in tasks]
+    con.execute("CREATE TABLE scratch_tasks (LIKE tasks INCLUDING ALL)")
+
+    def executemany() -> None:
+        with con.transaction():
+            con.cursor().executemany(f"INSERT INTO scratch_tasks ({cols}) VALUES ({', '.join(['%s'] * 10)})", rows)
+        con.execute("TRUNCATE scratch_tasks")
+
+    def copy() -> None:
+        with con.transaction():
+            with con.cursor().copy(f"COPY scratch_tasks ({cols}) FROM STDIN") as cp:
+                for r in rows:
+                    cp.write_row(r)
+        con.execute("TRUNCATE scratch_tasks")
+
+    return {SCRATCH_MANY: timed_ms(executemany)[0], SCRATCH_COPY: timed_ms(copy)[0]}
+
+
+def components_table(comp: dict[str, dict[str, float]], n: int) -> list[str]:
+    backends = list(comp)
+    rows = [f"| piece of a stage advance, one stage of N = {n:,} tasks (ms, median of 3, unless marked) | "
+            + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
+    keys = list(dict.fromkeys(k for b in backends for k in comp[b]))
+    for k in keys:
+        rows.append(f"| {k} | " + " | ".join(f"{comp[b][k]:.1f}" if k in comp[b] else "–" for b in backends) + " |")
+    return rows
 
 
 # ---------------------------------------------------------------- statistics
@@ -336,7 +529,7 @@ def summary(rs: list[Run]) -> dict[str, Any]:
         "runs": len(rs), "processing_s": med([r.processing_s for r in rs]),
         "submit_s": med([r.submit_to_finish_s for r in rs]), "wall_s": med([r.wall_s for r in rs]),
         "tasks_per_s": med([r.tasks_per_s for r in rs]),
-        "gap_p50_ms": 1000 * pct(gaps, 50), "gap_p99_ms": 1000 * pct(gaps, 99), "gap_n": len(gaps),
+        "gap_p50_ms": 1000 * med(gaps), "gap_p99_ms": 1000 * pct(gaps, 99), "gap_n": len(gaps),
         "gap_plan_ms": 1000 * med([g for r in rs for g in r.gap_plan_s]),
         "gap_claim_ms": 1000 * med([g for r in rs for g in r.gap_claim_s]),
         "stage1_claim_ms": 1000 * med([r.stage1_claim_s for r in rs]),
@@ -344,6 +537,8 @@ def summary(rs: list[Run]) -> dict[str, Any]:
         "startup_s": med([r.startup_s for r in rs]),
         "stage_run_s": med([sum(r.stage_run_s) for r in rs]),
         "cpu_s": med([r.cpu_s for r in rs]), "busy_cores": med([r.busy_cores for r in rs]),
+        "others_cores": med([r.others_cores for r in rs]),
+        "pg_cores": med([r.pg_cpu_s / r.wall_s for r in rs]), "discarded": sum(r.discarded for r in rs),
         "apps": min(r.apps for r in rs),
     }
     if rs[0].pg:
@@ -372,13 +567,13 @@ def results_table(runs: list[Run]) -> list[str]:
 def detail_table(runs: list[Run]) -> list[str]:
     rows = ["| backend | N | start-up: submit → started (s) | stage 1: started → first claim (ms) | 3 stages' "
             "run time, first claim → last finish (s) | finalize (ms) | geomill CPU (s) | machine busy cores "
-            "| worker processes seen |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| of which PostgreSQL server | of which other work | worker processes seen |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (backend, n), rs in group(runs).items():
         s = summary(rs)
         rows.append(f"| {backend} | {n:,} | {s['startup_s']:.2f} | {s['stage1_claim_ms']:.0f} "
                     f"| {s['stage_run_s']:.3f} | {s['finalize_ms']:.0f} | {s['cpu_s']:.1f} "
-                    f"| {s['busy_cores']:.2f} | {s['apps']} |")
+                    f"| {s['busy_cores']:.2f} | {s['pg_cores']:.2f} | {s['others_cores']:.2f} | {s['apps']} |")
     return rows
 
 
@@ -400,7 +595,9 @@ def raw_runs(runs: list[Run]) -> list[str]:
         gaps = ", ".join(f"{1000 * g:.0f}" for g in r.gaps_s)
         lines.append(f"- round {r.round} {r.backend} N={r.n:,}: processing {r.processing_s:.3f} s "
                      f"({r.tasks_per_s:,.0f} tasks/s), submit→finished {r.submit_to_finish_s:.3f} s, wall "
-                     f"{r.wall_s:.2f} s, gaps [{gaps}] ms, busy cores {r.busy_cores:.2f}")
+                     f"{r.wall_s:.2f} s, gaps [{gaps}] ms, busy cores {r.busy_cores:.2f} (PostgreSQL "
+                     f"{r.pg_cpu_s / r.wall_s:.2f}, other work {r.others_cores:.2f}; waited {r.quiet_wait_s:.0f} s for "
+                     f"a quiet machine; {r.discarded} noisy attempt(s) discarded)")
     return lines
 
 
@@ -491,10 +688,62 @@ def reproduce_command(args: argparse.Namespace) -> str:
     return cmd
 
 
-def render_section(args: argparse.Namespace, runs: list[Run], started: dt.datetime, duration_s: float) -> str:
-    m, v = machine(), versions(args.backends)
-    settings = geomill_settings()
-    pg = pg_server() if "postgres" in args.backends else {}
+def analysis(runs: list[Run], comp: dict[str, dict[str, float]], n: int) -> list[str]:
+    """What the stage gap and the finalizer are made of at the largest N, from this run's figures; then the changes
+    the figures point to."""
+    lines = [f"What dominates at N = {n:,} (this run):"]
+    groups = group(runs)
+    for backend, c in comp.items():
+        rs = groups.get((backend, n))
+        if not rs:
+            continue
+        s = summary(rs)
+        plan = c.get(PLAN, math.nan) + c.get(VALIDATE, math.nan)
+        lines.append(
+            f"- {backend}: stage gap p50 {s['gap_p50_ms']:.0f} ms = signal + plan {s['gap_plan_ms']:.0f} ms + "
+            f"insert + wake + claim {s['gap_claim_ms']:.0f} ms (medians over boundaries). Alone in one process: "
+            f"planning and validating the N tasks {plan:.0f} ms, inserting them (one transaction) "
+            f"{c.get(INSERT, math.nan):.0f} ms; reading one finished stage's outcomes "
+            f"{c.get(READ_STAGE, math.nan):.0f} ms "
+            f"(paid per stage by a plan or finalizer that looks at results: fanout's finalizer counts the results of "
+            f"all {STAGES} stages; the finalize step, last task → job finished, took {s['finalize_ms']:.0f} ms). Under "
+            "the run's load (2 workers and, for PostgreSQL, the server on 2 cores) each piece takes longer.")
+    many, copy = comp.get("postgres", {}).get(SCRATCH_MANY), comp.get("postgres", {}).get(SCRATCH_COPY)
+    lines += ["", "Changes these figures point to (not made here):"]
+    if many and copy:
+        chunk = (f" Even COPY of {n:,} rows takes {copy:.0f} ms here, more than the {TARGET_GAP_P50_MS:.0f} ms target "
+                 "for the whole gap, so at this N the target needs the chunking, not only a faster insert."
+                 if copy > TARGET_GAP_P50_MS else "")
+        lines.append(
+            f"- No task of stage k+1 can be claimed before all N rows are inserted and committed. Insert them with "
+            f"COPY (PostgreSQL; {copy:.0f} ms against {many:.0f} ms for row-by-row executemany into a scratch copy of "
+            "`tasks`), and for large N in chunks committed (each with its NOTIFY) as they go, so workers start on the "
+            "first chunk within milliseconds while the rest streams in; task ids are deterministic, so an "
+            "interrupted chunked insert can be resumed idempotently (`ON CONFLICT DO NOTHING`), with the stage's total "
+            f"written up front.{chunk}")
+    lines += [
+        "- A finalizer (or plan) that only needs counts should not read every task's outcome: fanout's finalizer "
+        "could take its completed/failed counts from the stage counter rows (`stages.total`/`failed`) instead of "
+        f"{STAGES} full stage reads.",
+        "- Throughput: every task costs one commit with its WAL fsync (`complete_task`; see commits and fsyncs per "
+        "task), plus one claim per prefetch batch, and a heartbeat thread started and joined per task (timed "
+        "above). Completing a prefetched batch in one statement (issue 3 allows batched completions) and one "
+        "long-lived heartbeat thread per worker process would cut both.",
+    ]
+    return lines
+
+
+def collect_meta(args: argparse.Namespace, started: dt.datetime) -> dict[str, Any]:
+    """Everything the report states about the set-up, captured when the run starts (the tree may change later)."""
+    return {"started": started.isoformat(), "machine": machine(), "versions": versions(args.backends),
+            "settings": geomill_settings(), "pg": pg_server() if "postgres" in args.backends else {},
+            "sizes": args.sizes, "repeat": args.repeat, "backends": args.backends}
+
+
+def render_section(args: argparse.Namespace, runs: list[Run], comp: dict[str, dict[str, float]],
+                   meta: dict[str, Any], duration_s: float) -> str:
+    m, v, settings, pg = meta["machine"], meta["versions"], meta["settings"], meta["pg"]
+    started = dt.datetime.fromisoformat(meta["started"])
     lines = [
         SECTION, "",
         f"Measured {started:%Y-%m-%d %H:%M %Z} by `bench/orchestration.py` ({duration_s / 60:.0f} min): "
@@ -509,7 +758,11 @@ def render_section(args: argparse.Namespace, runs: list[Run], started: dt.dateti
         f"k are done; {WORKERS} worker processes (standalone role: both run tasks and handle orchestration events). "
         "SQLite: a fresh data dir per run. PostgreSQL: a fresh database `geomill_bench_<random>` per run on "
         "127.0.0.1:5432 (dropped afterwards). Every run is checked: job completed, 3N tasks completed, every task "
-        "ran exactly once (max attempt 1).",
+        f"ran exactly once (max attempt 1). Before each run the script waits (up to {QUIET_MAX_WAIT:.0f} s) until "
+        f"the machine is below {QUIET_CORES} busy cores, and a run during which other work (neither geomill's "
+        f"processes nor the PostgreSQL server) used more than {NOISY_CORES} cores is discarded and run again (at "
+        f"most {MAX_DISCARDS} times): other sessions run test suites on this machine. Busy cores, the server's and "
+        "other work's share are listed per row and per run below.",
         "- geomill settings (defaults): " + ", ".join(f"{k}={val}" for k, val in settings.items())
         + "; SQLite in WAL mode with synchronous=NORMAL; PostgreSQL dispatch by LISTEN/NOTIFY.",
     ]
@@ -523,13 +776,13 @@ def render_section(args: argparse.Namespace, runs: list[Run], started: dt.dateti
         "worker processes); *wall* = the whole `geomill run` command (adds CLI start-up and shut-down; the schema "
         "is created just before by `geomill db upgrade`, not timed). "
         "tasks/s = 3N / processing. *Stage gap* = min(tasks.execution_started_at of stage k+1) − max(tasks."
-        "finished_at of stage k), 2 boundaries per run; p50/p99 are nearest-rank over all boundaries of all runs "
-        "of that row (the number of samples is in brackets: with so few, p99 is the maximum). It is split at "
-        "stages.created_at of stage k+1 (taken when start_stage begins, after planning) into *signal + plan* "
-        "(stage_complete event → orchestrator wakes → reads the previous stages' tasks → plans and validates N "
-        "tasks) and *insert + wake + claim* (inserts N rows, commits, wakes workers, first claim). Timestamps are "
+        "finished_at of stage k), 2 boundaries per run; p50/p99 over all boundaries of all runs of that row "
+        "(p50 = the median; p99 nearest-rank, so with so few samples — in brackets — it is the maximum). It is "
+        "split at stages.created_at of stage k+1 (taken when start_stage begins, after planning) into *signal + plan* "
+        "(stage_complete event → orchestrator wakes → reads what it needs of the previous stages → plans and "
+        "validates N tasks) and *insert + wake + claim* (inserts N rows, commits, wakes workers, first claim). Timestamps are "
         "read from the database (SQLite: epoch REAL written by the worker; PostgreSQL: timestamptz `now()`, i.e. "
-        "the start of the writing transaction).", "",
+        "the start of the writing transaction, so a claim of 8 tasks stamps all 8 with the claim's time).", "",
         *results_table(runs), "",
         "Where the time goes (medians):", "",
         *detail_table(runs), "",
@@ -542,6 +795,15 @@ def render_section(args: argparse.Namespace, runs: list[Run], started: dt.dateti
             "WAL counters come from pg_stat_wal and are server-wide, so commits in other databases during the run "
             "— shown in the last column — inflate them):", "",
             *pg_table(runs), "",
+        ]
+    if comp:
+        lines += [
+            "What a stage advance is made of, timed piece by piece in one process with no other geomill load "
+            f"(`--components`, after the runs; stage 1 of a fresh job with N = {max(args.sizes):,}, marked done by "
+            "SQL). At the boundary k → k+1 the orchestrator reads the results of ALL k previous stages, then plans, "
+            "validates and inserts stage k+1 in one transaction; workers can claim only after that commit:", "",
+            *components_table(comp, max(args.sizes)), "",
+            *analysis(runs, comp, max(args.sizes)), "",
         ]
     lines += [
         "Runs:", *raw_runs(runs), "",
@@ -571,9 +833,38 @@ def update_benchmarks_md(section: str) -> None:
 # ---------------------------------------------------------------- main
 
 
+def save_results(path: Path, runs: list[Run], comp: dict[str, dict[str, float]], meta: dict[str, Any],
+                 duration_s: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "duration_s": duration_s, "components": comp,
+                                "runs": [dataclasses.asdict(r) for r in runs]}, indent=1))
+
+
+def load_results(path: Path) -> tuple[list[Run], dict[str, dict[str, float]], dict[str, Any], float]:
+    doc = json.loads(path.read_text())
+    return [Run(**r) for r in doc["runs"]], doc["components"], doc["meta"], doc["duration_s"]
+
+
+def report(args: argparse.Namespace, runs: list[Run], comp: dict[str, dict[str, float]], meta: dict[str, Any],
+           duration_s: float) -> None:
+    print()
+    for block in (results_table(runs), detail_table(runs), components_table(comp, max(args.sizes)) if comp else [],
+                  pg_table(runs) if "postgres" in args.backends else [], targets(runs),
+                  analysis(runs, comp, max(args.sizes)) if comp else []):
+        print("\n".join(block) + "\n")
+    if args.write_md:
+        update_benchmarks_md(render_section(args, runs, comp, meta, duration_s))
+        print(f"updated {BENCHMARKS_MD}")
+
+
 def main(argv: list[str] | None = None) -> int:
     global SRC_HASH
     args = parse_args(argv)
+    if args.render_from:
+        runs, comp, meta, duration_s = load_results(args.render_from)
+        args.sizes, args.repeat, args.backends = meta["sizes"], meta["repeat"], meta["backends"]
+        report(args, runs, comp, meta, duration_s)
+        return 0
     started = dt.datetime.now().astimezone()
     snapshot, SRC_HASH = snapshot_src()
     where = subprocess.run([sys.executable, "-c", "import geomill; print(geomill.__file__)"], env=geomill_env(None),
@@ -582,28 +873,38 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"geomill imports from {where}, not from the snapshot {snapshot}")
     print(f"measuring the copy of src/ at {snapshot} (sha256 {SRC_HASH})")
     t0 = time.monotonic()
-    print("versions:", versions(args.backends))
-    print("settings:", geomill_settings())
+    meta = collect_meta(args, started)
+    print("versions:", meta["versions"])
+    print("settings:", meta["settings"])
     runs: list[Run] = []
     for rnd in range(1, args.repeat + 1):
         for n in args.sizes:
             for backend in args.backends:
-                r = run_once(backend, n, rnd, args.keep)
+                for attempt in range(MAX_DISCARDS + 1):
+                    r = run_once(backend, n, rnd, args.keep)
+                    if r.others_cores <= NOISY_CORES or attempt == MAX_DISCARDS:
+                        break
+                    print(f"  (round {rnd} {backend} N={n:,}: other work used {r.others_cores:.2f} cores during the "
+                          "run; discarded, running it again)", flush=True)
+                r.discarded = attempt
                 runs.append(r)
                 gaps = ", ".join(f"{1000 * g:.0f}" for g in r.gaps_s)
                 print(f"  round {rnd} {backend:8s} N={n:>6,}: processing {r.processing_s:7.3f} s "
                       f"{r.tasks_per_s:7,.0f} tasks/s  submit→fin {r.submit_to_finish_s:7.3f} s  wall "
                       f"{r.wall_s:6.2f} s  gaps [{gaps}] ms (plan "
                       f"{', '.join(f'{1000 * g:.0f}' for g in r.gap_plan_s)})  busy {r.busy_cores:.2f} "
+                      f"(pg {r.pg_cpu_s / r.wall_s:.2f}, other {r.others_cores:.2f}, waited {r.quiet_wait_s:.0f} s)"
                       + (f" commits/task {r.pg['commits'] / r.tasks:.2f} wal_sync/task "
                          f"{r.pg['wal_sync'] / r.tasks:.2f}" if r.pg else ""), flush=True)
-    print()
-    for block in (results_table(runs), detail_table(runs),
-                  pg_table(runs) if "postgres" in args.backends else [], targets(runs)):
-        print("\n".join(block) + "\n")
-    if args.write_md:
-        update_benchmarks_md(render_section(args, runs, started, time.monotonic() - t0))
-        print(f"updated {BENCHMARKS_MD}")
+    comp: dict[str, dict[str, float]] = {}
+    if args.components:
+        for backend in args.backends:
+            comp[backend] = components(backend, max(args.sizes), args.keep)
+    duration_s = time.monotonic() - t0
+    saved = OUT / f"results-{started:%Y%m%d-%H%M%S}.json"
+    save_results(saved, runs, comp, meta, duration_s)
+    print(f"results saved to {saved} (re-render with --render-from)")
+    report(args, runs, comp, meta, duration_s)
     if not args.keep:
         shutil.rmtree(snapshot.parent, ignore_errors=True)
     return 0

@@ -179,7 +179,7 @@ class PostgresStore(SharedReads, ServiceState):
             c.execute(q.INSERT_STAGE, {"job_id": job_id, "stage": stage, "name": name, "total": len(tasks),
                                        "policy": str(policy)})
             if tasks:
-                c.executemany(q.INSERT_TASK, [_task_row(job_id, stage, t) for t in tasks])
+                _copy_tasks(c, job_id, stage, tasks)
                 _notify(c, {t.target_queue for t in tasks})
             else:  # a plan of 0 tasks completes the stage at once
                 _insert_event(c, EventKind.STAGE_COMPLETE, job_id, stage)
@@ -395,12 +395,16 @@ def _notify(c: Cursor, queues: set[str]) -> None:
     c.execute(q.NOTIFY_CHANNELS, {"channels": sorted(channel_for(x) for x in queues)})
 
 
-def _task_row(job_id: str, stage: int, t: NewTask) -> dict[str, Any]:
-    return {
-        "task_id": t.task_id, "job_id": job_id, "stage": stage, "task_key": t.task_key, "task_type": t.task_type,
-        "params": _jsonb(t.params), "max_attempts": t.max_attempts, "target_queue": t.target_queue,
-        "timeout_seconds": float(t.timeout_seconds),
-    }
+def _copy_tasks(c: Cursor, job_id: str, stage: int, tasks: Sequence[NewTask]) -> None:
+    clock = c.execute(q.STAGE_CLOCK, {"job_id": job_id}).fetchone()
+    assert clock is not None  # the compare-and-set on this job just succeeded in this transaction
+    now, cid = clock["now"], clock["correlation_id"]
+    with c.copy(q.COPY_TASKS) as copy:
+        for t in tasks:
+            copy.write_row((t.task_id, job_id, stage, t.task_key, t.task_type, _dumps(t.params), "queued", 0,
+                            t.max_attempts, t.target_queue, float(t.timeout_seconds), now, now, cid))
+
+
 
 
 def _preflight(url: str, timeout: float) -> None:

@@ -40,6 +40,14 @@ class StageResults:
     results: dict[str, dict[str, Any]]
     errors: dict[str, dict[str, Any]]
 
+    @property
+    def completed_count(self) -> int:
+        return len(self.results)
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.errors)
+
 
 PlanFn = Callable[[Any, Sequence[StageResults]], list[TaskSpec]]
 PolicyFn = Callable[[Any], FailurePolicy]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -18,6 +19,7 @@ from geomill.domain import (
     JobStatus,
     NewJob,
     NewTask,
+    Stage,
     StageResults,
     StoreError,
     TaskSpec,
@@ -121,7 +123,9 @@ class Orchestrator:
     def _advance(self, job: Job, done: int) -> None:
         jt = self.registry.job_type(job.job_type)
         params = jt.params_model.model_validate(job.params)
-        previous = LazyStageResults(lambda k: self.stage_results(job.job_id, k, jt), done)
+        previous = LazyStageResults(
+            [StageView(jt.stages[k - 1].name, partial(self.stage_results, job.job_id, k, jt),
+                       partial(self.store.get_stage, job.job_id, k)) for k in range(1, done + 1)])
         if done > 0 and self._stage_failed_job(job, done, jt, params, previous):
             return
         if done == len(jt.stages):
@@ -194,24 +198,48 @@ class Orchestrator:
         return StageResults(jt.stages[stage - 1].name, results, errors)
 
 
-class LazyStageResults(Sequence[StageResults]):
-    """The previous stages' results, read from the store only when a plan or finalizer looks at them: a plan that
-    ignores them (fan-out of N independent tasks) costs no read, and each stage is read at most once."""
+class StageView:
+    """A finished stage as plans and finalizers see it (the StageResults interface): its counts come from the
+    stage's counter row, its results and errors are read from the store only when first looked at."""
 
-    def __init__(self, load: Callable[[int], StageResults], count: int) -> None:
-        self._load, self._count = load, count
-        self._cache: dict[int, StageResults] = {}
+    def __init__(self, name: str, load: Callable[[], StageResults], row: Callable[[], Stage | None]) -> None:
+        self.name = name
+        self._load, self._row = load, row
+        self._loaded: StageResults | None = None
+
+    def _full(self) -> StageResults:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        return self._full().results
+
+    @property
+    def errors(self) -> dict[str, dict[str, Any]]:
+        return self._full().errors
+
+    @property
+    def completed_count(self) -> int:
+        row = self._row()
+        return (row.total - row.remaining - row.failed) if row else self._full().completed_count
+
+    @property
+    def failed_count(self) -> int:
+        row = self._row()
+        return row.failed if row else self._full().failed_count
+
+
+class LazyStageResults(Sequence[StageView]):
+    """The previous stages, each read only when a plan or finalizer looks at it: a plan that ignores them (fan-out
+    of N independent tasks) costs no read, and a finalizer that only counts reads the counter rows."""
+
+    def __init__(self, stages: list[StageView]) -> None:
+        self._stages = stages
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._stages)
 
-    def __getitem__(self, index: int) -> StageResults:  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._count))]  # type: ignore[return-value]
-        if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
-            raise IndexError(index)
-        if index not in self._cache:
-            self._cache[index] = self._load(index + 1)
-        return self._cache[index]
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        return self._stages[index]

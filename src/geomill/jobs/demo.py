@@ -55,8 +55,8 @@ def _plan_work(params: FanoutParams, previous: Sequence[StageResults]) -> list[T
 def finalize_fanout(params: FanoutParams, stages: Sequence[StageResults]) -> dict[str, Any]:
     return {
         "stages": len(stages),
-        "completed": sum(len(s.results) for s in stages),
-        "failed": sum(len(s.errors) for s in stages),
+        "completed": sum(s.completed_count for s in stages),  # counts, not rows: no read of N results
+        "failed": sum(s.failed_count for s in stages),
     }
 
 

@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""Benchmark: HTTP API latency at a fixed request rate (open loop), on PostgreSQL.
+
+    .venv/bin/python bench/api_latency.py                       # 200 req/s for 30 s per phase; BENCHMARKS.md
+    .venv/bin/python bench/api_latency.py --rate 100 --duration 5 --no-write-md
+
+A fresh database ``api_bench_<random>`` on 127.0.0.1:5432 (dropped afterwards); ``geomill db upgrade``; an API key
+(``geomill api-key create bench --scopes submit``; submit includes read); then ``geomill serve --mode standalone
+--port <free> -w 1``. Two phases, each at a fixed rate:
+
+(a) submit: ``POST /api/jobs/submit/fanout`` with ``{"n": 0, "stages": 1, "tag": "<distinct>"}`` -- each request
+    creates a job, and the worker has (almost) nothing to do;
+(b) status: ``GET /api/jobs/status/{job_id}`` of the jobs created in (a), round robin.
+
+Open loop: request i is scheduled at t0 + i/rate whatever happened to earlier ones, and its latency is measured from
+that scheduled time (so a stall is charged to every request it delays: no coordinated omission). The client is
+httpx.AsyncClient (one event loop, a pool of up to 64 keep-alive connections) on loopback, on the same 2-CPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+OUT = BENCH_DIR / "out" / "api_latency"
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+SECTION = "## HTTP API latency (bench/api_latency.py)"
+GEOMILL = REPO / ".venv" / "bin" / "geomill"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/{db}"
+TARGETS_MS = {"submit": 25.0, "status": 10.0}  # p99
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_no_other_bench(limit_s: float = 600) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        if subprocess.run(["pgrep", "-f", "bench/orchestration.py"], capture_output=True).returncode != 0:
+            break
+        time.sleep(15)
+    return time.monotonic() - t0
+
+
+def pg(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
+        con.execute(sql)
+
+
+async def open_loop(client: httpx.AsyncClient, rate: float, duration: float, make_request) -> dict[str, Any]:
+    """Send request i at t0 + i/rate; latency = completion - scheduled time. Returns the phase's figures."""
+    total = int(rate * duration)
+    lat: list[float] = [0.0] * total
+    errors: dict[str, int] = {}
+    results: list[Any] = [None] * total
+
+    async def one(i: int, scheduled: float) -> None:
+        method, url, body = make_request(i)
+        try:
+            r = await client.request(method, url, json=body)
+            if r.status_code >= 300:
+                errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+            else:
+                results[i] = r.json()
+        except httpx.HTTPError as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        lat[i] = time.perf_counter() - scheduled
+
+    t0 = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(total):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    ms = sorted(x * 1000 for x in lat)
+
+    def q(p: float) -> float:
+        return ms[min(len(ms) - 1, int(round(p * (len(ms) - 1))))]
+
+    return {"requests": total, "achieved_rps": total / elapsed, "p50": q(0.50), "p90": q(0.90), "p99": q(0.99),
+            "max": ms[-1], "mean": statistics.fmean(ms), "errors": errors, "results": results}
+
+
+async def drive(base: str, key: str, rate: float, duration: float, warmup: int) -> dict[str, dict[str, Any]]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    run_tag = secrets.token_hex(4)
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, limits=limits, timeout=30) as client:
+        # warm-up: open connections, first-request paths (not measured)
+        for i in range(warmup):
+            r = await client.post("/api/jobs/submit/fanout", json={"n": 0, "stages": 1, "tag": f"warm-{run_tag}-{i}"})
+            r.raise_for_status()
+        submit = await open_loop(client, rate, duration, lambda i: (
+            "POST", "/api/jobs/submit/fanout", {"n": 0, "stages": 1, "tag": f"b-{run_tag}-{i}"}))
+        ids = [r["job_id"] for r in submit["results"] if r and "job_id" in r]
+        if not ids:
+            raise RuntimeError(f"no job created: {submit['errors']}")
+        created = sum(1 for r in submit["results"] if r)
+        await asyncio.sleep(2)  # let the worker finish the n=0 jobs, so (b) reads settled jobs
+        status = await open_loop(client, rate, duration, lambda i: ("GET", f"/api/jobs/status/{ids[i % len(ids)]}", None))
+        submit["created"] = created
+        for ph in (submit, status):
+            ph.pop("results")
+        return {"submit": submit, "status": status}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    OUT.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="api-", dir=OUT))
+    db = f"api_bench_{secrets.token_hex(5)}"
+    pg(f'CREATE DATABASE "{db}"')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
+    env["GEOMILL_DATABASE_URL"] = PG_URL.format(db=db)
+    data = ["--data-dir", str(workdir / "data")]
+    server = None
+    try:
+        subprocess.run([str(GEOMILL), "db", "upgrade", *data], env=env, cwd=workdir, check=True, capture_output=True)
+        out = subprocess.run([str(GEOMILL), "api-key", "create", "bench", "--scopes", "submit", *data], env=env,
+                             cwd=workdir, check=True, capture_output=True, text=True).stdout
+        key = out.strip().splitlines()[-1].strip()
+        port = free_port()
+        log = open(workdir / "serve.log", "w")
+        server = subprocess.Popen([str(GEOMILL), "serve", "--mode", "standalone", "--port", str(port), "-w", "1",
+                                   *data], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("server not ready: " + (workdir / "serve.log").read_text()[-3000:])
+            time.sleep(0.2)
+        phases = asyncio.run(drive(base, key, args.rate, args.duration, args.warmup))
+        return phases
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def render(args: argparse.Namespace, res: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [SECTION, "",
+             f"Measured {meta['date']} on {meta['machine']}; PostgreSQL {meta['postgresql']}, fresh database; "
+             "`geomill serve --mode standalone -w 1` (API + 1 worker process, default settings) with an API key "
+             "(auth on). Open loop: a request every 1/rate s, latency from its scheduled send time (no coordinated "
+             f"omission); client httpx {httpx.__version__} AsyncClient (≤ 64 keep-alive connections) on loopback, "
+             "on the same 2 CPUs as the server, PostgreSQL and the worker.", "",
+             f"Reproduce: `.venv/bin/python bench/api_latency.py --rate {args.rate:g} --duration {args.duration:g}`",
+             "", "| phase | requests | target rate | achieved rate | p50 ms | p90 ms | p99 ms | max ms | errors | "
+             "p99 target | met |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, label in (("submit", "(a) submit `POST /api/jobs/submit/fanout` (n=0, distinct tag → a new job each)"),
+                        ("status", "(b) status `GET /api/jobs/status/{id}` of the jobs from (a)")):
+        r = res[name]
+        errs = sum(r["errors"].values())
+        err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
+        met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
+        lines.append(f"| {label} | {r['requests']:,} | {args.rate:g}/s | {r['achieved_rps']:.1f}/s | {r['p50']:.1f} | "
+                     f"{r['p90']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {err_txt} | ≤ {TARGETS_MS[name]:g} | {met} |")
+    lines += ["", f"Submit created {res['submit'].get('created', '?'):,} jobs. geomill {meta['geomill']}, "
+              f"Python {meta['python']}.", ""]
+    return "\n".join(lines)
+
+
+def update_benchmarks_md(section: str) -> None:
+    """Replace our section (up to the next `## ` heading) or append it; other sections are left as they are."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    BENCHMARKS_MD.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    p.add_argument("--warmup", type=int, default=20, help="unmeasured submits first")
+    p.add_argument("--no-write-md", action="store_true")
+    args = p.parse_args(argv)
+    import importlib.metadata
+
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL) as con:
+        pg_version = con.execute("SHOW server_version").fetchone()[0]
+    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.cpu_count()} CPUs, {platform.platform()}", "postgresql": pg_version,
+            "geomill": importlib.metadata.version("geomill"), "python": platform.python_version()}
+    wait_no_other_bench()
+    res = run(args)
+    (OUT / "last.json").write_text(json.dumps({"meta": meta, "args": vars(args), "results": res}, indent=1))
+    print(json.dumps(res, indent=1))
+    section = render(args, res, meta)
+    print(section)
+    if not args.no_write_md:
+        update_benchmarks_md(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator
 
 from geomill.api.auth import Principal, require
 from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
 from geomill.api.views import decode_cursor, encode_cursor, job_status, job_summaries
-from geomill.domain import InvalidInput, JobStatus as JobState, TaskStatus
+from geomill.domain import InvalidInput, TaskStatus
+from geomill.domain import JobStatus as JobState
 from geomill.engine.report import task_doc
 from geomill.runtime import Runtime
 
@@ -44,13 +46,19 @@ def runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
+@functools.cache
+def _file_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The parameters a job type marks as naming files (``x-geomill-file``); computed once per model."""
+    props = model.model_json_schema().get("properties", {})
+    return tuple(name for name, prop in props.items() if prop.get("x-geomill-file"))
+
+
 def _check_files(request: Request, rt: Runtime, job_type: str, params: dict[str, Any]) -> None:
     """Parameters that name files must stay inside storage zones or the configured roots."""
-    schema = rt.registry.job_type(job_type).params_model.model_json_schema()
     roots = request.app.state.settings.source_roots
-    for name, prop in schema.get("properties", {}).items():
+    for name in _file_fields(rt.registry.job_type(job_type).params_model):
         value = params.get(name)
-        if prop.get("x-geomill-file") and isinstance(value, str):
+        if isinstance(value, str):
             try:
                 rt.storage.check_allowed(value, roots)
             except InvalidInput as exc:

@@ -25,7 +25,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import socket
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmd import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -198,15 +199,9 @@ def render(args: argparse.Namespace, res: dict[str, Any], meta: dict[str, Any]) 
     return "\n".join(lines)
 
 
+
 def update_benchmarks_md(section: str) -> None:
-    """Replace our section (up to the next `## ` heading) or append it; other sections are left as they are."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+    update_section(SECTION, section)
 
 
 def main(argv: list[str] | None = None) -> int:

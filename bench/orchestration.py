@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmd import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 OUT = BENCH_DIR / "out" / "orchestration"
@@ -819,15 +821,9 @@ def render_section(args: argparse.Namespace, runs: list[Run], comp: dict[str, di
     return "\n".join(lines)
 
 
+
 def update_benchmarks_md(section: str) -> None:
-    """Replace our section (up to the next `## ` heading) or append it; other sections are left as they are."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+    update_section(SECTION, section)
 
 
 # ---------------------------------------------------------------- main

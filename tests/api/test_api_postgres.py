@@ -37,7 +37,7 @@ class Server:
     def submit(self, job_type: str, params: dict, scope: str = "submit", **headers: str) -> httpx.Response:
         return self.client.post(f"/api/jobs/submit/{job_type}", json=params, headers={**self.h(scope), **headers})
 
-    def poll(self, job_id: str, timeout: float = 60) -> dict:
+    def poll(self, job_id: str, timeout: float = 120) -> dict:
         return poll(self.client, job_id, self.h("read"), timeout)
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from benchmd import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent

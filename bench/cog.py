@@ -44,7 +44,7 @@ import rio_cogeo
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
-from benchmd import update_section  # bench/ is on sys.path when a script runs
+from common import update_section  # bench/ is on sys.path when a script runs
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent

@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmd import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+import common  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import pg_drop_db, update_section  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -316,20 +317,9 @@ def pg_counters(db: str) -> dict[str, float]:
             "wal_write": float(wal[3])}
 
 
+
 def pg_create_db() -> str:
-    import psycopg
-
-    db = f"geomill_bench_{secrets.token_hex(5)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{db}"')
-    return db
-
-
-def pg_drop_db(db: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    return common.pg_create_db("geomill_bench")
 
 
 def run_once(backend: str, n: int, rnd: int, keep: bool) -> Run:

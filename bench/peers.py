@@ -45,7 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmd import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+import common  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import pg_drop_db, update_section  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -78,20 +79,9 @@ GUARANTEES = {
 # ---------------------------------------------------------------- services
 
 
+
 def pg_create_db() -> str:
-    import psycopg
-
-    db = f"peers_bench_{secrets.token_hex(5)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{db}"')
-    return db
-
-
-def pg_drop_db(db: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    return common.pg_create_db("peers_bench")
 
 
 def rabbit_add_vhost() -> str:

@@ -1,0 +1,40 @@
+"""Shared by the benchmarks: BENCHMARKS.md sections (each script replaces only its own) and throwaway databases."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def update_section(heading: str, section: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace the section that starts with `heading` (up to the next `## ` heading) or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pg_create_db(prefix: str) -> str:
+    """A fresh, empty database on the local server (trust auth) for one benchmark run; returns its name."""
+    import psycopg
+
+    db = f"{prefix}_{secrets.token_hex(5)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{db}"')
+    return db
+
+
+def pg_drop_db(db: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from geomill.api.errors import ApiError
-from geomill.engine.report import job_doc, job_report, task_doc
+from geomill.engine.report import job_report, task_doc
 from geomill.runtime import Runtime
 
 
@@ -60,7 +60,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(422, "Invalid input", "cursor: not a cursor this API returned",
                        errors=[{"field": "cursor", "message": "malformed"}]) from exc
-
-
-def job_summaries(rt: Runtime, jobs: list) -> list[dict[str, Any]]:
-    return [job_doc(j) for j in jobs]

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from geomill import console as views
+from geomill.cli import views
 from geomill.config import Settings
 from geomill.domain import InvalidInput, JobStatus, NotFound
 from geomill.engine.orchestrator import Submission

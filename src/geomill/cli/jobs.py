@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from geomill import console as views
+from geomill.cli import views
 from geomill.cli.common import (
     EXIT_BY_STATUS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, AsJson, DataDir, Force, Params, ParamsFile, Processes,
     fail, load_settings, resolve_job_id, submit_job, app, err, out, parse_params,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from geomill import console as views
+from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out
 from geomill.domain import GeomillError
 from geomill.runtime import Runtime

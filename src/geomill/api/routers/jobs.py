@@ -13,10 +13,10 @@ from pydantic import BaseModel, BeforeValidator
 from geomill.api.auth import Principal, require
 from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
-from geomill.api.views import decode_cursor, encode_cursor, job_status, job_summaries
+from geomill.api.views import decode_cursor, encode_cursor, job_status
 from geomill.domain import InvalidInput, TaskStatus
 from geomill.domain import JobStatus as JobState
-from geomill.engine.report import task_doc
+from geomill.engine.report import job_doc, task_doc
 from geomill.runtime import Runtime
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=KEYED_RESPONSES)
@@ -122,7 +122,7 @@ def list_jobs(
     jobs = rt.store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
     page, more = jobs[:limit], len(jobs) > limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more and page else None
-    return JobList(items=job_summaries(rt, page), next_cursor=next_cursor)  # type: ignore[arg-type]
+    return JobList(items=[job_doc(j) for j in page], next_cursor=next_cursor)  # type: ignore[arg-type]
 
 
 @router.get("/jobs/{job_id}/tasks", response_model=list[TaskInfo], responses=NOT_FOUND)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     event_visibility_seconds: float = Field(60.0, gt=0, description="a claimed but unhandled event returns after")
     timeout_grace_seconds: float = Field(15.0, ge=0, description="after a task's timeout, kill its process after")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: running tasks get this long to finish")
+    large_raster_threshold_mb: float = Field(
+        2048.0, ge=0, description="process_raster: inputs larger than this are processed tiled (process_large_raster)")
+    vector_chunk_rows: int = Field(
+        100_000, ge=1, description="process_vector: features per GeoParquet chunk / upload task (bounds memory)")
     gdal_cache_mb: int = Field(64, ge=8, description="GDAL block cache per worker process, MiB (COG writing gets no "
                                "faster with more; peak memory grows with it)")
     gdal_threads: str = Field("ALL_CPUS", description="GDAL_NUM_THREADS for COG writing")

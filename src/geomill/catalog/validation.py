@@ -81,13 +81,14 @@ def install_offline_validator() -> JsonSchemaSTACValidator:
 
 
 def validate_item_dict(item: dict[str, Any], href: str | None = None) -> list[str]:
-    """Validate a STAC item dict offline; return the schema URIs checked, raise StacValidationFailed if invalid."""
+    """Validate a STAC dict (item or collection) offline; return the schema URIs checked, raise StacValidationFailed if invalid."""
     where = href or item.get("id", "<item>")
     try:
         return pystac.validation.validate_dict(item, href=href, validator=offline_validator())
     except pystac.STACValidationError as exc:
         errors = [getattr(e, "message", str(e)) for e in exc.source] if isinstance(exc.source, list) else []
-        raise StacValidationFailed(f"STAC item {where} is invalid: {exc}", href=href, errors=errors) from exc
+        kind = item.get("type", "document")
+        raise StacValidationFailed(f"STAC {kind} {where} is invalid: {exc}", href=href, errors=errors) from exc
     except (GetSchemaError, Unresolvable) as exc:
         raise TaskError(
             f"cannot validate STAC item {where} offline: it uses a schema geomill does not ship ({exc}); "

@@ -17,6 +17,8 @@ class TaskContext:
     storage: Any  # geomill.storage.base.Storage; typed loosely so engine stays free of adapters
     gdal_cache_mb: int = 64
     gdal_threads: str = "ALL_CPUS"
+    database_url: str | None = None  # the resolved GEOMILL_DATABASE_URL: PostGIS loads and pgSTAC use it when PostgreSQL
+    settings: Any = None  # geomill.config.Settings of the worker process (read-only), None in bare unit tests
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("geomill.task"))
     _progress: Callable[[float, str], None] | None = None
     _cancelled: Callable[[], bool] | None = None

@@ -142,6 +142,7 @@ class WorkerLoop:
             ctx = TaskContext(
                 task_id=task.task_id, job_id=task.job_id, stage=task.stage, attempt=task.attempt,
                 storage=self.rt.storage, gdal_cache_mb=s.gdal_cache_mb, gdal_threads=s.gdal_threads,
+                database_url=s.resolved_database_url, settings=s,
                 _progress=hb.report_progress, _cancelled=lambda: hb.cancelled,
             )
             with soft_time_limit(task.timeout_seconds):

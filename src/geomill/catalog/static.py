@@ -6,8 +6,9 @@ Layout (every href relative, so the folder can be copied or served as is)::
     <collection_id>/collection.json             one collection per id, extent = union of its items
     <collection_id>/<item_id>/<item_id>.json    one item
 
-Writers take an exclusive ``fcntl.flock`` on ``.catalog.lock`` in the catalog folder for the whole
-read-modify-write of an item, its collection and the root catalog, and every file is replaced atomically
+Writes are upserts (the ``Catalog`` protocol of ``catalog/base.py``): an item or collection written again replaces
+its file. Writers take an exclusive ``fcntl.flock`` on ``.catalog.lock`` in the catalog folder for the whole
+read-modify-write of items, their collection and the root catalog, and every file is replaced atomically
 (temporary file in the same folder, then ``os.replace``), so a reader never sees half a file.
 """
 
@@ -21,13 +22,13 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pystac
 
+from geomill.catalog.base import CatalogRef
 from geomill.domain import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -37,16 +38,8 @@ CATALOG_FILE = "catalog.json"
 COLLECTION_FILE = "collection.json"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
+_STRUCTURAL = {"root", "parent", "collection", "self"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-@dataclass(frozen=True)
-class ItemLocation:
-    """Where an item and the documents that list it were written."""
-
-    item_path: Path
-    collection_path: Path
-    catalog_path: Path
 
 
 def check_id(value: str, what: str) -> str:
@@ -130,7 +123,7 @@ def union_extent(collection: dict[str, Any], item: dict[str, Any]) -> None:
 
 
 class StaticCatalog:
-    """The static catalog rooted at a folder; `add_item` is safe across processes."""
+    """The static catalog rooted at a folder (the `Catalog` protocol); writes are safe across processes."""
 
     def __init__(self, root: Path, catalog_id: str = "geomill", description: str = "Products made by geomill") -> None:
         self.root = Path(root)
@@ -159,24 +152,72 @@ class StaticCatalog:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def add_item(self, item: dict[str, Any], collection_id: str) -> ItemLocation:
-        """Write `item` (a STAC item dict) into `collection_id`, creating or updating the collection and root."""
-        where = ItemLocation(
-            self.item_path(collection_id, item["id"]), self.collection_path(collection_id), self.catalog_path
-        )
-        doc = prepare_item(item, collection_id)
-        with self.locked():
-            write_json_atomic(where.item_path, doc)
-            self._update_collection(where.collection_path, collection_id, doc)
-            self._update_catalog(collection_id)
-        logger.info("stac item written", extra={"item_id": item["id"], "collection_id": collection_id})
-        return where
+    backend = "static"
 
-    def _update_collection(self, path: Path, collection_id: str, item: dict[str, Any]) -> None:
-        doc = _read_json(path) or _new_collection(collection_id, item)
-        _ensure_link(doc, _link("item", f"./{item['id']}/{item['id']}.json", GEOJSON))
-        union_extent(doc, item)
-        write_json_atomic(path, doc)
+    def upsert_items(self, items: list[dict[str, Any]], collection_id: str) -> list[CatalogRef]:
+        """Write `items` (STAC item dicts) into `collection_id`, creating the collection from their extent or growing
+        an existing one's, and link it from the root; an item with an existing id replaces the old file."""
+        if not items:
+            return []
+        docs = [prepare_item(item, collection_id) for item in items]
+        paths = [self.item_path(collection_id, doc["id"]) for doc in docs]
+        collection_path = self.collection_path(collection_id)
+        with self.locked():
+            for doc, path in zip(docs, paths):
+                write_json_atomic(path, doc)
+            collection = _read_json(collection_path) or _new_collection(collection_id, docs[0])
+            for doc in docs:
+                _ensure_link(collection, _link("item", f"./{doc['id']}/{doc['id']}.json", GEOJSON))
+                union_extent(collection, doc)
+            write_json_atomic(collection_path, collection)
+            self._update_catalog(collection_id)
+        logger.info("stac items written", extra={"collection_id": collection_id, "count": len(docs)})
+        return [CatalogRef(doc["id"], collection_id, str(path), self.backend) for doc, path in zip(docs, paths)]
+
+    def upsert_collection(self, collection: dict[str, Any]) -> CatalogRef:
+        """Write `collection` as given (its extent, assets, summaries), keeping the item links already there."""
+        collection_id = collection["id"]
+        path = self.collection_path(collection_id)
+        with self.locked():
+            existing = _read_json(path) or {"links": []}
+            doc = dict(collection)
+            kept = [x for x in collection.get("links", []) if x.get("rel") not in _STRUCTURAL | {"item", "child"}]
+            items = [x for x in existing.get("links", []) if x.get("rel") == "item"]
+            doc["links"] = [_link("root", f"../{CATALOG_FILE}", JSON), _link("parent", f"../{CATALOG_FILE}", JSON),
+                            *kept, *items]
+            write_json_atomic(path, doc)
+            self._update_catalog(collection_id)
+        return CatalogRef(collection_id, None, str(path), self.backend)
+
+    def get_collection(self, collection_id: str) -> dict[str, Any] | None:
+        return _read_json(self.collection_path(collection_id))
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        root = _read_json(self.catalog_path) or {"links": []}
+        found = (_read_json(self.root / x["href"]) for x in root["links"] if x.get("rel") == "child")
+        return [doc for doc in found if doc is not None]
+
+    def get_item(self, item_id: str, collection_id: str | None = None) -> dict[str, Any] | None:
+        collections = [collection_id] if collection_id else [c["id"] for c in self.list_collections()]
+        for cid in collections:
+            doc = _read_json(self.item_path(cid, item_id))
+            if doc is not None:
+                return doc
+        return None
+
+    def list_items(self, collection_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        collections = [self.get_collection(collection_id)] if collection_id else self.list_collections()
+        found: list[dict[str, Any]] = []
+        for collection in filter(None, collections):
+            folder = self.root / collection["id"]
+            for link in collection["links"]:
+                if len(found) >= limit:
+                    return found
+                if link.get("rel") == "item":
+                    doc = _read_json(folder / link["href"])
+                    if doc is not None:
+                        found.append(doc)
+        return found
 
     def _update_catalog(self, collection_id: str) -> None:
         doc = _read_json(self.catalog_path) or self._new_catalog()
@@ -194,8 +235,7 @@ def prepare_item(item: dict[str, Any], collection_id: str) -> dict[str, Any]:
     """A copy of `item` that belongs to `collection_id`, with root/parent/collection links for this layout."""
     doc = dict(item)
     doc["collection"] = collection_id
-    structural = {"root", "parent", "collection", "self"}
-    doc["links"] = [x for x in item.get("links", []) if x.get("rel") not in structural] + [
+    doc["links"] = [x for x in item.get("links", []) if x.get("rel") not in _STRUCTURAL] + [
         _link("root", f"../../{CATALOG_FILE}", JSON),
         _link("parent", f"../{COLLECTION_FILE}", JSON),
         _link("collection", f"../{COLLECTION_FILE}", JSON),
@@ -209,7 +249,7 @@ def _new_collection(collection_id: str, item: dict[str, Any]) -> dict[str, Any]:
     bbox = _bbox_2d(item["bbox"])
     collection = pystac.Collection(
         id=collection_id,
-        description=f"Rasters processed by geomill ({collection_id})",
+        description=f"Products made by geomill ({collection_id})",
         title=collection_id,
         license="other",
         extent=pystac.Extent(

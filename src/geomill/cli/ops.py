@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from geomill.catalog.base import is_postgres
 from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out
 from geomill.domain import GeomillError
@@ -121,14 +122,21 @@ app.add_typer(db, name="db")
 
 @db.command("upgrade")
 def db_upgrade(data_dir: DataDir = None, as_json: AsJson = False) -> None:
-    """Apply the numbered migrations not yet applied (also done on every start)."""
+    """Apply the numbered migrations not yet applied (also done on every start); on PostgreSQL, install or
+    migrate pgSTAC too (else done the first time a job writes to the catalog)."""
     settings = load_settings(data_dir)
     rt = Runtime.open(settings)
     version = rt.store.schema_version()
+    url = settings.resolved_database_url
+    pgstac = None
+    if is_postgres(url):
+        from geomill.catalog.pgstac import ensure_pgstac
+
+        pgstac = ensure_pgstac(url)
     if as_json:
-        views.print_json({"database": _redacted(settings.resolved_database_url), "schema_version": version})
+        views.print_json({"database": _redacted(url), "schema_version": version, "pgstac_version": pgstac})
     else:
-        out.print(f"{_redacted(settings.resolved_database_url)}: schema version {version}")
+        out.print(f"{_redacted(url)}: schema version {version}" + (f", pgSTAC {pgstac}" if pgstac else ""))
 
 
 def _redacted(url: str) -> str:

@@ -196,3 +196,28 @@ def dead_letters_table(docs: list[dict[str, Any]]) -> Table:
         table.add_row(str(d["created_at"])[:19], d["source"], d["reason"], (d.get("job_id") or "-")[:12],
                       (d.get("task_id") or "-")[:12])
     return table
+
+
+def collections_table(docs: list[dict[str, Any]], backend: str) -> Table:
+    table = Table(title=f"{len(docs)} collection(s) in the {backend} catalog")
+    for col in ("collection", "items", "bbox (EPSG:4326)", "time span"):
+        table.add_column(col)
+    for d in docs:
+        bbox = d.get("extent", {}).get("spatial", {}).get("bbox", [[]])[0]
+        span = d.get("extent", {}).get("temporal", {}).get("interval", [[None, None]])[0]
+        count = sum(1 for x in d.get("links", []) if x.get("rel") == "item")
+        table.add_row(d["id"], str(count) if count else "-", ", ".join(f"{v:.4f}" for v in bbox),
+                      " → ".join(str(v)[:19] for v in span))
+    return table
+
+
+def items_table(docs: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(docs)} item(s)")
+    for col in ("item", "collection", "datetime", "assets"):
+        table.add_column(col)
+    for d in docs:
+        props = d.get("properties", {})
+        when = props.get("datetime") or props.get("start_datetime") or "-"
+        assets = ", ".join(f"{k}: {short_path(v.get('href'))}" for k, v in (d.get("assets") or {}).items())
+        table.add_row(d["id"], str(d.get("collection", "-")), str(when)[:19], assets)
+    return table

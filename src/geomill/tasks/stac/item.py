@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from rasterio.io import DatasetReader
 from rio_stac import create_stac_item
 
+from geomill.catalog.base import CATALOG_KEY, open_catalog
 from geomill.catalog.static import StaticCatalog, prepare_item
 from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import InvalidInput, TaskError
@@ -30,7 +31,6 @@ from geomill.tasks.raster.gdal import gdal_env
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "stac.create_item"
-CATALOG_KEY = "catalog"
 DEFAULT_COLLECTION = "geomill-rasters"
 ASSET_KEY = "data"
 TIFF_DATETIME_FORMAT = "%Y:%m:%d %H:%M:%S"
@@ -49,6 +49,7 @@ class ItemResult(BaseModel):
     item_path: str
     collection_path: str
     catalog_path: str
+    catalog_backend: str = "static"  # "pgstac+static" on PostgreSQL
     bbox: list[float]
     datetime: str
     stac_extensions: list[str]
@@ -112,22 +113,24 @@ def _check_valid(doc: dict[str, Any], where: Path) -> None:
 
 def create_item(params: CreateItemParams, ctx: TaskContext) -> ItemResult:
     """Handler of ``stac.create_item``."""
-    catalog = StaticCatalog(ctx.storage.local_path(f"silver://{CATALOG_KEY}"))
+    static = StaticCatalog(ctx.storage.local_path(f"silver://{CATALOG_KEY}"))  # asset hrefs are relative to it
     cog_path = resolve_source(params.cog_uri, ctx.storage)
     item_id = params.item_id or cog_path.stem
-    item_path = catalog.item_path(params.collection_id, item_id)
+    item_path = static.item_path(params.collection_id, item_id)
     with gdal_env(ctx), open_raster(cog_path, params.cog_uri) as ds:
         check_georeferenced(ds, params.cog_uri)
         when = item_datetime(ds, params.source, ctx.storage)
         doc = build_item(ds, item_id, asset_href(params.cog_uri, cog_path, item_path), when)
     doc = prepare_item(doc, params.collection_id)
     _check_valid(doc, item_path)
-    where = catalog.add_item(doc, params.collection_id)
-    ctx.progress(1.0, "STAC item written")
-    item_key = where.item_path.relative_to(catalog.root).as_posix()
+    catalog = open_catalog(ctx.storage, ctx.database_url)
+    catalog.upsert_items([doc], params.collection_id)
+    ctx.progress(1.0, f"STAC item written ({catalog.backend})")
+    item_key = item_path.relative_to(static.root).as_posix()
     return ItemResult(
         item_id=item_id, item_uri=ctx.storage.uri_for("silver", f"{CATALOG_KEY}/{item_key}"),
-        item_path=str(where.item_path), collection_path=str(where.collection_path),
-        catalog_path=str(where.catalog_path), bbox=list(doc["bbox"]), datetime=doc["properties"]["datetime"],
+        item_path=str(item_path), collection_path=str(static.collection_path(params.collection_id)),
+        catalog_path=str(static.catalog_path), catalog_backend=catalog.backend,
+        bbox=list(doc["bbox"]), datetime=doc["properties"]["datetime"],
         stac_extensions=list(doc.get("stac_extensions", [])),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from geomill.engine.registry import Registry, TaskType
 from geomill.engine.retry import RetryPolicy
-from geomill.tasks.raster import cog, validate
+from geomill.tasks.raster import cog, mosaic, validate
 
 QUEUE = "raster-tasks"
 
@@ -23,5 +23,12 @@ def register(registry: Registry) -> None:
             name=cog.TASK_NAME, handler=cog.create_cog, params_model=cog.CreateCogParams,
             result_model=cog.CogResult, queue=QUEUE, timeout_seconds=3600.0,
             retry=RetryPolicy(max_attempts=3), description="write a Cloud-Optimized GeoTIFF into the silver zone",
+        )
+    )
+    registry.register_task_type(
+        TaskType(
+            name=mosaic.TASK_NAME, handler=mosaic.create_mosaic, params_model=mosaic.MosaicParams,
+            result_model=mosaic.MosaicResult, queue=QUEUE, timeout_seconds=1800.0,
+            retry=RetryPolicy(max_attempts=3), description="a MosaicJSON and a GDAL VRT over a set of COGs",
         )
     )

@@ -28,8 +28,10 @@ def build_registry(plugins: Sequence[str] = ()) -> Registry:
 
 def _register_raster(registry: Registry) -> None:
     from geomill.jobs import raster as raster_jobs
+    from geomill.jobs import raster_collection
     from geomill.tasks import raster, stac
 
     raster.register(registry)
     stac.register(registry)
     raster_jobs.register(registry)
+    raster_collection.register(registry)

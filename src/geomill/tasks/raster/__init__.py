@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from geomill.engine.registry import Registry, TaskType
 from geomill.engine.retry import RetryPolicy
-from geomill.tasks.raster import cog, mosaic, validate
+from geomill.tasks.raster import cog, mosaic, sources, validate
 
 QUEUE = "raster-tasks"
 
@@ -30,5 +30,12 @@ def register(registry: Registry) -> None:
             name=mosaic.TASK_NAME, handler=mosaic.create_mosaic, params_model=mosaic.MosaicParams,
             result_model=mosaic.MosaicResult, queue=QUEUE, timeout_seconds=1800.0,
             retry=RetryPolicy(max_attempts=3), description="a MosaicJSON and a GDAL VRT over a set of COGs",
+        )
+    )
+    registry.register_task_type(
+        TaskType(
+            name=sources.TASK_NAME, handler=sources.list_sources, params_model=sources.ListSourcesParams,
+            result_model=sources.SourceList, queue=QUEUE, timeout_seconds=600.0,
+            retry=RetryPolicy(max_attempts=3), description="list the raster files under a folder or storage prefix",
         )
     )

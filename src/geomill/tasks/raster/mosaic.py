@@ -224,13 +224,20 @@ def _source(band: ET.Element, cog: CogInfo, index: int, grid: Grid, vrt_path: Pa
         ET.SubElement(src, "UseMaskBand").text = "true"  # internal mask or alpha band of the COG
 
 
+def _needs_mask_band(cogs: list[CogInfo], nodata: float | None) -> bool:
+    """A dataset mask is needed when some COG marks invalid pixels by an internal mask, or by a nodata value the
+    VRT cannot declare because the COGs do not share one. Alpha bands are masks themselves."""
+    if any(ColorInterp.alpha in c.colorinterp for c in cogs):
+        return False
+    masked = [c for c in cogs if MaskFlags.all_valid not in c.mask_flags[0]]
+    return bool(masked) and (nodata is None or any(MaskFlags.per_dataset in c.mask_flags[0] for c in masked))
+
+
 def _mask_band(root: ET.Element, cogs: list[CogInfo], grid: Grid, vrt_path: Path) -> None:
-    """A dataset mask when every COG has an internal (per-dataset) mask, so the VRT keeps them."""
-    if not all(MaskFlags.per_dataset in c.mask_flags[0] and MaskFlags.alpha not in c.mask_flags[0] for c in cogs):
-        return
+    """The VRT's dataset mask: each COG's mask, first COG on top, invalid pixels never covering valid ones."""
     mask = ET.SubElement(ET.SubElement(root, "MaskBand"), "VRTRasterBand", dataType="Byte")
     for cog in reversed(cogs):
-        src = ET.SubElement(mask, "SimpleSource")
+        src = ET.SubElement(mask, "ComplexSource")
         relative, href = source_href(cog, vrt_path)
         ET.SubElement(src, "SourceFilename", relativeToVRT=relative).text = href
         ET.SubElement(src, "SourceBand").text = "mask,1"
@@ -238,6 +245,7 @@ def _mask_band(root: ET.Element, cogs: list[CogInfo], grid: Grid, vrt_path: Path
         xoff, yoff, xsize, ysize = grid.offsets(cog)
         ET.SubElement(src, "DstRect", xOff=_number(xoff), yOff=_number(yoff), xSize=_number(xsize),
                       ySize=_number(ysize))
+        ET.SubElement(src, "NODATA").text = "0"
 
 
 def vrt_xml(cogs: list[CogInfo], grid: Grid, vrt_path: Path) -> str:
@@ -260,7 +268,8 @@ def vrt_xml(cogs: list[CogInfo], grid: Grid, vrt_path: Path) -> str:
                 ET.SubElement(table, "Entry", c1=str(rgba[0]), c2=str(rgba[1]), c3=str(rgba[2]), c4=str(rgba[3]))
         for cog in reversed(cogs):
             _source(band, cog, index, grid, vrt_path)
-    _mask_band(root, cogs, grid, vrt_path)
+    if _needs_mask_band(cogs, nodata):
+        _mask_band(root, cogs, grid, vrt_path)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 

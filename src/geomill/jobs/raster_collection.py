@@ -1,0 +1,293 @@
+"""Job type ``process_raster_collection``: N rasters -> N COGs, one MosaicJSON + VRT, one STAC collection.
+
+Stages: list the files under ``source_prefix`` (no task when ``sources`` is given) -> validate each (fan-out) ->
+check they are compatible and make a COG of each (fan-out; the check is the plan of this stage, so an
+incompatible set fails the job with an InvalidInput naming the odd rasters before any COG is written) -> mosaic
+(fan-in) -> STAC collection with an item per COG (fan-in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from rasterio.crs import CRS
+
+from geomill.catalog.static import check_id
+from geomill.domain import InvalidInput, StageSpec, TaskSpec, canonical_json
+from geomill.domain.models import StageResults
+from geomill.engine.registry import JobType, Registry
+from geomill.jobs.raster import SUMMARY_FIELDS, _as_value_error
+from geomill.tasks.raster.cog import COMPRESSIONS, RESAMPLINGS, normalize_compression, normalize_resampling, parse_crs
+
+JOB_NAME = "process_raster_collection"
+MAX_ID = 200
+
+
+class ProcessRasterCollectionParams(BaseModel):
+    sources: list[str] | None = Field(None, min_length=1, description="local paths or storage URIs of the rasters")
+    source_prefix: str | None = Field(
+        None, min_length=1, description="a folder or storage prefix (e.g. bronze://scenes/): every raster file in it",
+        json_schema_extra={"x-geomill-file": True},
+    )
+    collection_id: str | None = Field(None, description="STAC collection id; default derived from the sources")
+    target_crs: str | None = Field(None, description="reproject every raster to this CRS (EPSG:xxxx, WKT, PROJ)")
+    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
+    resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
+
+    @field_validator("compression")
+    @classmethod
+    def _known_compression(cls, value: str | None) -> str | None:
+        return _as_value_error(normalize_compression, value)
+
+    @field_validator("resampling")
+    @classmethod
+    def _known_resampling(cls, value: str | None) -> str | None:
+        return _as_value_error(normalize_resampling, value)
+
+    @field_validator("target_crs")
+    @classmethod
+    def _parsable_crs(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        _as_value_error(parse_crs, value)
+        return value.strip()
+
+    @field_validator("collection_id")
+    @classmethod
+    def _safe_collection_id(cls, value: str | None) -> str | None:
+        return None if value is None else _as_value_error(lambda v: check_id(v, "collection id"), value)
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            repeated = sorted(s for s, n in Counter(value).items() if n > 1)
+            if repeated:
+                raise ValueError(f"sources are listed more than once: {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_name_sources(self) -> ProcessRasterCollectionParams:
+        if (self.sources is None) == (self.source_prefix is None):
+            raise ValueError("give exactly one of sources (a list of rasters) or source_prefix (a folder or prefix)")
+        return self
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+
+
+def collection_id_for(params: ProcessRasterCollectionParams) -> str:
+    """The given id, else ``<prefix name>-<hash>`` or ``rasters-<hash>``: the same sources, the same collection."""
+    if params.collection_id:
+        return params.collection_id
+    named = params.source_prefix or canonical_json(params.sources)
+    digest = hashlib.sha256(named.encode()).hexdigest()[:10]
+    stem = _slug(PurePosixPath(params.source_prefix.split("://", 1)[-1]).name) if params.source_prefix else ""
+    return f"{(stem or 'rasters')[:MAX_ID - 11]}-{digest}"
+
+
+def item_ids_for(sources: Sequence[str]) -> list[str]:
+    """One STAC item id per source: its file stem, made safe; a repeated stem gets ``-<n>`` (n = its position)."""
+    stems = [(_slug(PurePosixPath(s.split("://", 1)[-1]).stem) or "raster")[:MAX_ID - 7] for s in sources]
+    counts = Counter(stems)
+    return [stem if counts[stem] == 1 else f"{stem}-{i:05d}" for i, stem in enumerate(stems)]
+
+
+def _key(stage: str, index: int) -> str:
+    return f"{stage}-{index:05d}"
+
+
+def _stage(previous: Sequence[StageResults], name: str) -> StageResults | None:
+    return next((done for done in previous if done.name == name), None)
+
+
+def _result(previous: Sequence[StageResults], stage: str, key: str) -> dict[str, Any] | None:
+    """The result of task `key` of the earlier stage `stage`, or None when it did not complete."""
+    done = _stage(previous, stage)
+    return done.results.get(key) if done else None
+
+
+def source_list(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[str]:
+    """The sources as given, or as listed by the first stage."""
+    if params.sources is not None:
+        return list(params.sources)
+    listed = _result(previous, "list_sources", "list")
+    return list(listed["sources"]) if listed else []
+
+
+# ------------------------------------------------------------------------------------------------ compatibility
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What must agree for rasters to make one mosaic: CRS (unless reprojected), band count, data types."""
+
+    crs: str | None
+    count: int
+    dtypes: tuple[str, ...]
+    alpha_added: bool  # reprojected and without nodata: the COG gains an alpha band
+
+
+def _crs_key(summary: dict[str, Any]) -> str:
+    return f"EPSG:{summary['epsg']}" if summary.get("epsg") else summary["crs"]
+
+
+def shape_of(summary: dict[str, Any], target: CRS | None) -> Shape:
+    reprojected = target is not None and CRS.from_user_input(summary["crs"]) != target
+    return Shape(
+        crs=None if target is not None else _crs_key(summary), count=summary["count"],
+        dtypes=tuple(summary["dtypes"]), alpha_added=reprojected and summary.get("nodata") is None,
+    )
+
+
+def _describe(shape: Shape) -> str:
+    parts = [f"CRS {shape.crs}"] if shape.crs else []
+    dtypes = sorted(set(shape.dtypes))
+    parts.append(f"{shape.count} band{'s' if shape.count != 1 else ''} of {'/'.join(dtypes)}")
+    if shape.alpha_added:
+        parts.append("no nodata value (reprojecting adds an alpha band)")
+    return ", ".join(parts)
+
+
+def _differences(shape: Shape, majority: Shape) -> str:
+    found = []
+    if shape.crs != majority.crs:
+        found.append(f"CRS {shape.crs} (the others: {majority.crs})")
+    if shape.count != majority.count:
+        found.append(f"{shape.count} bands (the others: {majority.count})")
+    if shape.dtypes != majority.dtypes:
+        found.append(f"data type {'/'.join(sorted(set(shape.dtypes)))} "
+                     f"(the others: {'/'.join(sorted(set(majority.dtypes)))})")
+    if shape.alpha_added != majority.alpha_added:
+        found.append("no nodata value, so reprojecting adds an alpha band (the others: none added)"
+                     if shape.alpha_added else "a nodata value, so no alpha band is added (the others: alpha added)")
+    return "; ".join(found)
+
+
+def check_compatible(sources: Sequence[str], summaries: Sequence[dict[str, Any]], target_crs: str | None) -> None:
+    """InvalidInput naming every raster that differs from the majority (the first seen wins a tie), and how."""
+    target = parse_crs(target_crs)
+    shapes = [shape_of(s, target) for s in summaries]
+    majority = Counter(shapes).most_common(1)[0][0]
+    odd = [(source, shape) for source, shape in zip(sources, shapes) if shape != majority]
+    if not odd:
+        return
+    same = len(shapes) - len(odd)
+    details = "; ".join(f"{source!r} has {_differences(shape, majority)}" for source, shape in odd)
+    hint = "" if target_crs else " (or give target_crs to reproject them all to one CRS)"
+    raise InvalidInput(
+        f"incompatible rasters: {len(odd)} of {len(shapes)} differ from the other {same} "
+        f"({_describe(majority)}): {details}. A collection's rasters must share CRS, band count and data type{hint}",
+        field="sources",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def plan_list_sources(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    if params.source_prefix is None:
+        return []
+    return [TaskSpec("list", "raster.list_sources", {"prefix": params.source_prefix})]
+
+
+def plan_validate(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    return [TaskSpec(_key("validate", i), "raster.validate", {"source": s})
+            for i, s in enumerate(source_list(params, previous))]
+
+
+def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    """Check the validated rasters are compatible, then one COG task per raster, big ones routed to long-tasks."""
+    sources = source_list(params, previous)
+    validated = _stage(previous, "validate")
+    summaries = [validated.results.get(_key("validate", i)) if validated else None for i in range(len(sources))]
+    if not sources or any(s is None for s in summaries):
+        return []  # a failed validation has already failed the job
+    check_compatible(sources, summaries, params.target_crs)
+    return [TaskSpec(_key("cog", i), "raster.create_cog", {
+        "source": summary["source"], "target_crs": params.target_crs,
+        "compression": params.compression, "resampling": params.resampling,
+    }, size_bytes=summary.get("size_bytes")) for i, summary in enumerate(summaries)]
+
+
+def _cogs(previous: Sequence[StageResults], count: int) -> list[dict[str, Any]] | None:
+    done = _stage(previous, "create_cog")
+    cogs = [done.results.get(_key("cog", i)) if done else None for i in range(count)]
+    return None if not cogs or any(c is None for c in cogs) else cogs
+
+
+def plan_mosaic(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    cogs = _cogs(previous, len(source_list(params, previous)))
+    if cogs is None:
+        return []
+    return [TaskSpec("mosaic", "raster.mosaic", {"cogs": [c["cog_uri"] for c in cogs],
+                                                  "name": collection_id_for(params), "quadkey_zoom": None})]
+
+
+def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    sources = source_list(params, previous)
+    cogs = _cogs(previous, len(sources))
+    mosaic = _result(previous, "mosaic", "mosaic")
+    if cogs is None or mosaic is None:
+        return []
+    items = [{"cog_uri": c["cog_uri"], "source": s, "item_id": i}
+             for c, s, i in zip(cogs, sources, item_ids_for(sources))]
+    return [TaskSpec("collection", "stac.create_collection", {
+        "collection_id": collection_id_for(params), "title": None, "description": None,
+        "items": items, "mosaic": mosaic,
+    })]
+
+
+def finalize(params: ProcessRasterCollectionParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+    """``{"collection_id", "items", "item_count", "mosaic": {...}, "catalog_backend", "outputs": [per source]}``."""
+    sources = source_list(params, stages)
+    validated = _stage(stages, "validate")
+    cogs = _cogs(stages, len(sources)) or []
+    mosaic = _result(stages, "mosaic", "mosaic") or {}
+    collection = _result(stages, "collection", "collection") or {}
+    outputs = []
+    for i, (source, cog, item_id) in enumerate(zip(sources, cogs, item_ids_for(sources))):
+        checked = (validated.results.get(_key("validate", i)) if validated else None) or {}
+        outputs.append({
+            "source": source, "cog_uri": cog["cog_uri"], "cog_path": cog["path"], "size_bytes": cog["size_bytes"],
+            "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"], "item_id": item_id,
+            "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},
+        })
+    return {
+        "collection_id": collection.get("collection_id", collection_id_for(params)),
+        "items": collection.get("item_ids", []), "item_count": collection.get("item_count", 0),
+        "collection_path": collection.get("collection_path"), "bbox": collection.get("bbox"),
+        "catalog_backend": collection.get("backend"),
+        "mosaic": {k: mosaic.get(k) for k in ("mosaicjson_uri", "mosaicjson_path", "vrt_uri", "vrt_path", "bounds")},
+        "outputs": outputs,
+    }
+
+
+STAGES = (
+    StageSpec("list_sources", plan_list_sources, description="list the raster files under source_prefix"),
+    StageSpec("validate", plan_validate, description="open each raster and check it is readable and georeferenced"),
+    StageSpec("create_cog", plan_create_cogs,
+              description="check the rasters are compatible (CRS, bands, data type), then a COG of each"),
+    StageSpec("mosaic", plan_mosaic, description="a MosaicJSON and a GDAL VRT over the COGs"),
+    StageSpec("collection", plan_collection, description="a STAC collection with an item per COG, upserted"),
+)
+
+
+def register(registry: Registry) -> None:
+    """Register the ``process_raster_collection`` job type."""
+    registry.register_job_type(JobType(
+        name=JOB_NAME,
+        description="Validate N compatible rasters, make a COG of each, mosaic them (MosaicJSON + VRT) and catalog "
+                    "them as one STAC collection.",
+        params_model=ProcessRasterCollectionParams,
+        stages=STAGES,
+        finalize=finalize,
+    ))

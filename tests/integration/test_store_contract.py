@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pydantic import BaseModel
 
 from geomill.config import Settings
 from geomill.dispatch import PollingDispatch, open_dispatch
@@ -32,11 +33,14 @@ from geomill.domain import (
     NotFound,
     Stage,
     StoreError,
+    StageSpec,
+    TaskSpec,
     TaskStatus,
     make_task_id,
 )
+from geomill.engine.orchestrator import CHUNK, FIRST_CHUNK
 from geomill.engine.ports import Store
-from geomill.engine.registry import Registry
+from geomill.engine.registry import JobType, Registry
 from geomill.jobs import demo as demo_jobs
 from geomill.runtime import Runtime
 from geomill.storage import LocalStorage
@@ -301,6 +305,109 @@ def test_the_counter_counts_each_task_once_and_the_last_emits_one_stage_complete
     assert (stage.remaining, stage.failed, stage.counts) == (0, 1, {"completed": 3, "failed": 1})
     assert store.get_task(claimed[1].task_id).error == {"type": "InvalidInput"}
     assert drain_events(store) == [("stage_complete", job_id, 1)]
+
+
+def _complete_all(store: Store, n: int) -> list[bool]:
+    done = []
+    for _ in range(n):
+        task = store.claim_task([QUEUE], "w", 30)
+        assert task is not None
+        done.append(store.complete_task(task.task_id, task.attempt, {}).stage_done)
+    assert store.claim_task([QUEUE], "w", 30) is None
+    return done
+
+
+@pytest.mark.parametrize("seal_last", [True, False], ids=["completions-then-seal", "seal-then-completion"])
+def test_a_chunked_stage_completes_once_whichever_of_seal_and_last_task_comes_last(
+    store: Store, seal_last: bool
+) -> None:
+    job_id = new_job(store, f"chunks-{seal_last}")
+    drain_events(store)
+    tasks = new_tasks(job_id, 1, 5)
+    assert store.start_stage(job_id, 1, "one", FailurePolicy.FAIL_JOB, tasks[:2], sealed=False)
+    assert not stage_of(store, job_id).sealed
+    assert _complete_all(store, 2) == [False, False]  # every inserted task done, but the plan is not: no event
+    assert drain_events(store) == []
+    assert store.add_stage_tasks(job_id, 1, tasks[2:4], expected_total=2, seal=False)
+    assert not store.add_stage_tasks(job_id, 1, tasks[2:4], expected_total=2, seal=False)  # a second planner
+    assert (stage_of(store, job_id).total, stage_of(store, job_id).remaining) == (4, 3)  # 2 open + the token
+    if seal_last:
+        assert _complete_all(store, 2) == [False, False]
+        assert store.add_stage_tasks(job_id, 1, tasks[4:], expected_total=4, seal=False)
+        assert _complete_all(store, 1) == [False]
+        assert store.add_stage_tasks(job_id, 1, [], expected_total=5, seal=True)  # the seal finds zero: event
+    else:
+        assert store.add_stage_tasks(job_id, 1, tasks[4:], expected_total=4, seal=True)
+        assert _complete_all(store, 3) == [False, False, True]  # the last completion emits
+    assert not store.add_stage_tasks(job_id, 1, [], expected_total=5, seal=True)  # sealed stays sealed
+    stage = stage_of(store, job_id)
+    assert (stage.total, stage.remaining, stage.sealed, stage.counts) == (5, 0, True, {"completed": 5})
+    assert stage.completed_at is not None
+    assert drain_events(store) == [("stage_complete", job_id, 1)]
+
+
+def test_a_large_plan_is_inserted_in_chunks_and_runs_exactly_once(rt: Runtime) -> None:
+    n = 2 * CHUNK + 7  # the first chunk, two full ones and a short one
+    sub = rt.orchestrator.submit("fanout", {"n": n, "stages": 2, "tag": "chunked"})
+    job = finish(rt, sub.job.job_id, timeout=300)
+    assert (job.status, job.advances, job.result["completed"]) == (JobStatus.COMPLETED, 4, 2 * n)  # 3 stages + end
+    for k in (1, 2):
+        stage = stage_of(rt.store, job.job_id, k)
+        assert (stage.total, stage.remaining, stage.sealed) == (n, 0, True)
+
+
+def test_a_planner_that_dies_between_chunks_is_resumed_by_the_returning_event(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = FIRST_CHUNK + CHUNK + 3
+    job_id = rt.orchestrator.submit("fanout", {"n": n, "stages": 1, "tag": "resume"}).job.job_id
+    event = rt.store.claim_event("planner", 60)
+    assert event is not None and event.kind is EventKind.JOB_SUBMITTED
+    real = rt.store.add_stage_tasks
+    calls: list[int] = []
+
+    def dies_on_second_chunk(*args: Any, **kwargs: Any) -> bool:
+        calls.append(kwargs["expected_total"])
+        if len(calls) == 2:
+            raise StoreError("planner lost its connection")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rt.store, "add_stage_tasks", dies_on_second_chunk)
+    with pytest.raises(StoreError):
+        rt.orchestrator.handle_event(event)  # not acknowledged: the event comes back
+    monkeypatch.setattr(rt.store, "add_stage_tasks", real)
+    stage = stage_of(rt.store, job_id)
+    assert (stage.total, stage.sealed) == (FIRST_CHUNK + CHUNK, False)
+    rt.orchestrator.handle_event(event)  # the redelivery: skips what is in, inserts the rest, seals
+    rt.orchestrator.handle_event(event)  # and a duplicate changes nothing
+    stage = stage_of(rt.store, job_id)
+    assert (stage.total, stage.sealed) == (n, True)
+    job = finish(rt, job_id, timeout=300)
+    assert (job.status, job.advances, job.result["completed"]) == (JobStatus.COMPLETED, 4, n)
+    tasks = rt.store.list_tasks(job_id)
+    assert len({t.task_id for t in tasks}) == n and all(t.attempt == 1 for t in tasks)
+
+
+class _NoParams(BaseModel):
+    tag: str = ""
+
+
+def test_a_plan_failing_after_its_first_chunk_fails_the_job_and_cancels_its_queued_tasks(rt: Runtime) -> None:
+    def plan(params: _NoParams, previous: Any) -> Iterator[TaskSpec]:
+        for i in range(FIRST_CHUNK + CHUNK + 10):  # the third chunk raises: the first is in by then
+            yield TaskSpec(f"k{i}", "demo.work", {"key": f"k{i}"})
+        raise ValueError("the tile grid does not close")
+
+    rt.registry.register_job_type(JobType(name="breaks_late", description="plan fails in its second chunk",
+                                          params_model=_NoParams, stages=(StageSpec("one", plan),),
+                                          finalize=lambda params, stages: {}))
+    job_id = rt.orchestrator.submit("breaks_late", {}).job.job_id
+    plan_first_stage(rt)
+    job = rt.store.get_job(job_id)
+    assert (job.status, job.stage) == (JobStatus.FAILED, 1)
+    assert job.error["type"] == "ValueError" and "does not close" in job.error["message"]
+    tasks = rt.store.list_tasks(job_id)
+    assert len(tasks) == FIRST_CHUNK and {t.status for t in tasks} == {TaskStatus.CANCELLED}
 
 
 def test_a_retry_waits_out_its_backoff_and_keeps_the_stage_open(store: Store) -> None:

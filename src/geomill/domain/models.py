@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -49,7 +49,7 @@ class StageResults:
         return len(self.errors)
 
 
-PlanFn = Callable[[Any, Sequence[StageResults]], list[TaskSpec]]
+PlanFn = Callable[[Any, Sequence[StageResults]], Iterable[TaskSpec]]  # a list, or a generator for big stages
 PolicyFn = Callable[[Any], FailurePolicy]
 
 
@@ -125,6 +125,7 @@ class Stage:
     created_at: datetime
     completed_at: datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)  # by task status, filled by progress queries
+    sealed: bool = True  # False while a large stage's tasks are still being inserted in chunks
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -32,6 +33,12 @@ from geomill.engine.registry import JobType, Registry
 from geomill.engine.routing import Router
 
 log = logging.getLogger(__name__)
+
+# A stage's tasks go in as one transaction up to FIRST_CHUNK tasks. A larger plan inserts FIRST_CHUNK tasks with the
+# stage (workers start on them at once), then commits the rest CHUNK at a time: the gap between stages no longer
+# grows with N. Plans may be generators; they are consumed chunk by chunk.
+FIRST_CHUNK = 256
+CHUNK = 2_000
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -99,17 +106,19 @@ class Orchestrator:
         if job.status.is_terminal:
             return
         done = 0 if event.kind is EventKind.JOB_SUBMITTED else event.stage
-        if job.stage != done:
-            return  # duplicate or stale event: the compare-and-set already happened
-        if done > 0 and not self._stage_finished(job.job_id, done):
-            return
         try:
-            self._advance(job, done)
+            if job.stage == done + 1:
+                self._resume_stage(job)  # a planner died between chunks: its event came back to finish the work
+            elif job.stage == done and (done == 0 or self._stage_finished(job.job_id, done)):
+                self._advance(job, done)
+            # else: a duplicate or stale event, the compare-and-set already happened
         except StoreError:
             raise  # transient: the event is not acknowledged and comes back after its visibility timeout
         except Exception as exc:  # a plan or finalizer that raises is a job failure, not a retry loop
             log.exception("advancing job failed", extra={"job_id": job.job_id})
-            self._fail(job, done, {"type": type(exc).__name__, "message": str(exc), "stage": done})
+            stage = self.store.get_job(job.job_id).stage  # a plan failing in a later chunk has started its stage
+            self._fail(job, stage, {"type": type(exc).__name__, "message": str(exc), "stage": stage},
+                       stage_done=stage == done)
 
     def _stage_finished(self, job_id: str, stage: int) -> bool:
         row = self.store.get_stage(job_id, stage)
@@ -120,23 +129,69 @@ class Orchestrator:
         row = self.store.get_stage(job_id, stage)
         return row.failed if row is not None else 0
 
+    def _previous(self, job: Job, jt: JobType, done: int) -> LazyStageResults:
+        return LazyStageResults(
+            [StageView(jt.stages[k - 1].name, partial(self.stage_results, job.job_id, k, jt),
+                       partial(self.store.get_stage, job.job_id, k)) for k in range(1, done + 1)])
+
     def _advance(self, job: Job, done: int) -> None:
         jt = self.registry.job_type(job.job_type)
         params = jt.params_model.model_validate(job.params)
-        previous = LazyStageResults(
-            [StageView(jt.stages[k - 1].name, partial(self.stage_results, job.job_id, k, jt),
-                       partial(self.store.get_stage, job.job_id, k)) for k in range(1, done + 1)])
+        previous = self._previous(job, jt, done)
         if done > 0 and self._stage_failed_job(job, done, jt, params, previous):
             return
         if done == len(jt.stages):
             self._finalize(job, jt, params, previous)
             return
         spec = jt.stages[done]
-        plan = spec.plan(params, previous)
-        tasks = self._new_tasks(job.job_id, done + 1, plan)
-        if self.store.start_stage(job.job_id, done + 1, spec.name, spec.policy_for(params), tasks):
-            log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, len(tasks),
-                     extra={"job_id": job.job_id})
+        chunks = self._chunks(job.job_id, done + 1, spec.plan(params, previous), FIRST_CHUNK)
+        first = next(chunks, [])
+        following = next(chunks, None)
+        if not self.store.start_stage(job.job_id, done + 1, spec.name, spec.policy_for(params), first,
+                                      sealed=following is None):
+            return
+        total = len(first) + (self._insert_rest(job.job_id, done + 1, len(first), following, chunks)
+                              if following is not None else 0)
+        log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, total, extra={"job_id": job.job_id})
+
+    def _resume_stage(self, job: Job) -> None:
+        """Finish inserting a stage whose planner stopped between chunks (its plan is deterministic: skip what is
+        in, insert the rest). Nothing to do when the stage is sealed, the normal case for a stale event."""
+        row = self.store.get_stage(job.job_id, job.stage)
+        if row is None or row.sealed:
+            return
+        jt = self.registry.job_type(job.job_type)
+        params = jt.params_model.model_validate(job.params)
+        plan = iter(jt.stages[job.stage - 1].plan(params, self._previous(job, jt, job.stage - 1)))
+        rest = self._chunks(job.job_id, job.stage, islice(plan, row.total, None), CHUNK)
+        log.warning("resuming the insert of stage %d after %d tasks", job.stage, row.total,
+                    extra={"job_id": job.job_id})
+        self._insert_rest(job.job_id, job.stage, row.total, next(rest, []), rest)
+
+    def _insert_rest(self, job_id: str, stage: int, inserted: int, chunk: list[NewTask],
+                     chunks: Iterator[list[NewTask]]) -> int:
+        """Insert `chunk` and then every chunk of `chunks`, each in its own transaction; the last seals the stage.
+        Returns how many were inserted; stops early when another planner got there first."""
+        added = 0
+        while True:
+            following = next(chunks, None)
+            if not self.store.add_stage_tasks(job_id, stage, chunk, expected_total=inserted + added,
+                                              seal=following is None):
+                log.info("stage %d: another planner is inserting it", stage, extra={"job_id": job_id})
+                return added
+            added += len(chunk)
+            if following is None:
+                return added
+            chunk = following
+
+    def _chunks(self, job_id: str, stage: int, plan: Iterable[TaskSpec], first: int) -> Iterator[list[NewTask]]:
+        """The plan as validated, routed NewTask lists: `first` tasks, then CHUNK at a time."""
+        specs = iter(plan)
+        seen: set[str] = set()
+        size = first
+        while batch := list(islice(specs, size)):
+            yield self._new_tasks(job_id, stage, batch, seen)
+            size = CHUNK
 
     def _stage_failed_job(self, job: Job, done: int, jt: JobType, params: BaseModel,
                           previous: LazyStageResults) -> bool:
@@ -165,14 +220,15 @@ class Orchestrator:
         if self.store.finish_job(job.job_id, job.stage, status, result, None, stage_done=True):
             log.info("job %s", status, extra={"job_id": job.job_id})
 
-    def _fail(self, job: Job, stage: int, error: dict[str, Any]) -> None:
-        if self.store.finish_job(job.job_id, stage, JobStatus.FAILED, None, error, stage_done=True):
+    def _fail(self, job: Job, stage: int, error: dict[str, Any], stage_done: bool = True) -> None:
+        if self.store.finish_job(job.job_id, stage, JobStatus.FAILED, None, error, stage_done=stage_done):
             log.warning("job failed: %s", error.get("message"), extra={"job_id": job.job_id})
 
-    def _new_tasks(self, job_id: str, stage: int, plan: list[TaskSpec]) -> list[NewTask]:
-        keys = [s.key for s in plan]
-        if len(set(keys)) != len(keys):
+    def _new_tasks(self, job_id: str, stage: int, plan: list[TaskSpec], seen: set[str]) -> list[NewTask]:
+        keys = {s.key for s in plan}
+        if len(keys) != len(plan) or not seen.isdisjoint(keys):
             raise InvalidInput(f"stage {stage} plan repeats task keys")
+        seen.update(keys)
         tasks = []
         for spec in plan:
             tt = self.registry.task_type(spec.task_type)

@@ -62,9 +62,19 @@ class Store(Protocol):
     def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]: ...
 
     def start_stage(
-        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
+        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask],
+        *, sealed: bool = True,
     ) -> bool:
-        """Compare-and-set the job from stage-1 to `stage`, insert the stage counter and its tasks; one transaction."""
+        """Compare-and-set the job from stage-1 to `stage`, insert the stage counter and its tasks; one transaction.
+        With ``sealed=False`` more tasks follow through `add_stage_tasks` (the counter holds one extra unit until the
+        last chunk seals the stage)."""
+        ...
+
+    def add_stage_tasks(self, job_id: str, stage: int, tasks: Sequence[NewTask], *, expected_total: int,
+                        seal: bool) -> bool:
+        """Insert one more chunk of an unsealed stage, in its own transaction, if the stage still has exactly
+        `expected_total` tasks (compare-and-set: two planners never insert the same chunk); with `seal`, close the
+        stage, which emits stage_complete at once when every task is already finished. False: someone else did."""
         ...
 
     def finish_job(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -40,16 +40,15 @@ class FanoutParams(BaseModel):
     tag: str = Field("", description="free text, to make otherwise identical jobs distinct")
 
 
-def _plan_work(params: FanoutParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def _plan_work(params: FanoutParams, previous: Sequence[StageResults]) -> Iterator[TaskSpec]:
+    """A generator: the orchestrator inserts a big stage chunk by chunk as the plan yields it."""
     stage = len(previous) + 1
     bad = set(params.invalid_keys)
-    return [
-        TaskSpec(f"s{stage}-{i:07d}", "demo.work", {
+    for i in range(params.n):
+        yield TaskSpec(f"s{stage}-{i:07d}", "demo.work", {
             "key": f"s{stage}-{i:07d}", "sleep_s": params.sleep_s, "fail_attempts": params.fail_attempts,
             "invalid": i in bad, "marker_dir": params.marker_dir,
         })
-        for i in range(params.n)
-    ]
 
 
 def finalize_fanout(params: FanoutParams, stages: Sequence[StageResults]) -> dict[str, Any]:
@@ -70,7 +69,7 @@ class _FanoutStages:
     @staticmethod
     def build(max_stages: int) -> tuple[StageSpec, ...]:
         def plan_for(k: int):
-            def plan(params: FanoutParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+            def plan(params: FanoutParams, previous: Sequence[StageResults]) -> Iterable[TaskSpec]:
                 return _plan_work(params, previous) if k <= params.stages else []
             return plan
 

@@ -171,20 +171,35 @@ class PostgresStore(SharedReads, ServiceState):
         return self.get_job(job.job_id), created
 
     def start_stage(
-        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
+        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask],
+        *, sealed: bool = True,
     ) -> bool:
         def op(c: Cursor) -> bool:
             if c.execute(q.ADVANCE_JOB_STAGE, {"job_id": job_id, "stage": stage}).rowcount != 1:
                 return False
             c.execute(q.INSERT_STAGE, {"job_id": job_id, "stage": stage, "name": name, "total": len(tasks),
-                                       "policy": str(policy)})
+                                       "token": 0 if sealed else 1, "policy": str(policy)})
             if tasks:
                 _copy_tasks(c, job_id, stage, tasks)
                 _notify(c, {t.target_queue for t in tasks})
-            else:  # a plan of 0 tasks completes the stage at once
+            elif sealed:  # a plan of 0 tasks completes the stage at once
                 _insert_event(c, EventKind.STAGE_COMPLETE, job_id, stage)
             return True
         return self._tx("start_stage", op)
+
+    def add_stage_tasks(self, job_id: str, stage: int, tasks: Sequence[NewTask], *, expected_total: int,
+                        seal: bool) -> bool:
+        def op(c: Cursor) -> bool:
+            row = c.execute(q.GROW_STAGE, {
+                "job_id": job_id, "stage": stage, "n": len(tasks), "seal": seal, "token": 1 if seal else 0,
+                "expected": expected_total, "jobs_channel": channel_for(JOBS_QUEUE)}).fetchone()
+            if not row or row["applied"] != 1:
+                return False
+            if tasks:
+                _copy_tasks(c, job_id, stage, tasks)
+                _notify(c, {t.target_queue for t in tasks})
+            return True
+        return self._tx("add_stage_tasks", op)
 
     def finish_job(
         self, job_id: str, stage: int, status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None,

@@ -42,9 +42,27 @@ WHERE job_id = %(job_id)s AND stage = %(stage)s - 1 AND status IN ('queued', 'pr
 """
 
 INSERT_STAGE = """
-INSERT INTO stages (job_id, stage, name, total, remaining, failed, failure_policy, created_at, completed_at)
-VALUES (%(job_id)s, %(stage)s, %(name)s, %(total)s, %(total)s, 0, %(policy)s, now(),
-        CASE WHEN %(total)s = 0 THEN now() END)
+INSERT INTO stages (job_id, stage, name, total, remaining, failed, failure_policy, created_at, completed_at, sealed)
+VALUES (%(job_id)s, %(stage)s, %(name)s, %(total)s, %(total)s + %(token)s, 0, %(policy)s, now(),
+        CASE WHEN %(total)s + %(token)s = 0 THEN now() END, %(token)s = 0)
+"""
+
+# One more chunk of an unsealed stage, only if nobody else added it (compare-and-set on the inserted count). With
+# `seal`, the plan's token is counted down in the same statement; reaching zero (every task already finished)
+# emits stage_complete and its NOTIFY, as a completion would.
+GROW_STAGE = """
+WITH grown AS (
+    UPDATE stages SET total = total + %(n)s, remaining = remaining + %(n)s - %(token)s, sealed = %(seal)s,
+                      completed_at = CASE WHEN remaining + %(n)s - %(token)s = 0 THEN now() END
+    WHERE job_id = %(job_id)s AND stage = %(stage)s AND NOT sealed AND total = %(expected)s
+    RETURNING job_id, stage, remaining
+), emitted AS (
+    INSERT INTO events (kind, job_id, stage, created_at, visible_at)
+    SELECT 'stage_complete', job_id, stage, now(), now() FROM grown WHERE remaining = 0
+    RETURNING event_id
+)
+SELECT (SELECT count(*) FROM grown) AS applied,
+       (SELECT count(pg_notify(%(jobs_channel)s, '')) FROM emitted) AS notified
 """
 
 # A stage's tasks in one COPY (about 3x faster than row-by-row INSERTs at N = 10,000); the transaction's now()

@@ -40,6 +40,7 @@ def stage_from_row(r: Mapping[str, Any], counts: dict[str, int]) -> Stage:
         job_id=r["job_id"], stage=r["stage"], name=r["name"], total=r["total"], remaining=r["remaining"],
         failed=r["failed"], failure_policy=FailurePolicy(r["failure_policy"]),
         created_at=ts(r["created_at"]), completed_at=ts(r["completed_at"]), counts=counts,  # type: ignore[arg-type]
+        sealed=bool(r["sealed"]),
     )
 
 

@@ -129,18 +129,31 @@ class SQLiteStore(SharedReads, ServiceState):
         return self.get_job(job.job_id), created
 
     def start_stage(
-        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask]
+        self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask],
+        *, sealed: bool = True,
     ) -> bool:
         now = time.time()
         with self._tx() as c:
             if c.execute(q.ADVANCE_JOB_STAGE, {"job_id": job_id, "stage": stage, "now": now}).rowcount != 1:
                 return False
             c.execute(q.INSERT_STAGE, {"job_id": job_id, "stage": stage, "name": name, "total": len(tasks),
-                                       "policy": str(policy), "now": now})
+                                       "token": 0 if sealed else 1, "policy": str(policy), "now": now})
             c.executemany(q.INSERT_TASK, [_task_row(job_id, stage, t, now) for t in tasks])
-            if not tasks:  # a plan of 0 tasks completes the stage at once
+            if sealed and not tasks:  # a plan of 0 tasks completes the stage at once
                 c.execute(q.INSERT_EVENT, {"kind": EventKind.STAGE_COMPLETE, "job_id": job_id, "stage": stage,
                                            "now": now})
+        return True
+
+    def add_stage_tasks(self, job_id: str, stage: int, tasks: Sequence[NewTask], *, expected_total: int,
+                        seal: bool) -> bool:
+        now = time.time()
+        with self._tx() as c:
+            if c.execute(q.GROW_STAGE, {"job_id": job_id, "stage": stage, "n": len(tasks), "seal": seal,
+                                        "expected": expected_total}).rowcount != 1:
+                return False
+            c.executemany(q.INSERT_TASK, [_task_row(job_id, stage, t, now) for t in tasks])
+            if seal:  # the plan's token counts down like a finished task: zero now means every task is done
+                self._count_down(c, job_id, stage, 0, now)
         return True
 
     def finish_job(

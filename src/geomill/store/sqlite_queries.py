@@ -19,8 +19,15 @@ WHERE job_id = :job_id AND stage = :stage - 1 AND status IN ('queued', 'processi
 """
 
 INSERT_STAGE = """
-INSERT INTO stages (job_id, stage, name, total, remaining, failed, failure_policy, created_at, completed_at)
-VALUES (:job_id, :stage, :name, :total, :total, 0, :policy, :now, CASE WHEN :total = 0 THEN :now END)
+INSERT INTO stages (job_id, stage, name, total, remaining, failed, failure_policy, created_at, completed_at, sealed)
+VALUES (:job_id, :stage, :name, :total, :total + :token, 0, :policy, :now,
+        CASE WHEN :total + :token = 0 THEN :now END, :token = 0)
+"""
+
+# one more chunk of an unsealed stage, only if nobody else added it (compare-and-set on the inserted count)
+GROW_STAGE = """
+UPDATE stages SET total = total + :n, remaining = remaining + :n, sealed = :seal
+WHERE job_id = :job_id AND stage = :stage AND NOT sealed AND total = :expected
 """
 
 INSERT_TASK = """

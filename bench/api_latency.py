@@ -5,11 +5,18 @@
     .venv/bin/python bench/api_latency.py --rate 100 --duration 5 --no-write-md
 
 A fresh database ``api_bench_<random>`` on 127.0.0.1:5432 (dropped afterwards); ``geomill db upgrade``; an API key
-(``geomill api-key create bench --scopes submit``; submit includes read); then ``geomill serve --mode standalone
---port <free> -w 1``. Two phases, each at a fixed rate:
+(``geomill api-key create bench --scopes submit``; submit includes read); then, per deployment (``--modes``):
 
-(a) submit: ``POST /api/jobs/submit/fanout`` with ``{"n": 0, "stages": 1, "tag": "<distinct>"}`` -- each request
-    creates a job, and the worker has (almost) nothing to do;
+- ``standalone``: ``geomill serve --mode standalone -w 1`` -- the API and one worker process on this machine; each
+  submitted job is a ``fanout`` with ``n = 0``, so the worker plans and finishes every job while the load runs
+  (about 8 transactions per job: the orchestration of 200 jobs/s competes with the API for the 2 CPUs);
+- ``platform_only``: ``geomill serve --mode platform_only -w 1`` -- the seed's platform app (API + orchestrator),
+  task workers elsewhere (none here); each job is a ``fanout`` with ``n = 1``: the orchestrator plans its stage
+  and the task waits for a worker, as a job does in production between submission and pick-up.
+
+Two phases per deployment, each at a fixed rate:
+
+(a) submit: ``POST /api/jobs/submit/fanout`` with a distinct ``tag`` -- each request creates a job;
 (b) status: ``GET /api/jobs/status/{job_id}`` of the jobs created in (a), round robin.
 
 Open loop: request i is scheduled at t0 + i/rate whatever happened to earlier ones, and its latency is measured from
@@ -111,21 +118,25 @@ async def open_loop(client: httpx.AsyncClient, rate: float, duration: float, mak
             "max": ms[-1], "mean": statistics.fmean(ms), "errors": errors, "results": results}
 
 
-async def drive(base: str, key: str, rate: float, duration: float, warmup: int) -> dict[str, dict[str, Any]]:
+JOB_N = {"standalone": 0, "platform_only": 1}
+
+
+async def drive(base: str, key: str, rate: float, duration: float, warmup: int,
+                n: int) -> dict[str, dict[str, Any]]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     run_tag = secrets.token_hex(4)
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, limits=limits, timeout=30) as client:
         # warm-up: open connections, first-request paths (not measured)
         for i in range(warmup):
-            r = await client.post("/api/jobs/submit/fanout", json={"n": 0, "stages": 1, "tag": f"warm-{run_tag}-{i}"})
+            r = await client.post("/api/jobs/submit/fanout", json={"n": n, "stages": 1, "tag": f"warm-{run_tag}-{i}"})
             r.raise_for_status()
         submit = await open_loop(client, rate, duration, lambda i: (
-            "POST", "/api/jobs/submit/fanout", {"n": 0, "stages": 1, "tag": f"b-{run_tag}-{i}"}))
+            "POST", "/api/jobs/submit/fanout", {"n": n, "stages": 1, "tag": f"b-{run_tag}-{i}"}))
         ids = [r["job_id"] for r in submit["results"] if r and "job_id" in r]
         if not ids:
             raise RuntimeError(f"no job created: {submit['errors']}")
         created = sum(1 for r in submit["results"] if r)
-        await asyncio.sleep(2)  # let the worker finish the n=0 jobs, so (b) reads settled jobs
+        await asyncio.sleep(2)  # let the orchestrator catch up, so (b) reads settled jobs
         status = await open_loop(client, rate, duration, lambda i: ("GET", f"/api/jobs/status/{ids[i % len(ids)]}", None))
         submit["created"] = created
         for ph in (submit, status):
@@ -133,7 +144,7 @@ async def drive(base: str, key: str, rate: float, duration: float, warmup: int) 
         return {"submit": submit, "status": status}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     OUT.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="api-", dir=OUT))
     db = f"api_bench_{secrets.token_hex(5)}"
@@ -149,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         key = out.strip().splitlines()[-1].strip()
         port = free_port()
         log = open(workdir / "serve.log", "w")
-        server = subprocess.Popen([str(GEOMILL), "serve", "--mode", "standalone", "--port", str(port), "-w", "1",
+        server = subprocess.Popen([str(GEOMILL), "serve", "--mode", mode, "--port", str(port), "-w", "1",
                                    *data], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -162,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("server not ready: " + (workdir / "serve.log").read_text()[-3000:])
             time.sleep(0.2)
-        phases = asyncio.run(drive(base, key, args.rate, args.duration, args.warmup))
+        phases = asyncio.run(drive(base, key, args.rate, args.duration, args.warmup, JOB_N[mode]))
         return phases
     finally:
         if server is not None:
@@ -176,26 +187,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def render(args: argparse.Namespace, res: dict[str, Any], meta: dict[str, Any]) -> str:
+DEPLOYMENT = {
+    "standalone": "standalone -w 1 (API + 1 worker; every job fully processed during the load)",
+    "platform_only": "platform_only -w 1 (API + orchestrator; task workers elsewhere)",
+}
+
+
+def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    modes = " ".join(results)
     lines = [SECTION, "",
-             f"Measured {meta['date']} on {meta['machine']}; PostgreSQL {meta['postgresql']}, fresh database; "
-             "`geomill serve --mode standalone -w 1` (API + 1 worker process, default settings) with an API key "
-             "(auth on). Open loop: a request every 1/rate s, latency from its scheduled send time (no coordinated "
-             f"omission); client httpx {httpx.__version__} AsyncClient (≤ 64 keep-alive connections) on loopback, "
-             "on the same 2 CPUs as the server, PostgreSQL and the worker.", "",
-             f"Reproduce: `.venv/bin/python bench/api_latency.py --rate {args.rate:g} --duration {args.duration:g}`",
-             "", "| phase | requests | target rate | achieved rate | p50 ms | p90 ms | p99 ms | max ms | errors | "
-             "p99 target | met |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, label in (("submit", "(a) submit `POST /api/jobs/submit/fanout` (n=0, distinct tag → a new job each)"),
-                        ("status", "(b) status `GET /api/jobs/status/{id}` of the jobs from (a)")):
-        r = res[name]
-        errs = sum(r["errors"].values())
-        err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
-        met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
-        lines.append(f"| {label} | {r['requests']:,} | {args.rate:g}/s | {r['achieved_rps']:.1f}/s | {r['p50']:.1f} | "
-                     f"{r['p90']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {err_txt} | ≤ {TARGETS_MS[name]:g} | {met} |")
-    lines += ["", f"Submit created {res['submit'].get('created', '?'):,} jobs. geomill {meta['geomill']}, "
-              f"Python {meta['python']}.", ""]
+             f"Measured {meta['date']} on {meta['machine']}; PostgreSQL {meta['postgresql']}, a fresh database per "
+             "deployment; `geomill serve` with default settings and an API key (auth on; key lookups cached "
+             "`GEOMILL_API_KEY_CACHE_SECONDS` = 5 s). Open loop: a request every 1/rate s, latency from its scheduled "
+             f"send time (no coordinated omission); client httpx {httpx.__version__} AsyncClient (≤ 64 keep-alive "
+             "connections) on loopback, on the same 2 CPUs as the server and PostgreSQL.", "",
+             f"Reproduce: `.venv/bin/python bench/api_latency.py --rate {args.rate:g} --duration {args.duration:g} "
+             f"--modes {modes}`",
+             "", "| deployment | phase | requests | target rate | achieved rate | p50 ms | p90 ms | p99 ms | max ms | "
+             "errors | p99 target | met |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mode, res in results.items():
+        n = JOB_N[mode]
+        for name, label in (("submit", f"(a) submit `POST /api/jobs/submit/fanout` (n={n}, a new job each)"),
+                            ("status", "(b) status `GET /api/jobs/status/{id}` of the jobs from (a)")):
+            r = res[name]
+            errs = sum(r["errors"].values())
+            err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
+            met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
+            lines.append(f"| {DEPLOYMENT[mode]} | {label} | {r['requests']:,} | {args.rate:g}/s | "
+                         f"{r['achieved_rps']:.1f}/s | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} | "
+                         f"{r['max']:.1f} | {err_txt} | ≤ {TARGETS_MS[name]:g} | {met} |")
+    created = ", ".join(f"{m}: {r['submit'].get('created', 0):,}" for m, r in results.items())
+    lines += ["", f"Jobs created ({created}). geomill {meta['geomill']}, Python {meta['python']}.", ""]
     return "\n".join(lines)
 
 
@@ -209,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="requests per second")
     p.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured submits first")
+    p.add_argument("--modes", nargs="+", default=list(JOB_N), choices=list(JOB_N), help="deployments to measure")
     p.add_argument("--no-write-md", action="store_true")
     args = p.parse_args(argv)
     import importlib.metadata
@@ -221,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{os.cpu_count()} CPUs, {platform.platform()}", "postgresql": pg_version,
             "geomill": importlib.metadata.version("geomill"), "python": platform.python_version()}
     wait_no_other_bench()
-    res = run(args)
+    res = {mode: run(args, mode) for mode in args.modes}
     (OUT / "last.json").write_text(json.dumps({"meta": meta, "args": vars(args), "results": res}, indent=1))
     print(json.dumps(res, indent=1))
     section = render(args, res, meta)

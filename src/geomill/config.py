@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP API port")
     auth_disabled: bool = Field(False, description="no API keys needed: local use only; /api/health says so")
+    api_key_cache_seconds: float = Field(
+        5.0, ge=0, description="an API process remembers a key lookup this long: a revoked key stops working "
+                               "within this delay (0: look up every request)")
     debug_endpoints: bool = Field(False, description="enable /api/debug/* and /api/dead-letters (admin only)")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
     source_roots: list[Path] = Field(default=[], description="folders HTTP-submitted file parameters may name "

@@ -206,6 +206,10 @@ def test_auth_401_403(server: Server) -> None:
     assert server.client.get("/api/jobs", headers={"X-API-Key": secret}).status_code == 200
     revoked = cli(server.env, "api-key", "revoke", secret.split("_")[1])
     assert revoked.returncode == 0, revoked.stderr
+    deadline = time.monotonic() + 5 + 5  # the server caches key lookups for up to 5 s (api_key_cache_seconds)
+    while server.client.get("/api/jobs", headers={"X-API-Key": secret}).status_code == 200:
+        assert time.monotonic() < deadline, "a revoked key still works after the cache time"
+        time.sleep(0.2)
     assert_problem(server.client.get("/api/jobs", headers={"X-API-Key": secret}), 401)
     failed = server.submit("fanout", {"n": 1, "invalid_keys": [0], "tag": "pg-tb"}).json()["job_id"]
     [task_id] = server.poll(failed)["error"]["failed_tasks"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import shutil
 from collections.abc import Callable
 from datetime import datetime
@@ -175,6 +177,7 @@ def test_auth_401_403_and_tracebacks_for_admins_only(api: Api) -> None:
     key_id, secret = create_key(api.rt.store, "short-lived", ["admin"])
     assert api.client.get("/api/jobs", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
     assert api.rt.store.revoke_api_key(key_id)
+    time.sleep(0.25)  # key lookups are cached for api_key_cache_seconds (0.2 s here)
     assert_problem(api.client.get("/api/jobs", headers={"X-API-Key": secret}), 401)
     assert_problem(api.client.get("/api/jobs", headers={"Authorization": f"Bearer {secret}"}), 401)
 
@@ -302,7 +305,8 @@ def test_job_types_describe_parameters(api: Api) -> None:
     assert r.status_code == 200
     types = {t["name"]: t for t in r.json()}
     assert {"hello_world", "fanout", "process_raster"} <= types.keys()
-    assert [s["name"] for s in types["process_raster"]["stages"]] == ["validate", "create_cog", "stac_item"]
+    assert [s["name"] for s in types["process_raster"]["stages"]] == [
+        "validate", "tile_scheme", "extract_tiles", "create_cog", "mosaic", "stac_item"]  # single + tiled path
     source = types["process_raster"]["parameters"]["properties"]["source"]
     assert source["x-geomill-file"] is True and "source" in types["process_raster"]["parameters"]["required"]
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
 from geomill.api import errors
+from geomill.api.auth import KeyCache
 from geomill.api.routers import debug, jobs, meta, tasks
 from geomill.config import Settings
 from geomill.runtime import Runtime
@@ -48,6 +49,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
                   responses=errors.PROBLEM_RESPONSES,  # type: ignore[arg-type]
                   dependencies=[Depends(single_query_values)])
     app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.role = role or resolve_role(settings.app_mode, settings.queues or None)
     if runtime is not None:
         app.state.runtime = runtime

@@ -158,7 +158,8 @@ def test_job_types_lists_parameter_schemas(tmp_path: Path) -> None:
     assert {"process_raster", "hello_world"} <= set(types)
     props = types["process_raster"]["parameters"]["properties"]
     assert {"source", "target_crs", "compression", "resampling"} <= set(props)
-    assert [s["name"] for s in types["process_raster"]["stages"]] == ["validate", "create_cog", "stac_item"]
+    assert [s["name"] for s in types["process_raster"]["stages"]] == [
+        "validate", "tile_scheme", "extract_tiles", "create_cog", "mosaic", "stac_item"]  # single + tiled path
     assert "n" in types["hello_world"]["parameters"]["properties"]
 
 

@@ -104,10 +104,10 @@ def test_mixed_queue_job_runs_each_stage_on_the_right_worker(tmp_path: Path, pg_
     long_worker = None
     try:
         job_id = submit(env, "process_raster", source=str(source))
-        cog = wait_for(lambda: [t for t in tasks(env, job_id) if t["stage"] == 2], 60, "the COG task")[0]
+        cog = wait_for(lambda: [t for t in tasks(env, job_id) if t["stage"] == 4], 60, "the COG task")[0]
         assert cog["target_queue"] == "long-tasks"
         time.sleep(3)  # no long worker: the task waits, queued in the database and in its RabbitMQ queue
-        waiting = next(t for t in tasks(env, job_id) if t["stage"] == 2)
+        waiting = next(t for t in tasks(env, job_id) if t["stage"] == 4)
         assert waiting["status"] == "queued" and waiting["attempt"] == 0
         assert _depth(amqp_url, "long-tasks")[0] >= 1
         long_worker = serve("worker_long", "long")
@@ -117,8 +117,9 @@ def test_mixed_queue_job_runs_each_stage_on_the_right_worker(tmp_path: Path, pg_
     assert doc["status"] == "completed", doc
     by_stage = {t["stage"]: t for t in tasks(env, job_id)}
     assert by_stage[1]["target_queue"] == "raster-tasks" and by_stage[1]["executed_by_app"].startswith("raster#")
-    assert by_stage[2]["target_queue"] == "long-tasks" and by_stage[2]["executed_by_app"].startswith("long#")
-    assert by_stage[3]["target_queue"] == "raster-tasks" and by_stage[3]["executed_by_app"].startswith("raster#")
+    assert set(by_stage) == {1, 4, 6}  # validate, create_cog, stac_item: the tiled path's stages plan no task
+    assert by_stage[4]["target_queue"] == "long-tasks" and by_stage[4]["executed_by_app"].startswith("long#")
+    assert by_stage[6]["target_queue"] == "raster-tasks" and by_stage[6]["executed_by_app"].startswith("raster#")
 
 
 def test_poison_messages_are_dead_lettered_and_workers_carry_on(tmp_path: Path, pg_url: str, amqp_url: str) -> None:

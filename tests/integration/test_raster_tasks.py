@@ -410,11 +410,15 @@ def build_registry() -> Registry:
 def test_registration() -> None:
     registry = build_registry()
     names = [t.name for t in registry.task_types()]
-    assert names == ["raster.create_cog", "raster.validate", "stac.create_item"]
-    assert {t.queue for t in registry.task_types()} == {"raster-tasks"}
+    assert {"raster.create_cog", "raster.validate", "stac.create_item", "raster.tile_scheme", "raster.extract_tile",
+            "raster.mosaic", "raster.remove_intermediates", "stac.create_collection"} <= set(names)
+    assert {t.queue for t in registry.task_types() if t.name != "raster.extract_tile"} == {"raster-tasks"}
+    assert registry.task_type("raster.extract_tile").queue == "long-tasks"
     assert registry.task_type("raster.create_cog").timeout_seconds >= 3600
     job = registry.job_type("process_raster")
-    assert [s.name for s in job.stages] == ["validate", "create_cog", "stac_item"]
+    # the union of the single and the tiled path (stages of the path not taken plan no task)
+    assert [s.name for s in job.stages] == ["validate", "tile_scheme", "extract_tiles", "create_cog", "mosaic",
+                                            "stac_item"]
 
 
 @pytest.mark.parametrize(

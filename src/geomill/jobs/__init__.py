@@ -27,6 +27,7 @@ def build_registry(plugins: Sequence[str] = ()) -> Registry:
 
 
 def _register_raster(registry: Registry) -> None:
+    from geomill.jobs import large_raster
     from geomill.jobs import raster as raster_jobs
     from geomill.jobs import raster_collection
     from geomill.tasks import raster, stac
@@ -35,3 +36,4 @@ def _register_raster(registry: Registry) -> None:
     stac.register(registry)
     raster_jobs.register(registry)
     raster_collection.register(registry)
+    large_raster.register(registry)

@@ -1,16 +1,23 @@
-"""Job type ``process_raster``: validate a raster, make it a COG, describe the COG as a STAC item."""
+"""Job type ``process_raster``: validate a raster, make it a COG, describe the COG as a STAC item.
+
+Inputs larger than ``GEOMILL_LARGE_RASTER_THRESHOLD_MB`` take the tiled path instead (the worker running the
+validate task decides and records why): tiling scheme, tile extraction, a COG per tile, a mosaic, a STAC collection.
+The job's stages are the union of both paths; a stage of the path not taken plans no task and completes at once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from geomill.domain import InvalidInput, StageSpec, TaskSpec
 from geomill.domain.models import StageResults
 from geomill.engine.registry import JobType, Registry
+from geomill.jobs import raster_tiling as tiling
 from geomill.tasks.raster.cog import COMPRESSIONS, RESAMPLINGS, normalize_compression, normalize_resampling, parse_crs
+from geomill.tasks.raster.tiles import DEFAULT_TILE_SIZE
 
 JOB_NAME = "process_raster"
 SUMMARY_FIELDS = ("driver", "crs", "epsg", "width", "height", "count", "dtypes", "nodata", "size_bytes",
@@ -33,6 +40,10 @@ class ProcessRasterParams(BaseModel):
     resampling: str | None = Field(
         None, description=f"one of {', '.join(RESAMPLINGS)}; default nearest for palette rasters, else average"
     )
+    tile_size: int = Field(DEFAULT_TILE_SIZE, ge=256, le=65536, multiple_of=256,
+                           description="tile side in pixels when the raster is processed tiled")
+
+    always_tiled: ClassVar[bool] = False  # process_large_raster: tiled whatever the size
 
     @field_validator("compression")
     @classmethod
@@ -53,12 +64,7 @@ class ProcessRasterParams(BaseModel):
         return value.strip()
 
 
-def _result(previous: Sequence[StageResults], stage: str, key: str) -> dict[str, Any] | None:
-    """The result of task `key` in the earlier stage named `stage`, or None if it did not complete."""
-    for done in previous:
-        if done.name == stage:
-            return done.results.get(key)
-    return None
+_result = tiling.stage_result
 
 
 def plan_validate(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
@@ -66,6 +72,9 @@ def plan_validate(params: ProcessRasterParams, previous: Sequence[StageResults])
 
 
 def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    """One COG of the whole raster; on the tiled path, one COG per extracted tile."""
+    if tiling.is_tiled(params, previous):
+        return tiling.plan_tile_cogs(params, previous)
     checked = _result(previous, "validate", "validate")
     if checked is None:
         return []
@@ -75,7 +84,10 @@ def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults
     }, size_bytes=checked.get("size_bytes"))]  # a big input routes to long-tasks
 
 
-def plan_stac_item(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_stac(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    """A STAC item for the COG; on the tiled path, a collection with an item per tile."""
+    if tiling.is_tiled(params, previous):
+        return tiling.plan_collection(params, previous)
     cog = _result(previous, "create_cog", "create_cog")
     if cog is None:
         return []
@@ -83,8 +95,14 @@ def plan_stac_item(params: ProcessRasterParams, previous: Sequence[StageResults]
 
 
 def finalize(params: ProcessRasterParams, stages: Sequence[StageResults]) -> dict[str, Any]:
-    """``{"source", "outputs": [{cog_uri, cog_path, size_bytes, reused, valid, stac_item_*, bbox, validate}]}``."""
+    """``{"source", "path", "reason", "outputs": [...]}``; single path: one output (cog_*, stac_item_*, bbox,
+    validate); tiled path: ``outputs`` empty and ``tiled`` = {tiling, tiles, mosaic, collection}."""
+    choice = tiling.processing_choice(params, stages) or {"path": None, "reason": "the raster was not validated"}
     checked = _result(stages, "validate", "validate") or {}
+    if choice["path"] == "tiled":
+        return {"source": params.source, **choice, "outputs": [],
+                "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},
+                "tiled": tiling.tiled_outcome(params, stages)}
     cog = _result(stages, "create_cog", "create_cog")
     item = _result(stages, "stac_item", "stac_item") or {}
     outputs = []
@@ -96,13 +114,19 @@ def finalize(params: ProcessRasterParams, stages: Sequence[StageResults]) -> dic
             "bbox": item.get("bbox"),
             "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},
         })
-    return {"source": params.source, "outputs": outputs}
+    return {"source": params.source, **choice, "outputs": outputs}
 
 
 STAGES = (
-    StageSpec("validate", plan_validate, description="open the raster and check it is readable and georeferenced"),
-    StageSpec("create_cog", plan_create_cog, description="write a Cloud-Optimized GeoTIFF into silver"),
-    StageSpec("stac_item", plan_stac_item, description="add a STAC item for the COG to the static catalog"),
+    StageSpec("validate", plan_validate, description="open the raster, check it, choose single or tiled processing"),
+    StageSpec("tile_scheme", tiling.plan_tile_scheme, description="tiled: cut the output grid into tiles"),
+    StageSpec("extract_tiles", tiling.plan_extract_tiles,
+              description="tiled: write each tile (reprojected if asked) as a GeoTIFF in silver, on long-tasks"),
+    StageSpec("create_cog", plan_create_cog, description="write a Cloud-Optimized GeoTIFF (per tile when tiled)"),
+    StageSpec("mosaic", tiling.plan_mosaic,
+              description="tiled: a MosaicJSON and a GDAL VRT over the tile COGs; delete the intermediate tiles"),
+    StageSpec("stac_item", plan_stac,
+              description="catalog the COG as a STAC item (tiled: a collection with an item per tile)"),
 )
 
 
@@ -110,7 +134,8 @@ def register(registry: Registry) -> None:
     """Register the ``process_raster`` job type."""
     registry.register_job_type(JobType(
         name=JOB_NAME,
-        description="Validate a raster, convert it to a COG (optionally reprojected), and catalog it in STAC.",
+        description="Validate a raster, convert it to a COG (optionally reprojected), and catalog it in STAC; "
+                    "rasters above GEOMILL_LARGE_RASTER_THRESHOLD_MB are processed tiled.",
         params_model=ProcessRasterParams,
         stages=STAGES,
         finalize=finalize,

@@ -1,10 +1,10 @@
-"""Raster tasks: ``raster.validate`` and ``raster.create_cog``."""
+"""Raster tasks: ``raster.validate``, ``raster.create_cog``, ``raster.mosaic`` and the tiling tasks (tiles.py)."""
 
 from __future__ import annotations
 
 from geomill.engine.registry import Registry, TaskType
 from geomill.engine.retry import RetryPolicy
-from geomill.tasks.raster import cog, mosaic, sources, validate
+from geomill.tasks.raster import cog, mosaic, sources, tiles, validate
 
 QUEUE = "raster-tasks"
 
@@ -39,3 +39,4 @@ def register(registry: Registry) -> None:
             retry=RetryPolicy(max_attempts=3), description="list the raster files under a folder or storage prefix",
         )
     )
+    tiles.register(registry)

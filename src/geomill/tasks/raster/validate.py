@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import rasterio
 import rasterio.errors
 from pydantic import BaseModel, Field
@@ -25,10 +26,20 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "raster.validate"
 PROBE_SIZE = 256  # pixels per side of the windows read to prove the data is there
+DEFAULT_LARGE_RASTER_THRESHOLD_MB = 2048.0  # GEOMILL_LARGE_RASTER_THRESHOLD_MB when there are no settings
 
 
 class ValidateRasterParams(BaseModel):
     source: str = Field(min_length=1, description="local path or storage URI (bronze://, silver://, file://)")
+
+
+class ProcessingChoice(BaseModel):
+    """How process_raster treats this raster: one COG (``single``) or tiles + mosaic (``tiled``), and why."""
+
+    path: str  # "single" or "tiled"
+    reason: str
+    threshold_mb: float
+    measured_mb: float  # the larger of the file's size and its uncompressed pixel size
 
 
 class RasterSummary(BaseModel):
@@ -55,6 +66,7 @@ class RasterSummary(BaseModel):
     is_cog: bool
     cog_errors: list[str] = []
     cog_warnings: list[str] = []
+    processing: ProcessingChoice | None = None
 
 
 def resolve_source(source: str, storage: Storage) -> Path:
@@ -170,10 +182,31 @@ def inspect_raster(source: str, storage: Storage) -> RasterSummary:
         return summarize(ds, source, path)
 
 
+def uncompressed_bytes(summary: RasterSummary) -> int:
+    """Bytes of the full-resolution pixels once decompressed (what a reader really has to move)."""
+    return summary.width * summary.height * sum(np.dtype(d).itemsize for d in summary.dtypes)
+
+
+def choose_processing(summary: RasterSummary, threshold_mb: float) -> ProcessingChoice:
+    """Tiled when the file or its uncompressed pixels are larger than the threshold, else a single COG."""
+    file_mb, pixels_mb = summary.size_bytes / 2**20, uncompressed_bytes(summary) / 2**20
+    measured = max(file_mb, pixels_mb)
+    what = f"{pixels_mb:,.1f} MB of uncompressed pixels ({summary.width}x{summary.height}x{summary.count} " \
+           f"{'/'.join(sorted(set(summary.dtypes)))}), file {file_mb:,.1f} MB"
+    if measured > threshold_mb:
+        return ProcessingChoice(path="tiled", threshold_mb=threshold_mb, measured_mb=measured, reason=(
+            f"{what}: larger than GEOMILL_LARGE_RASTER_THRESHOLD_MB={threshold_mb:g}, so it is cut into tiles "
+            "that are processed in parallel with bounded memory, then mosaicked"))
+    return ProcessingChoice(path="single", threshold_mb=threshold_mb, measured_mb=measured, reason=(
+        f"{what}: not larger than GEOMILL_LARGE_RASTER_THRESHOLD_MB={threshold_mb:g}, so one COG"))
+
+
 def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSummary:
-    """Handler of ``raster.validate``."""
+    """Handler of ``raster.validate``; decides single vs tiled processing with the worker's threshold."""
     with gdal_env(ctx):
         summary = inspect_raster(params.source, ctx.storage)
+    threshold = getattr(ctx.settings, "large_raster_threshold_mb", DEFAULT_LARGE_RASTER_THRESHOLD_MB)
+    summary.processing = choose_processing(summary, threshold)
     ctx.progress(1.0, "validated")
     logger.info("raster valid", extra={"task_id": ctx.task_id, "source": params.source, "is_cog": summary.is_cog})
     return summary

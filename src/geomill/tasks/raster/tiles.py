@@ -1,0 +1,343 @@
+"""Tasks of tiled raster processing: ``raster.tile_scheme``, ``raster.extract_tile``, ``raster.remove_intermediates``.
+
+A raster too large for one task is cut into a plain grid of tiles in the OUTPUT grid: the source's own grid, or,
+when reprojecting, the grid ``rasterio.warp.calculate_default_transform`` gives for the target CRS. Tile (r, c)
+covers output pixels ``[r*size, (r+1)*size) x [c*size, (c+1)*size)`` clipped to the grid, so tiles abut exactly:
+no gap, no overlap (buffer 0), and their union is the whole output grid.
+
+Extraction reads one tile's window (through a ``WarpedVRT`` of the whole output grid when reprojecting, so pixels at
+a tile's edge are resampled from the same source pixels as in a whole-image warp and nodata appears only outside
+the source's footprint) in strips of ``STRIP_ROWS`` rows, and writes it as an uncompressed tiled GeoTIFF in silver:
+memory is bounded by a strip, not by the tile, and never by the file. Outputs are written to a temporary name
+and renamed into place, so a killed worker never leaves a half tile under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import rasterio
+import rasterio.errors
+from pydantic import BaseModel, Field
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.io import DatasetReader
+from rasterio.transform import Affine
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from geomill.domain import InvalidInput, TaskError, canonical_json
+from geomill.engine.context import TaskContext
+from geomill.engine.registry import Registry, TaskType
+from geomill.engine.retry import RetryPolicy
+from geomill.engine.routing import LONG_QUEUE
+from geomill.tasks.raster.cog import (
+    COMPRESSIONS,
+    RESAMPLINGS,
+    _check_compression_fits,
+    _needs_alpha,
+    fingerprint,
+    normalize_compression,
+    normalize_resampling,
+    parse_crs,
+)
+from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.validate import check_georeferenced, check_readable, has_colormap, open_raster, resolve_source
+
+logger = logging.getLogger(__name__)
+
+SCHEME_TASK = "raster.tile_scheme"
+EXTRACT_TASK = "raster.extract_tile"
+REMOVE_TASK = "raster.remove_intermediates"
+DEFAULT_TILE_SIZE = 8192
+STRIP_ROWS = 512  # rows read and written at once: tile width x 512 x bands x dtype bytes of memory
+BLOCK = 512
+TILES_PREFIX = "tiles"  # silver://tiles/<name>/{extract,cogs}/<tile>.tif
+SCHEME_VERSION = 1
+
+
+class TileSchemeParams(BaseModel):
+    source: str = Field(min_length=1, description="local path or storage URI of the input raster")
+    target_crs: str | None = Field(None, description="reproject to this CRS; None keeps the source's")
+    tile_size: int = Field(DEFAULT_TILE_SIZE, ge=256, le=65536, multiple_of=256, description="tile side, pixels")
+    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
+    resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
+
+
+class Grid(BaseModel):
+    """The output pixel grid: CRS (WKT), affine transform (a, b, c, d, e, f) and size."""
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+
+
+class TileWindow(BaseModel):
+    key: str  # r<row>c<col>, zero-padded so keys sort in grid order
+    row: int
+    col: int
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+
+class TileScheme(BaseModel):
+    source: str
+    name: str  # safe, deterministic: <stem>-<fingerprint>; names the silver folder, mosaic and collection
+    grid: Grid
+    reproject: bool
+    tile_size: int
+    buffer: int = 0  # tiles abut exactly
+    rows: int
+    cols: int
+    count: int
+    dtype: str
+    nodata: float | None
+    compression: str
+    resampling: str
+    tiles: list[TileWindow]
+
+
+class ExtractTileParams(BaseModel):
+    source: str = Field(min_length=1)
+    grid: Grid
+    reproject: bool
+    resampling: str
+    tile: TileWindow
+    output_uri: str = Field(min_length=1, description="where the intermediate GeoTIFF goes (silver://...)")
+
+
+class ExtractedTile(BaseModel):
+    key: str
+    uri: str
+    path: str
+    size_bytes: int
+    width: int
+    height: int
+    count: int
+    reused: bool
+
+
+class RemoveIntermediatesParams(BaseModel):
+    uri: str = Field(min_length=1, description="a folder under silver://tiles/ to delete")
+
+
+class RemovedIntermediates(BaseModel):
+    uri: str
+    files: int
+    bytes: int
+
+
+# ---------------------------------------------------------------- tiling scheme
+
+
+def output_grid(src: DatasetReader, dst_crs: CRS | None) -> Grid:
+    """The source's grid, or the default grid of its reprojection to `dst_crs` (GDAL's suggested warp output)."""
+    if dst_crs is None:
+        return Grid(crs=src.crs.to_wkt(), transform=tuple(src.transform)[:6], width=src.width, height=src.height)
+    try:
+        transform, width, height = calculate_default_transform(src.crs, dst_crs, src.width, src.height, *src.bounds)
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        raise InvalidInput(f"{src.name}: cannot be reprojected to {dst_crs}: {exc}", field="target_crs") from exc
+    return Grid(crs=dst_crs.to_wkt(), transform=tuple(transform)[:6], width=width, height=height)
+
+
+def tile_windows(width: int, height: int, size: int) -> list[TileWindow]:
+    """Row-major tiles of `size` pixels over a width x height grid; the last row and column are clipped."""
+    rows, cols = -(-height // size), -(-width // size)
+    digits = max(4, len(str(max(rows, cols))))
+    return [
+        TileWindow(key=f"r{r:0{digits}d}c{c:0{digits}d}", row=r, col=c, col_off=c * size, row_off=r * size,
+                   width=min(size, width - c * size), height=min(size, height - r * size))
+        for r in range(rows) for c in range(cols)
+    ]
+
+
+def scheme_name(path: Path, compression: str, resampling: str, dst_crs: CRS | None, tile_size: int) -> str:
+    """``<stem>-<16 hex>``: the COG fingerprint (source identity + options) plus the tile size."""
+    base = fingerprint(path, compression, resampling, dst_crs)
+    digest = hashlib.sha256(canonical_json({"v": SCHEME_VERSION, "cog": base, "tile": tile_size}).encode())
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_-")[:60] or "raster"
+    return f"{stem}-{digest.hexdigest()[:16]}"
+
+
+def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
+    """Handler of ``raster.tile_scheme``: the output grid and its tiles (no pixel is read but two probes)."""
+    with gdal_env(ctx):
+        path = resolve_source(params.source, ctx.storage)
+        with open_raster(path, params.source) as src:
+            check_georeferenced(src, params.source)
+            check_readable(src, params.source)
+            compression = normalize_compression(params.compression) or "DEFLATE"
+            _check_compression_fits(compression, src, params.source)
+            resampling = normalize_resampling(params.resampling) or ("nearest" if has_colormap(src) else "average")
+            dst_crs = parse_crs(params.target_crs)
+            if dst_crs is not None and dst_crs == src.crs:
+                dst_crs = None
+            grid = output_grid(src, dst_crs)
+            tiles = tile_windows(grid.width, grid.height, params.tile_size)
+            scheme = TileScheme(
+                source=params.source, name=scheme_name(path, compression, resampling, dst_crs, params.tile_size),
+                grid=grid, reproject=dst_crs is not None, tile_size=params.tile_size,
+                rows=tiles[-1].row + 1, cols=tiles[-1].col + 1, count=src.count, dtype=src.dtypes[0],
+                nodata=src.nodata, compression=compression, resampling=resampling, tiles=tiles,
+            )
+    ctx.progress(1.0, f"{len(tiles)} tiles of {params.tile_size} px over {grid.width}x{grid.height}")
+    return scheme
+
+
+def extract_uri(name: str, key: str) -> str:
+    return f"silver://{TILES_PREFIX}/{name}/extract/{key}.tif"
+
+
+def cog_key(name: str, key: str) -> str:
+    return f"{TILES_PREFIX}/{name}/cogs/{key}.tif"
+
+
+# ---------------------------------------------------------------- extraction
+
+
+@contextmanager
+def tile_reader(src: DatasetReader, params: ExtractTileParams) -> Iterator[DatasetReader | WarpedVRT]:
+    """What to read the tile's window from: the source itself, or a WarpedVRT covering the whole output grid."""
+    if not params.reproject:
+        yield src
+        return
+    grid = params.grid
+    with WarpedVRT(src, crs=CRS.from_wkt(grid.crs), transform=Affine(*grid.transform), width=grid.width,
+                   height=grid.height, resampling=Resampling[params.resampling],
+                   add_alpha=_needs_alpha(src)) as vrt:
+        yield vrt
+
+
+def _has_dataset_mask(reader: DatasetReader | WarpedVRT) -> bool:
+    flags = reader.mask_flag_enums[0]
+    return MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags and MaskFlags.nodata not in flags
+
+
+def _profile(reader: DatasetReader | WarpedVRT, params: ExtractTileParams) -> dict[str, object]:
+    tile = params.tile
+    window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
+    return {
+        "driver": "GTiff", "width": tile.width, "height": tile.height, "count": reader.count,
+        "dtype": reader.dtypes[0], "crs": CRS.from_wkt(params.grid.crs),
+        "transform": window_transform(window, Affine(*params.grid.transform)), "nodata": reader.nodata,
+        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "none", "BIGTIFF": "IF_SAFER",
+        "interleave": "pixel" if reader.count > 1 else "band",
+    }
+
+
+def _copy_metadata(reader: DatasetReader | WarpedVRT, src: DatasetReader, dst: rasterio.io.DatasetWriter) -> None:
+    dst.colorinterp = reader.colorinterp
+    if has_colormap(src):
+        dst.write_colormap(1, src.colormap(1))
+    for i, desc in enumerate(src.descriptions, 1):
+        if desc and i <= dst.count:
+            dst.set_band_description(i, desc)
+
+
+def copy_window(reader: DatasetReader | WarpedVRT, src: DatasetReader, dst_path: Path,
+                params: ExtractTileParams, ctx: TaskContext) -> None:
+    """Copy the tile's window strip by strip (bounded memory) into a new GeoTIFF at `dst_path`."""
+    tile = params.tile
+    mask = _has_dataset_mask(reader)
+    with rasterio.open(dst_path, "w", **_profile(reader, params)) as dst:
+        _copy_metadata(reader, src, dst)
+        for row in range(0, tile.height, STRIP_ROWS):
+            if ctx.cancelled:
+                raise TaskError("job cancelled during tile extraction")
+            rows = min(STRIP_ROWS, tile.height - row)
+            window = Window(tile.col_off, tile.row_off + row, tile.width, rows)
+            target = Window(0, row, tile.width, rows)
+            dst.write(reader.read(window=window), window=target)
+            if mask:
+                dst.write_mask(reader.read_masks(1, window=window), window=target)
+            ctx.progress((row + rows) / tile.height, f"tile {tile.key}: {row + rows}/{tile.height} rows")
+
+
+def _complete(path: Path, tile: TileWindow) -> bool:
+    """An earlier attempt's output: it only ever appears under its final name once fully written."""
+    if not path.is_file():
+        return False
+    try:
+        with rasterio.open(path) as ds:
+            return (ds.width, ds.height) == (tile.width, tile.height)
+    except rasterio.errors.RasterioError:
+        return False
+
+
+def _describe(params: ExtractTileParams, path: Path, reused: bool) -> ExtractedTile:
+    with rasterio.open(path) as ds:
+        count = ds.count
+    return ExtractedTile(key=params.tile.key, uri=params.output_uri, path=str(path), size_bytes=path.stat().st_size,
+                         width=params.tile.width, height=params.tile.height, count=count, reused=reused)
+
+
+def extract_tile(params: ExtractTileParams, ctx: TaskContext) -> ExtractedTile:
+    """Handler of ``raster.extract_tile``: one tile of the output grid as an intermediate GeoTIFF in silver."""
+    out = ctx.storage.local_path(params.output_uri)
+    if _complete(out, params.tile):
+        return _describe(params, out, reused=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with gdal_env(ctx):
+            path = resolve_source(params.source, ctx.storage)
+            with open_raster(path, params.source) as src, tile_reader(src, params) as reader:
+                copy_window(reader, src, tmp, params, ctx)
+        os.replace(tmp, out)
+    except rasterio.errors.RasterioError as exc:
+        raise TaskError(f"extracting tile {params.tile.key} of {params.source!r} failed: {exc}") from exc
+    finally:
+        for leftover in tmp.parent.glob(f"{tmp.name}*"):
+            leftover.unlink(missing_ok=True)
+    logger.info("tile extracted", extra={"task_id": ctx.task_id, "tile": params.tile.key, "uri": params.output_uri})
+    return _describe(params, out, reused=False)
+
+
+# ---------------------------------------------------------------- clean-up
+
+
+def remove_intermediates(params: RemoveIntermediatesParams, ctx: TaskContext) -> RemovedIntermediates:
+    """Handler of ``raster.remove_intermediates``: delete a folder of extracted tiles (missing is fine)."""
+    if not params.uri.startswith(f"silver://{TILES_PREFIX}/"):
+        raise InvalidInput(f"{params.uri!r}: only folders under silver://{TILES_PREFIX}/ are removed", field="uri")
+    folder = ctx.storage.local_path(params.uri)
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    size = sum(p.stat().st_size for p in files)
+    shutil.rmtree(folder, ignore_errors=True)
+    return RemovedIntermediates(uri=params.uri, files=len(files), bytes=size)
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register(registry: Registry) -> None:
+    """Register the tiling task types; extraction runs on ``long-tasks`` (the dedicated long-running workers)."""
+    registry.register_task_type(TaskType(
+        name=SCHEME_TASK, handler=tile_scheme, params_model=TileSchemeParams, result_model=TileScheme,
+        queue="raster-tasks", timeout_seconds=600.0, retry=RetryPolicy(max_attempts=3),
+        description="cut a raster's output grid (reprojected or not) into tiles",
+    ))
+    registry.register_task_type(TaskType(
+        name=EXTRACT_TASK, handler=extract_tile, params_model=ExtractTileParams, result_model=ExtractedTile,
+        queue=LONG_QUEUE, timeout_seconds=4 * 3600.0, retry=RetryPolicy(max_attempts=3),
+        description="write one tile of a raster (windowed, reprojected if asked) as a GeoTIFF in silver",
+    ))
+    registry.register_task_type(TaskType(
+        name=REMOVE_TASK, handler=remove_intermediates, params_model=RemoveIntermediatesParams,
+        result_model=RemovedIntermediates, queue="raster-tasks", timeout_seconds=600.0,
+        retry=RetryPolicy(max_attempts=3), description="delete the intermediate tiles of a tiled raster job",
+    ))

@@ -18,6 +18,7 @@ def build_registry(plugins: Sequence[str] = ()) -> Registry:
     demo_tasks.register(registry)
     demo.register(registry)
     _register_raster(registry)
+    _register_vector(registry)
     for name in plugins:
         module = importlib.import_module(name)
         if not hasattr(module, "register"):
@@ -37,3 +38,11 @@ def _register_raster(registry: Registry) -> None:
     raster_jobs.register(registry)
     raster_collection.register(registry)
     large_raster.register(registry)
+
+
+def _register_vector(registry: Registry) -> None:
+    from geomill.jobs import vector as vector_jobs
+    from geomill.tasks import vector
+
+    vector.register(registry)
+    vector_jobs.register(registry)

@@ -1,0 +1,92 @@
+"""Job type ``process_vector``: a vector file into PostGIS (or a GeoPackage in embedded mode), cataloged in STAC.
+
+Stages: prepare (one task: read in batches, clean, GeoParquet chunks, staging table) -> upload (one task per
+chunk, in parallel, COPY into staging) -> finalize (one task per output table: swap into place, indexes,
+catalog row, STAC item). The upload stage tolerates failures so that finalize always runs: it drops the staging
+table and fails the job when an upload failed, so a failed job leaves nothing half-loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from geomill.domain import FailurePolicy, StageSpec, TaskSpec
+from geomill.domain.models import StageResults
+from geomill.engine.registry import JobType, Registry
+from geomill.tasks.vector.models import VectorLoad, VectorOptions
+
+JOB_NAME = "process_vector"
+
+
+class ProcessVectorParams(VectorOptions):
+    pass
+
+
+def _stage(previous: Sequence[StageResults], name: str) -> StageResults | None:
+    return next((done for done in previous if done.name == name), None)
+
+
+def _loads(previous: Sequence[StageResults]) -> list[VectorLoad]:
+    prepared = _stage(previous, "prepare")
+    result = prepared.results.get("prepare") if prepared else None
+    return [VectorLoad.model_validate(doc) for doc in result["loads"]] if result else []
+
+
+def plan_prepare(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    return [TaskSpec("prepare", "vector.prepare", params.model_dump(mode="json"))]
+
+
+def plan_upload(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    """One task per chunk of every output."""
+    return [TaskSpec(f"{i}-{chunk.index:05d}", "vector.upload",
+                     {"target": load.target.model_dump(mode="json"), "chunk": chunk.model_dump(mode="json")},
+                     size_bytes=chunk.size_bytes)
+            for i, load in enumerate(_loads(previous)) for chunk in load.chunks]
+
+
+def plan_finalize(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+    """One task per output, told how many rows its uploads loaded and what failed."""
+    uploads = _stage(previous, "upload")
+    results = uploads.results if uploads else {}
+    errors = uploads.errors if uploads else {}
+    plan = []
+    for i, load in enumerate(_loads(previous)):
+        prefix = f"{i}-"
+        rows = sum(r.get("rows", 0) for k, r in results.items() if k.startswith(prefix))
+        failed = [f"chunk {k}: {e.get('type')}: {e.get('message')}" for k, e in sorted(errors.items())
+                  if k.startswith(prefix)]
+        plan.append(TaskSpec(f"finalize-{i}", "vector.finalize", {
+            "load": load.model_dump(mode="json"), "uploaded_rows": rows, "upload_errors": failed}))
+    return plan
+
+
+def finalize(params: ProcessVectorParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+    """``{"source", "tables": [finalize results], "column_mapping", "repaired", "chunks"}``."""
+    prepared = _stage(stages, "prepare")
+    prepare = (prepared.results.get("prepare") if prepared else None) or {}
+    done = _stage(stages, "finalize")
+    tables = [done.results[k] for k in sorted(done.results)] if done else []
+    return {"source": params.source, "tables": tables, "column_mapping": prepare.get("column_mapping", {}),
+            "repaired": sum(t.get("repaired", 0) for t in tables),
+            "chunks": sum(len(ld.get("chunks", [])) for ld in prepare.get("loads", []))}
+
+
+STAGES = (
+    StageSpec("prepare", plan_prepare, description="read the source in batches, clean it, write GeoParquet chunks"),
+    StageSpec("upload", plan_upload, failure_policy=FailurePolicy.TOLERATE,
+              description="COPY each chunk into a staging table (in parallel); failures reach finalize"),
+    StageSpec("finalize", plan_finalize, description="swap staging into place, index, catalog, STAC item"),
+)
+
+
+def register(registry: Registry) -> None:
+    """Register the ``process_vector`` job type."""
+    registry.register_job_type(JobType(
+        name=JOB_NAME,
+        description="Load a vector file (Shapefile, GeoPackage, GeoJSON, FlatGeobuf, GeoParquet, KML, CSV, zipped) "
+                    "into PostGIS (GeoPackage in embedded mode), cleaned and indexed, and catalog it in STAC.",
+        params_model=ProcessVectorParams,
+        stages=STAGES,
+        finalize=finalize,
+    ))

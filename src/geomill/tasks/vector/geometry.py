@@ -1,0 +1,155 @@
+"""Geometry work on whole Arrow batches with shapely's vectorized functions: repair, type bookkeeping, promotion.
+
+shapely type ids: 0 Point, 1 LineString, 2 LinearRing, 3 Polygon, 4 MultiPoint, 5 MultiLineString,
+6 MultiPolygon, 7 GeometryCollection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import shapely
+
+FAMILY_OF_TYPE = {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon",
+                  7: "collection"}
+SINGLE_TYPES = {"point": {0}, "line": {1, 2}, "polygon": {3}}
+SINGLE_NAME = {"point": "POINT", "line": "LINESTRING", "polygon": "POLYGON", "collection": "GEOMETRYCOLLECTION"}
+MULTI_NAME = {"point": "MULTIPOINT", "line": "MULTILINESTRING", "polygon": "MULTIPOLYGON",
+              "collection": "GEOMETRYCOLLECTION"}
+MULTI_MAKER = {"point": shapely.multipoints, "line": shapely.multilinestrings, "polygon": shapely.multipolygons}
+
+
+@dataclass
+class GeometryStats:
+    """What was seen of one output's geometries: type ids, Z, bounds, repairs, nulls."""
+
+    rows: int = 0
+    type_ids: set[int] = field(default_factory=set)
+    has_z: bool = False
+    bounds: list[float] | None = None  # xmin, ymin, xmax, ymax in the layer's CRS
+    repaired: int = 0
+    nulls: int = 0
+    has_2d: bool = False
+
+    def add(self, geoms: np.ndarray, repaired: int) -> None:
+        self.rows += len(geoms)
+        self.repaired += repaired
+        present = geoms[~shapely.is_missing(geoms)]
+        self.nulls += len(geoms) - len(present)
+        if not len(present):
+            return
+        self.type_ids.update(int(t) for t in np.unique(shapely.get_type_id(present)))
+        z = shapely.has_z(present)
+        self.has_z = self.has_z or bool(z.any())
+        self.has_2d = self.has_2d or bool((~z).any())
+        box = shapely.total_bounds(present)
+        if not np.isnan(box).any():
+            self.bounds = box.tolist() if self.bounds is None else [
+                min(self.bounds[0], box[0]), min(self.bounds[1], box[1]),
+                max(self.bounds[2], box[2]), max(self.bounds[3], box[3])]
+
+    def families(self) -> set[str]:
+        return {FAMILY_OF_TYPE[t] for t in self.type_ids}
+
+
+def target_type(stats: GeometryStats) -> str:
+    """The PostGIS/GeoPackage geometry type for what was seen: one family stays single unless multis appear
+    (then all are promoted to multi); several families, or none, give the generic GEOMETRY."""
+    families = stats.families()
+    if len(families) != 1:
+        base = "GEOMETRY"
+    else:
+        family = families.pop()
+        singles_only = stats.type_ids <= SINGLE_TYPES.get(family, set())
+        base = SINGLE_NAME[family] if singles_only else MULTI_NAME[family]
+    return base + ("Z" if stats.has_z else "")
+
+
+def needs_conversion(stats: GeometryStats) -> bool:
+    """True when some rows must change to fit the target type: singles promoted to multi, 2D given a Z."""
+    family = next(iter(stats.families()), None) if len(stats.families()) == 1 else None
+    promoted = family is not None and target_type(stats).rstrip("Z").startswith("MULTI") and bool(
+        stats.type_ids & SINGLE_TYPES.get(family, set()))
+    return promoted or (stats.has_z and stats.has_2d)
+
+
+def repair(geoms: np.ndarray) -> tuple[np.ndarray, int]:
+    """Invalid geometries made valid (``make_valid``, keeping each one's dimension); returns (geoms, repaired)."""
+    invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
+    count = int(invalid.sum())
+    if count:
+        geoms = geoms.copy()
+        geoms[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
+    return geoms, count
+
+
+def family_masks(geoms: np.ndarray) -> dict[str, np.ndarray]:
+    """Row masks by geometry family (rows without a geometry go with the first family present, else 'point')."""
+    ids = shapely.get_type_id(geoms)
+    masks = {fam: np.isin(ids, [t for t, f in FAMILY_OF_TYPE.items() if f == fam]) for fam in
+             ("point", "line", "polygon", "collection")}
+    missing = ids < 0
+    if missing.any():
+        first = next((f for f, m in masks.items() if m.any()), "point")
+        masks[first] = masks[first] | missing
+    return {f: m for f, m in masks.items() if m.any()}
+
+
+def promote(geoms: np.ndarray, geometry_type: str) -> np.ndarray:
+    """Single geometries wrapped into their multi type when the target type is a MULTI one."""
+    base = geometry_type.rstrip("Z")
+    family = next((f for f, name in MULTI_NAME.items() if name == base and f in MULTI_MAKER), None)
+    if family is None:
+        return geoms
+    singles = np.isin(shapely.get_type_id(geoms), list(SINGLE_TYPES[family]))
+    if singles.any():
+        geoms = geoms.copy()
+        geoms[singles] = MULTI_MAKER[family](geoms[singles], indices=np.arange(int(singles.sum())))
+    return geoms
+
+
+def to_wkb_column(geoms: np.ndarray, has_z: bool = True) -> pa.Array:
+    """ISO WKB, as GeoParquet and GeoPackage writers expect."""
+    return pa.array(shapely.to_wkb(geoms, output_dimension=3 if has_z else 2, flavor="iso"), type=pa.binary())
+
+
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+_SRID_FLAG = 0x20  # high byte of the little-endian EWKB type word
+
+
+def wkb_to_ewkb_hex(wkb: pa.Array | pa.ChunkedArray, srid: int) -> pa.Array | None:
+    """Little-endian WKB -> hex EWKB carrying `srid`, by array arithmetic (no per-row Python, no GEOS): the SRID
+    flag is set in each row's type word and the 4-byte SRID inserted after it. PostGIS reads ISO type codes with
+    the EWKB SRID flag. Returns None when a row is big-endian (the caller then goes through shapely)."""
+    if isinstance(wkb, pa.ChunkedArray):
+        wkb = wkb.combine_chunks()
+    wkb = wkb.cast(pa.binary())
+    n = len(wkb)
+    offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32, count=n + 1, offset=wkb.offset * 4)
+    data = np.frombuffer(wkb.buffers()[2], dtype=np.uint8) if wkb.buffers()[2] is not None else np.zeros(0, np.uint8)
+    start, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
+    present = lengths >= 5
+    if present.any() and (data[start[present]] != 1).any():
+        return None
+    grow = np.where(present, 4, 0)
+    new_offsets = np.concatenate([[0], np.cumsum(lengths + grow)])
+    out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
+    rows = np.repeat(np.arange(n), lengths)
+    pos_in_row = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    source = np.repeat(start, lengths) + pos_in_row
+    dest = new_offsets[rows] + pos_in_row + np.where(pos_in_row >= 5, grow[rows], 0)
+    out[dest] = data[source]
+    srid_bytes = np.frombuffer(np.uint32(srid).tobytes(), dtype=np.uint8)
+    heads = new_offsets[:-1][present]
+    for k in range(4):
+        out[heads + 5 + k] = srid_bytes[k]
+    out[heads + 4] |= _SRID_FLAG
+    hexed = np.empty(out.size * 2, dtype=np.uint8)
+    hexed[0::2], hexed[1::2] = _HEX[out >> 4], _HEX[out & 0x0F]
+    validity = wkb.buffers()[0] if wkb.null_count else None
+    if validity is not None and wkb.offset:
+        validity = pa.array(wkb.is_valid()).buffers()[1]
+    return pa.StringArray.from_buffers(n, pa.py_buffer((new_offsets * 2).astype(np.int32)),
+                                       pa.py_buffer(hexed), validity, wkb.null_count)

@@ -1,0 +1,229 @@
+"""Task ``vector.prepare``: read the source in bounded batches, clean it, write GeoParquet chunks, make staging.
+
+Cleaning: the CRS must be known (or given), invalid geometries are repaired with ``make_valid`` (counted), mixed
+geometry types are promoted to multi or split into one output per family, attribute names become safe SQL
+identifiers (the mapping is reported). The result lists each output's chunks; the upload stage is planned from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from geomill.catalog.base import is_postgres
+from geomill.domain import InvalidInput, TaskError
+from geomill.engine.context import TaskContext
+from geomill.tasks.vector import geopackage, postgis
+from geomill.tasks.vector.chunks import ChunkWriter, normalize_column
+from geomill.tasks.vector.geometry import family_masks, needs_conversion, repair, target_type, to_wkb_column
+from geomill.tasks.vector.models import ChunkRef, ColumnSpec, LoadTarget, PrepareResult, VectorLoad, VectorOptions
+from geomill.tasks.vector.naming import check_identifier, safe_columns, safe_name, table_name_from
+from geomill.tasks.vector.reader import LayerInfo, ReadOptions, batch_geometries, open_layer
+from geomill.tasks.vector.sources import SourceLayer, find_layers, resolve_file
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "vector.prepare"
+DEFAULT_CHUNK_ROWS = 100_000
+MAX_BATCH_ROWS = 20_000  # features per read batch: memory is bounded by this, not by the file
+FAMILY_SUFFIX = {"point": "points", "line": "lines", "polygon": "polygons", "collection": "collections"}
+READ_ERRORS = (OSError, pa.ArrowInvalid)
+
+
+class PrepareVectorParams(VectorOptions):
+    pass
+
+
+def chunk_rows_for(params: VectorOptions, ctx: TaskContext) -> int:
+    if params.chunk_rows:
+        return params.chunk_rows
+    return int(getattr(ctx.settings, "vector_chunk_rows", 0) or DEFAULT_CHUNK_ROWS)
+
+
+def load_key(params: VectorOptions, index: int) -> str:
+    """Deterministic key of one layer's load: the same parameters give the same chunks and staging names."""
+    doc = json.dumps({"p": params.model_dump(mode="json"), "i": index}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def base_tables(params: VectorOptions, layers: list[SourceLayer]) -> list[str]:
+    """One table name per layer: `table` (or the file name), suffixed by the layer name when there are several."""
+    base = params.table or table_name_from(Path(params.source.rsplit("/", 1)[-1]).stem)
+    if len(layers) == 1:
+        return [check_identifier(base, "table")]
+    return [check_identifier(f"{base}_{safe_name(layer.layer or str(i))}"[:63], "table")
+            for i, layer in enumerate(layers)]
+
+
+def _batches(reader: pa.RecordBatchReader, label: str, ctx: TaskContext) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; a read failure mid-file is the file's fault (truncated, malformed)."""
+    iterator = iter(reader)
+    while True:
+        if ctx.cancelled:
+            raise TaskError("job cancelled while preparing the vector data")
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except READ_ERRORS as exc:
+            raise InvalidInput(f"{label} could not be read to the end (damaged or malformed?): {exc}",
+                               field="source") from exc
+        if batch.num_rows:
+            yield batch
+
+
+class LayerPreparer:
+    """Cleans one layer's batches into one ChunkWriter (promote) or one per geometry family (split)."""
+
+    def __init__(self, folder: Path, chunk_rows: int, info: LayerInfo, split: bool) -> None:
+        self.folder, self.chunk_rows, self.info, self.split = folder, chunk_rows, info, split
+        self.mapping = safe_columns(info.attributes)
+        self.writers: dict[str, ChunkWriter] = {}
+        self.crs_json = info.crs.to_json_dict()
+
+    def writer(self, name: str) -> ChunkWriter:
+        if name not in self.writers:
+            self.writers[name] = ChunkWriter(self.folder / name, self.chunk_rows, self.crs_json)
+        return self.writers[name]
+
+    def add(self, batch: pa.RecordBatch, label: str) -> None:
+        geoms, repaired = repair(batch_geometries(batch, self.info, label))
+        names = [self.mapping[n] for n in self.info.attributes]
+        arrays = [normalize_column(batch.column(n)) for n in self.info.attributes]
+        if not self.split:
+            reuse = repaired == 0 and self.info.geometry_column is not None
+            wkb = batch.column(self.info.geometry_column) if reuse else to_wkb_column(geoms)
+            self._write("all", names, arrays, wkb, geoms, repaired)
+            return
+        for family, mask in family_masks(geoms).items():
+            keep = pa.array(mask)
+            self._write(family, names, [pc.filter(a, keep) for a in arrays], to_wkb_column(geoms[mask]),
+                        geoms[mask], repaired)
+            repaired = 0  # counted once per batch
+
+    def _write(self, name: str, names: list[str], arrays: list, wkb: pa.Array, geoms: np.ndarray,
+               repaired: int) -> None:
+        writer = self.writer(name)
+        writer.write(pa.Table.from_arrays([*arrays, wkb.cast(pa.binary())], names=[*names, "geom"]))
+        writer.stats.add(geoms, repaired)
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path, ctx: TaskContext,
+                   chunk_rows: int) -> tuple[LayerPreparer, dict[str, list]]:
+    options = ReadOptions(params.crs, params.encoding, params.x_column, params.y_column, params.wkt_column,
+                          min(chunk_rows, MAX_BATCH_ROWS))
+    with open_layer(layer, options) as (info, reader):
+        preparer = LayerPreparer(folder, chunk_rows, info, params.geometry_mode == "split")
+        try:
+            for batch in _batches(reader, layer.label, ctx):
+                preparer.add(batch, layer.label)
+        except BaseException:
+            preparer.abort()
+            raise
+    if not preparer.writers:
+        raise InvalidInput(f"{layer.label} has no features", field="source")
+    outputs = {name: writer.close() for name, writer in preparer.writers.items()}
+    return preparer, outputs
+
+
+def _source_datetime(params: VectorOptions, ctx: TaskContext) -> str:
+    path = resolve_file(params.source, ctx.storage)
+    when = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, preparer: LayerPreparer,
+          name: str, chunks: list, table: str, key: str, backend: str) -> VectorLoad:
+    writer = preparer.writers[name]
+    assert writer.schema is not None
+    types = {f.name: f.type for f in writer.schema}
+    columns = [ColumnSpec(name=safe, source=src, pg_type=postgis.pg_type(types[safe]))
+               for src, safe in preparer.mapping.items()]
+    staging = f"_geomill_stage_{key}"
+    if backend == "geopackage":
+        staging = str(ctx.storage.local_path(f"silver://vector/{key}/{table}.staging.gpkg"))
+    target = LoadTarget(key=key, backend=backend, schema=params.schema_, table=table, staging=staging,
+                        if_exists=params.if_exists, geometry_type=target_type(writer.stats), srid=preparer.info.srid,
+                        has_z=writer.stats.has_z, convert=needs_conversion(writer.stats), columns=columns)
+    root = ctx.storage.local_path("silver://vector")
+    refs = [ChunkRef(index=c.index, uri=ctx.storage.uri_for("silver", f"vector/{c.path.relative_to(root).as_posix()}"),
+                     rows=c.rows, first_fid=c.first_fid, size_bytes=c.path.stat().st_size) for c in chunks]
+    stats = writer.stats
+    return VectorLoad(target=target, source=params.source, layer=layer.layer, chunks=refs,
+                      feature_count=stats.rows, bbox=stats.bounds or [], repaired=stats.repaired,
+                      null_geometries=stats.nulls, source_datetime=_source_datetime(params, ctx))
+
+
+class Targets:
+    """The backend's checks and staging creation (PostGIS on PostgreSQL, GeoPackage files otherwise)."""
+
+    def __init__(self, ctx: TaskContext, schema: str) -> None:
+        self.ctx = ctx
+        self.backend = "postgis" if is_postgres(ctx.database_url) else "geopackage"
+        self.conn = None
+        if self.backend == "postgis":
+            self.conn = postgis.connect(ctx.database_url)  # type: ignore[arg-type]
+            postgis.prepare_database(self.conn, schema)
+
+    def refuse_existing(self, schema: str, table: str, if_exists: str) -> None:
+        if self.conn is not None:
+            postgis.refuse_existing(self.conn, schema, table, if_exists)
+        else:
+            final = self.ctx.storage.local_path(f"silver://{geopackage.final_key(schema, table)}")
+            geopackage.refuse_existing(final, schema, table, if_exists)
+
+    def create_staging(self, load: VectorLoad, chunk_schema: pa.Schema) -> None:
+        if self.conn is not None:
+            postgis.create_staging(self.conn, load.target)
+        else:
+            geopackage.create_staging(Path(load.target.staging), load.target, chunk_schema)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def prepare_vector(params: PrepareVectorParams, ctx: TaskContext) -> PrepareResult:
+    """Handler of ``vector.prepare``."""
+    chunk_rows = chunk_rows_for(params, ctx)
+    layers = find_layers(params.source, ctx.storage, params.layer)
+    tables = base_tables(params, layers)
+    targets = Targets(ctx, params.schema_)
+    try:
+        for table in tables:
+            targets.refuse_existing(params.schema_, table, params.if_exists)
+        loads: list[VectorLoad] = []
+        mapping: dict[str, dict[str, str]] = {}
+        for index, (layer, table) in enumerate(zip(layers, tables)):
+            ctx.progress(index / len(layers), f"reading {layer.label}")
+            key = load_key(params, index)
+            folder = ctx.storage.local_path(f"silver://vector/{key}")
+            preparer, outputs = _prepare_layer(layer, params, folder, ctx, chunk_rows)
+            mapping[layer.layer or table] = {k: v for k, v in preparer.mapping.items() if k != v}
+            for name, chunks in sorted(outputs.items()):
+                out_table = table if name == "all" else check_identifier(
+                    f"{table[:50]}_{FAMILY_SUFFIX[name]}", "table")
+                out_key = key if name == "all" else hashlib.sha256(f"{key}:{name}".encode()).hexdigest()[:16]
+                if name != "all":
+                    targets.refuse_existing(params.schema_, out_table, params.if_exists)
+                load = _load(params, ctx, layer, preparer, name, chunks, out_table, out_key, targets.backend)
+                targets.create_staging(load, preparer.writers[name].schema)
+                loads.append(load)
+        ctx.progress(1.0, f"{sum(ld.feature_count for ld in loads)} features in "
+                          f"{sum(len(ld.chunks) for ld in loads)} chunks")
+        return PrepareResult(loads=loads, column_mapping=mapping)
+    finally:
+        targets.close()
+

@@ -1,0 +1,124 @@
+"""Finding what to read in a source: a file, a zip holding one, a shapefile and its sidecars, a GeoPackage's layers.
+
+Every refusal is an InvalidInput naming the source and the reason, raised before any output is written.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pyogrio
+from pyogrio.errors import DataLayerError, DataSourceError
+
+from geomill.domain import InvalidInput
+from geomill.storage.base import Storage
+
+VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".parquet", ".geoparquet", ".kml", ".csv",
+                   ".geojsonl", ".geojsons", ".gml", ".tab")
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+ALL_LAYERS = "*"
+
+
+@dataclass(frozen=True)
+class SourceLayer:
+    """One layer to load: what pyogrio opens (a path or /vsizip/ path), the layer name, and a label for messages."""
+
+    path: str
+    layer: str | None
+    label: str
+    is_csv: bool = False
+    is_parquet: bool = False  # GeoParquet is read with pyarrow (this GDAL build has no Parquet driver)
+
+
+def resolve_file(source: str, storage: Storage) -> Path:
+    """The local file behind `source`; missing, a folder or empty is refused."""
+    path = storage.local_path(source)  # a storage error is an InvalidInput already
+    if not path.exists():
+        raise InvalidInput(f"vector source {source!r} not found: no file at {path}", field="source")
+    if not path.is_file():
+        raise InvalidInput(f"vector source {source!r} is not a file ({path})", field="source")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"vector source {source!r} is an empty file (0 bytes)", field="source")
+    return path
+
+
+def _check_shapefile_parts(source: str, names: list[str], shp: str) -> None:
+    """A shapefile needs its .shx (index) and .dbf (attributes) beside the .shp."""
+    stem = shp[: -len(".shp")].lower()
+    present = {n.lower() for n in names}
+    missing = [ext for ext in (".shx", ".dbf") if stem + ext not in present]
+    if missing:
+        raise InvalidInput(
+            f"shapefile {shp!r} in {source!r} is incomplete: missing {' and '.join(missing)} "
+            "(a shapefile needs its .shp, .shx and .dbf files side by side; zip them together)", field="source")
+
+
+def _zip_members(path: Path, source: str) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [n for n in zf.namelist() if not n.endswith("/") and not PurePosixPath(n).name.startswith(".")]
+    except zipfile.BadZipFile as exc:
+        raise InvalidInput(f"vector source {source!r} is not a readable zip file: {exc}", field="source") from exc
+
+
+def _vector_in_zip(path: Path, source: str, layer: str | None) -> tuple[str, bool]:
+    """The /vsizip/ path of the one vector file inside a zip (a shapefile is checked for its sidecars)."""
+    members = _zip_members(path, source)
+    vectors = [n for n in members if n.lower().endswith(VECTOR_SUFFIXES) and "__macosx" not in n.lower()]
+    if not vectors:
+        listed = ", ".join(members[:10]) or "nothing"
+        raise InvalidInput(f"zip {source!r} holds no vector file (found: {listed}); expected one of "
+                           f"{', '.join(VECTOR_SUFFIXES)}", field="source")
+    if len(vectors) > 1 and layer not in (None, ALL_LAYERS):
+        chosen = [v for v in vectors if PurePosixPath(v).stem == layer or PurePosixPath(v).name == layer]
+        vectors = chosen or vectors
+    if len(vectors) > 1:
+        raise InvalidInput(f"zip {source!r} holds several vector files ({', '.join(vectors)}); name one with the "
+                           "layer parameter (its file name without extension)", field="layer")
+    inner = vectors[0]
+    if inner.lower().endswith(".shp"):
+        _check_shapefile_parts(source, members, inner)
+    return f"/vsizip/{path}/{inner}", inner.lower().endswith(CSV_SUFFIXES)
+
+
+def _list_layers(path: str, source: str) -> list[tuple[str, str | None]]:
+    try:
+        return [(str(name), gtype) for name, gtype in pyogrio.list_layers(path)]
+    except (DataSourceError, DataLayerError) as exc:
+        raise InvalidInput(f"vector source {source!r} is not a vector file GDAL can read, or it is damaged: "
+                           f"{exc}", field="source") from exc
+
+
+def find_layers(source: str, storage: Storage, layer: str | None) -> list[SourceLayer]:
+    """The layers to load from `source`: the one named by `layer`, every spatial layer for ``*``, else the only one."""
+    path = resolve_file(source, storage)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return [SourceLayer(str(path), None, repr(source), is_parquet=True)]
+    if path.suffix.lower() == ".zip":
+        open_path, is_csv = _vector_in_zip(path, source, layer)
+        layer = None if layer and layer != ALL_LAYERS and PurePosixPath(open_path).stem == layer else layer
+    else:
+        open_path, is_csv = str(path), path.suffix.lower() in CSV_SUFFIXES
+        if path.suffix.lower() == ".shp":
+            _check_shapefile_parts(source, [p.name for p in path.parent.iterdir()], path.name)
+    layers = _list_layers(open_path, source)
+    if not layers:
+        raise InvalidInput(f"vector source {source!r} has no layers", field="source")
+    names = [name for name, _ in layers]
+    if layer == ALL_LAYERS:
+        chosen = [name for name, gtype in layers if gtype is not None or is_csv] or names
+    elif layer is not None:
+        if layer not in names:
+            raise InvalidInput(f"layer {layer!r} not found in {source!r}; its layers are: {', '.join(names)}",
+                               field="layer")
+        chosen = [layer]
+    elif len(layers) == 1:
+        chosen = names
+    else:
+        raise InvalidInput(f"{source!r} has {len(layers)} layers ({', '.join(names[:20])}); choose one with "
+                           f"layer=<name>, or layer='{ALL_LAYERS}' to load each into its own table", field="layer")
+    return [SourceLayer(open_path, name if len(layers) > 1 or layer else None,
+                        f"{source!r}" + (f" layer {name!r}" if len(layers) > 1 else ""), is_csv) for name in chosen]

@@ -67,8 +67,7 @@ def write_points_gpkg(path: Path, n: int, seed: int = 7, batch: int = 250_000) -
         sx, sy = sx + float(xs.sum()), sy + float(ys.sum())
         wkb = shapely.to_wkb(shapely.points(xs, ys), byte_order=1)
         digest.update(b"".join(wkb))
-        table = pa.table({"id": pa.array(np.arange(start, start + k)), "name": pa.array([f"p{i}" for i in
-                                                                                         range(start, start + k)]),
+        table = pa.table({"id": pa.array(np.arange(start, start + k)), "v": pa.array(xs * ys),
                           "geom": pa.array(wkb, type=pa.binary())})
         pyogrio.write_arrow(table, str(path), layer="points", driver="GPKG", geometry_name="geom",
                             geometry_type="Point", crs="EPSG:4326", append=start > 0, SPATIAL_INDEX="NO")

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "vector.prepare"
 DEFAULT_CHUNK_ROWS = 100_000
-MAX_BATCH_ROWS = 20_000  # features per read batch: memory is bounded by this, not by the file
+MAX_BATCH_ROWS = 5_000  # features per read batch: memory is bounded by this, not by the file
 FAMILY_SUFFIX = {"point": "points", "line": "lines", "polygon": "polygons", "collection": "collections"}
 READ_ERRORS = (OSError, pa.ArrowInvalid)
 

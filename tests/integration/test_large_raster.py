@@ -217,6 +217,28 @@ def within_one_source_pixel(warped: np.ndarray, transform: Affine, source: Path)
     return near
 
 
+def test_multiband_sample_and_float_nan_nodata_round_trip(storage: LocalStorage, tmp_path: Path) -> None:
+    """A real 3-band RGB sample (uint8, nodata 0) and a float32 raster with NaN nodata: mosaic == source."""
+    rgb = Path(__file__).parents[2].parent / "shared" / "data" / "raster" / "RGB.byte.tif"
+    if not rgb.is_file():
+        pytest.skip("shared sample RGB.byte.tif not found")
+    floats = tmp_path / "floats.tif"
+    data = np.linspace(-50, 50, 600 * 700, dtype=np.float32).reshape(1, 600, 700)
+    data[0, :40, :] = np.nan
+    with rasterio.open(floats, "w", driver="GTiff", width=700, height=600, count=1, dtype="float32", nodata=np.nan,
+                       crs="EPSG:32618", transform=from_origin(500_000, 4_000_000, 30, 30)) as dst:
+        dst.write(data)
+    for source in (rgb, floats):
+        params = ProcessLargeRasterParams(source=str(source), tile_size=256)
+        result, _ = run_job(build_registry(), "process_large_raster", params, context(storage, 2048))
+        json.dumps(result, allow_nan=False)  # NaN nodata travels as "nan"
+        for tile in result["tiled"]["tiles"]:
+            assert_valid_cog(tile["cog_path"])
+        with rasterio.open(source) as src, rasterio.open(result["tiled"]["mosaic"]["vrt_path"]) as vrt:
+            assert (vrt.count, vrt.dtypes, vrt.shape) == (src.count, src.dtypes, src.shape)
+            assert np.array_equal(vrt.read(), src.read(), equal_nan=True)
+
+
 def test_small_input_stays_on_the_single_path(storage: LocalStorage) -> None:
     write_source(storage.zone_path("bronze") / "small.tif", height=300, width=400)
     params = ProcessRasterParams(source="bronze://small.tif", tile_size=TILE)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -104,7 +105,7 @@ class TileScheme(BaseModel):
     cols: int
     count: int
     dtype: str
-    nodata: float | None
+    nodata: float | str | None  # NaN as "nan", so results stay plain JSON
     compression: str
     resampling: str
     tiles: list[TileWindow]
@@ -173,6 +174,10 @@ def scheme_name(path: Path, compression: str, resampling: str, dst_crs: CRS | No
     return f"{stem}-{digest.hexdigest()[:16]}"
 
 
+def _nodata(src: DatasetReader) -> float | str | None:
+    return "nan" if src.nodata is not None and math.isnan(src.nodata) else src.nodata
+
+
 def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
     """Handler of ``raster.tile_scheme``: the output grid and its tiles (no pixel is read but two probes)."""
     with gdal_env(ctx):
@@ -192,7 +197,7 @@ def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
                 source=params.source, name=scheme_name(path, compression, resampling, dst_crs, params.tile_size),
                 grid=grid, reproject=dst_crs is not None, tile_size=params.tile_size,
                 rows=tiles[-1].row + 1, cols=tiles[-1].col + 1, count=src.count, dtype=src.dtypes[0],
-                nodata=src.nodata, compression=compression, resampling=resampling, tiles=tiles,
+                nodata=_nodata(src), compression=compression, resampling=resampling, tiles=tiles,
             )
     ctx.progress(1.0, f"{len(tiles)} tiles of {params.tile_size} px over {grid.width}x{grid.height}")
     return scheme

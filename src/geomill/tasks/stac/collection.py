@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+import rasterio
 from pydantic import BaseModel, Field
 
 from geomill.catalog.base import CATALOG_KEY, open_catalog
@@ -25,6 +26,7 @@ from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
 from geomill.storage.base import ZONES
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.mosaic import NO_FOLDER_LISTING
 from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
 from geomill.tasks.stac.item import asset_href, build_item, item_datetime
 
@@ -158,7 +160,7 @@ def create_collection(params: CreateCollectionParams, ctx: TaskContext) -> Colle
     static = StaticCatalog(ctx.storage.local_path(f"silver://{CATALOG_KEY}"))  # hrefs are relative to it
     ids = item_ids(params.items)
     items = []
-    with gdal_env(ctx):
+    with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):
         for n, (spec, item_id) in enumerate(zip(params.items, ids), start=1):
             if ctx.cancelled:
                 raise TaskError("cancelled while describing the COGs")

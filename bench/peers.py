@@ -121,6 +121,14 @@ def wait_no_other_bench(limit_s: float = 600) -> float:
     return time.monotonic() - t0
 
 
+def _checked(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run `cmd`; a failure raises with the tail of its stderr (it ends up in the run's record)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd[:3]))} exited {proc.returncode}: {proc.stderr[-1500:]}")
+    return proc
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
     env.update(extra)
@@ -140,7 +148,7 @@ def run_geomill(n: int, broker: bool) -> dict[str, Any]:
     exe = str(REPO / ".venv" / "bin" / "geomill")
     data = ["--data-dir", str(workdir / "data")]
     try:
-        subprocess.run([exe, "db", "upgrade", *data], env=env, cwd=workdir, check=True, capture_output=True)
+        _checked([exe, "db", "upgrade", *data], env=env, cwd=workdir)
         tag = f"bench-{secrets.token_hex(6)}"
         t0 = time.perf_counter()
         proc = subprocess.run([exe, "run", "fanout", "-p", f"n={n}", "-p", f"stages={STAGES}", "-p", f"tag={tag}",
@@ -202,8 +210,7 @@ def run_peer(system: str, n: int) -> dict[str, Any]:
     workers: list[subprocess.Popen] = []
     try:
         # schema / tables first, then the workers
-        subprocess.run([str(PEERS_PY), __file__, f"_{system}-setup"], env=env, cwd=BENCH_DIR, check=True,
-                       capture_output=True, timeout=120)
+        _checked([str(PEERS_PY), __file__, f"_{system}-setup"], env=env, cwd=BENCH_DIR)
         t_launch = time.perf_counter()
         if system == "celery":
             logf = open(workdir / "worker.log", "w")
@@ -488,7 +495,7 @@ def enqueue_geomill(n: int, broker: bool, limit_s: float) -> dict[str, Any]:
     exe = str(REPO / ".venv" / "bin" / "geomill")
     planner = None
     try:
-        subprocess.run([exe, "db", "upgrade"], env=env, cwd=workdir, check=True, capture_output=True)
+        _checked([exe, "db", "upgrade"], env=env, cwd=workdir)
         planner = _start([exe, "serve", "--mode", "platform_only", "--no-http", "-w", "1"], env, workdir,
                          workdir / "planner.log")
         alive = lambda: planner.poll() is None  # noqa: E731
@@ -540,8 +547,7 @@ def enqueue_peer(system: str, n: int, limit_s: float) -> dict[str, Any]:
     if vhost:
         env["PEERS_BROKER_URL"] = AMQP_URL.format(vhost=vhost)
     try:
-        subprocess.run([str(PEERS_PY), __file__, f"_{system}-setup"], env=env, cwd=BENCH_DIR, check=True,
-                       capture_output=True, timeout=120)
+        _checked([str(PEERS_PY), __file__, f"_{system}-setup"], env=env, cwd=BENCH_DIR)
         drv = subprocess.run([str(PEERS_PY), __file__, f"_{system}-enqueue"], env=env, cwd=BENCH_DIR,
                              capture_output=True, text=True, timeout=limit_s + 120)
         if drv.returncode != 0:
@@ -575,11 +581,11 @@ def recovery_geomill(m: int, task_s: float, broker: bool, lease_s: float, limit_
     exe = str(REPO / ".venv" / "bin" / "geomill")
     workers: list[subprocess.Popen] = []
     try:
-        subprocess.run([exe, "db", "upgrade"], env=env, cwd=workdir, check=True, capture_output=True)
+        _checked([exe, "db", "upgrade"], env=env, cwd=workdir)
         workers = [_start([exe, "worker", "-w", "1"], env, workdir, workdir / f"worker{i}.log") for i in range(2)]
-        sub = subprocess.run([exe, "submit", "fanout", "-p", f"n={m}", "-p", "stages=1", "-p", f"sleep_s={task_s}",
-                              "-p", f"marker_dir={done_dir}", "-p", f"tag=recovery-{secrets.token_hex(6)}"],
-                             env=env, cwd=workdir, capture_output=True, text=True, timeout=120, check=True)
+        sub = _checked([exe, "submit", "fanout", "-p", f"n={m}", "-p", "stages=1", "-p", f"sleep_s={task_s}",
+                        "-p", f"marker_dir={done_dir}", "-p", f"tag=recovery-{secrets.token_hex(6)}"],
+                       env=env, cwd=workdir)
         job_id = sub.stdout.strip()
         victim = workers[0]
         with _pg(db) as con:
@@ -651,8 +657,7 @@ def recovery_peer(system: str, m: int, task_s: float, lease_s: float, limit_s: f
     keys = [f"t{i:05d}" for i in range(m)]
     workers: list[subprocess.Popen] = []
     try:
-        subprocess.run([str(PEERS_PY), __file__, f"_{system}-setup"], env=env, cwd=BENCH_DIR, check=True,
-                       capture_output=True, timeout=120)
+        _checked([str(PEERS_PY), __file__, f"_{system}-setup"], env=env, cwd=BENCH_DIR)
         for i in range(2):
             if system == "celery":
                 cmd = [str(PEERS_PY), "-m", "celery", "-A", "peers:celery_app", "worker", "--pool", "prefork",
@@ -663,8 +668,7 @@ def recovery_peer(system: str, m: int, task_s: float, lease_s: float, limit_s: f
             workers.append(_start(cmd, env, BENCH_DIR, workdir / f"worker{i}.log"))
         for i in range(2):
             _wait_log(workdir / f"worker{i}.log", "ready." if system == "celery" else "READY", 60)
-        subprocess.run([str(PEERS_PY), __file__, f"_{system}-recovery-submit"], env=env, cwd=BENCH_DIR, check=True,
-                       capture_output=True, timeout=120)
+        _checked([str(PEERS_PY), __file__, f"_{system}-recovery-submit"], env=env, cwd=BENCH_DIR)
         victim = workers[0]
 
         def held() -> list[str]:
@@ -1031,7 +1035,7 @@ def render(args: argparse.Namespace, runs: list[dict[str, Any]], meta: dict[str,
     lines = [SECTION, "",
              "Three parts, each on this machine's PostgreSQL and RabbitMQ, systems interleaved A B A B ... within a "
              "part: throughput of a 3-stage fan-out, enqueue rate, and recovery after a worker is SIGKILLed.", "",
-             "Reproduce (the issue's benchmark; about 1.5 hours on 2 CPUs, most of it Celery's confirmed publishes and the 10,000-task throughput runs):", "",
+             "Reproduce (the issue's benchmark; about 1.5–2 hours on 2 CPUs, most of it Celery's confirmed publishes and the 10,000-task throughput runs):", "",
              "```",
              "python -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install -r bench/requirements-peers.txt",
              FULL_COMMAND,

@@ -167,6 +167,23 @@ def test_upload_rerun_replaces_its_own_rows(rt, pg_url: str) -> None:
     assert sql(pg_url, "SELECT count(*), count(DISTINCT fid) FROM geo.coutwildrnp")[0] == (67, 67)
 
 
+def test_cancelled_upload_drops_the_staging_table(rt, pg_url: str) -> None:
+    from geomill.domain import TaskError
+    from geomill.engine.context import TaskContext
+    from geomill.tasks.vector.prepare import PrepareVectorParams, prepare_vector
+    from geomill.tasks.vector.upload import UploadParams, upload_chunk
+
+    copy_samples(bronze(rt))
+    ctx = TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=rt.storage, database_url=pg_url)
+    load = prepare_vector(PrepareVectorParams(source="bronze://rmnp.geojson"), ctx).loads[0]
+    assert load.target.staging in geo_tables(pg_url)
+    cancelled = TaskContext(task_id="t", job_id="j", stage=2, attempt=1, storage=rt.storage, database_url=pg_url,
+                            _cancelled=lambda: True)
+    with pytest.raises(TaskError, match="cancelled"):
+        upload_chunk(UploadParams(target=load.target, chunk=load.chunks[0]), cancelled)
+    assert geo_tables(pg_url) == {"geomill_vector_catalog"}
+
+
 @pytest.mark.parametrize("table", ['x"; DROP TABLE geo.keep; --', "Robert'); DROP TABLE students;--", "a b",
                                    "pg_catalog", "select", "x" * 64, "Upper"])
 def test_sql_injection_in_the_table_name_is_refused(table: str, rt, pg_url: str) -> None:

@@ -104,11 +104,18 @@ def test_promote_wraps_singles_only() -> None:
 def test_wkb_to_ewkb_hex_matches_shapely() -> None:
     geoms = np.array([shapely.Point(1, 2), None, shapely.from_wkt("MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)))"),
                       shapely.Point(1, 2, 3), shapely.from_wkt("LINESTRING EMPTY")])
-    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary())
-    for array in (wkb, wkb.slice(1, 3)):
-        expected = shapely.to_wkb(shapely.set_srid(geoms[array.offset:array.offset + len(array)], 2056),
-                                  include_srid=True, hex=True, byte_order=1)
-        assert wkb_to_ewkb_hex(array, 2056).to_pylist() == list(expected)
+    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1, flavor="iso"), type=pa.binary())
+    for array in (wkb, wkb.slice(1, 3), wkb.slice(2, 3)):
+        part = geoms[array.offset:array.offset + len(array)]
+        hexed = wkb_to_ewkb_hex(array, 2056)
+        back = shapely.from_wkb(hexed.to_numpy(zero_copy_only=False))
+        assert [g is None for g in back] == [g is None for g in part]
+        assert all(a is None or (a.equals(b) or a.is_empty and b.is_empty) for a, b in zip(part, back))
+        assert all(shapely.get_srid(g) == 2056 for g, p in zip(back, part) if p is not None)
+        assert hexed[0].as_py() is None or hexed[0].as_py().startswith("01")
+    assert wkb_to_ewkb_hex(wkb, 4326)[0].as_py() == "0101000020E6100000000000000000F03F0000000000000040"
+    extended = pa.array(shapely.to_wkb(geoms[3:4], byte_order=1, flavor="extended"), type=pa.binary())
+    assert wkb_to_ewkb_hex(extended, 4326) is None
     big_endian = pa.array(shapely.to_wkb(geoms[:1], byte_order=0), type=pa.binary())
     assert wkb_to_ewkb_hex(big_endian, 4326) is None
 

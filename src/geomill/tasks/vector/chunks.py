@@ -84,7 +84,9 @@ class ChunkWriter:
 
     def _open(self, schema: pa.Schema) -> None:
         index = len(self.chunks)
-        self._writer = pq.ParquetWriter(self._tmp(index), schema.with_metadata(self.metadata), compression="zstd")
+        attributes = [n for n in schema.names if n != GEOMETRY_COLUMN]  # WKB is unique per row: no dictionary
+        self._writer = pq.ParquetWriter(self._tmp(index), schema.with_metadata(self.metadata), compression="zstd",
+                                        use_dictionary=attributes)
         self._rows_in_chunk = 0
 
     def _close_chunk(self) -> None:

@@ -113,7 +113,8 @@ def _finalize_postgis(params: FinalizeParams, ctx: TaskContext) -> tuple[int, li
                             f"{load.feature_count}")
         else:
             count, bbox = postgis.swap_into_place(conn, target, _catalog_values(load),
-                                                  lambda b: bbox_to_wgs84(b, target.srid))
+                                                  lambda b: bbox_to_wgs84(b, target.srid),
+                                                  (load.feature_count, load.bbox))
     href = f"{public_database_url(ctx.database_url or '')}?table={target.schema_}.{target.table}"
     return count, bbox, href, f"{target.schema_}.{target.table}"
 

@@ -6,10 +6,12 @@ shapely type ids: 0 Point, 1 LineString, 2 LinearRing, 3 Polygon, 4 MultiPoint, 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 FAMILY_OF_TYPE = {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon",
@@ -116,40 +118,32 @@ def to_wkb_column(geoms: np.ndarray, has_z: bool = True) -> pa.Array:
 
 
 _HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
-_SRID_FLAG = 0x20  # high byte of the little-endian EWKB type word
 
 
 def wkb_to_ewkb_hex(wkb: pa.Array | pa.ChunkedArray, srid: int) -> pa.Array | None:
-    """Little-endian WKB -> hex EWKB carrying `srid`, by array arithmetic (no per-row Python, no GEOS): the SRID
-    flag is set in each row's type word and the 4-byte SRID inserted after it. PostGIS reads ISO type codes with
-    the EWKB SRID flag. Returns None when a row is big-endian (the caller then goes through shapely)."""
+    """Little-endian ISO WKB -> hex EWKB carrying `srid`, with Arrow kernels and one numpy pass (no per-row
+    Python, no GEOS): each row becomes bytes 0-3, the SRID flag byte 0x20, the SRID, bytes 5-; PostGIS reads ISO
+    type codes with the EWKB SRID flag. Returns None when a row is big-endian or already has EWKB flags (the
+    caller then goes through shapely)."""
     if isinstance(wkb, pa.ChunkedArray):
         wkb = wkb.combine_chunks()
     wkb = wkb.cast(pa.binary())
-    n = len(wkb)
-    offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32, count=n + 1, offset=wkb.offset * 4)
-    data = np.frombuffer(wkb.buffers()[2], dtype=np.uint8) if wkb.buffers()[2] is not None else np.zeros(0, np.uint8)
-    start, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
-    present = lengths >= 5
-    if present.any() and (data[start[present]] != 1).any():
+    present = pc.fill_null(pc.greater_equal(pc.binary_length(wkb), 5), False)
+    heads = pc.filter(wkb, present)
+    if len(heads) and not (pc.all(pc.equal(pc.binary_slice(heads, 0, 1), b"\x01")).as_py()
+                           and pc.all(pc.equal(pc.binary_slice(heads, 4, 5), b"\x00")).as_py()):
         return None
-    grow = np.where(present, 4, 0)
-    new_offsets = np.concatenate([[0], np.cumsum(lengths + grow)])
-    out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
-    rows = np.repeat(np.arange(n), lengths)
-    pos_in_row = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    source = np.repeat(start, lengths) + pos_in_row
-    dest = new_offsets[rows] + pos_in_row + np.where(pos_in_row >= 5, grow[rows], 0)
-    out[dest] = data[source]
-    srid_bytes = np.frombuffer(np.uint32(srid).tobytes(), dtype=np.uint8)
-    heads = new_offsets[:-1][present]
-    for k in range(4):
-        out[heads + 5 + k] = srid_bytes[k]
-    out[heads + 4] |= _SRID_FLAG
-    hexed = np.empty(out.size * 2, dtype=np.uint8)
-    hexed[0::2], hexed[1::2] = _HEX[out >> 4], _HEX[out & 0x0F]
-    validity = wkb.buffers()[0] if wkb.null_count else None
-    if validity is not None and wkb.offset:
-        validity = pa.array(wkb.is_valid()).buffers()[1]
-    return pa.StringArray.from_buffers(n, pa.py_buffer((new_offsets * 2).astype(np.int32)),
-                                       pa.py_buffer(hexed), validity, wkb.null_count)
+    spliced = pc.binary_join_element_wise(pc.binary_slice(wkb, 0, 4), pa.scalar(b"\x20" + struct.pack("<I", srid)),
+                                          pc.binary_slice(wkb, 5, 2**31 - 1), pa.scalar(b""))
+    spliced = pc.if_else(present, spliced, wkb)  # empty or null rows stay as they are
+    n = len(spliced)
+    validity, offsets, data = spliced.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int32, count=n + 1, offset=spliced.offset * 4)
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    hexed = np.empty(raw.size * 2, dtype=np.uint8)
+    hexed[0::2], hexed[1::2] = _HEX[raw >> 4], _HEX[raw & 0x0F]
+    if spliced.offset or (validity is not None and offsets[0]):
+        validity = pa.array(spliced.is_valid()).buffers()[1] if spliced.null_count else None
+    return pa.StringArray.from_buffers(n, pa.py_buffer(((offsets - offsets[0]) * 2).astype(np.int32)),
+                                       pa.py_buffer(hexed), validity if spliced.null_count else None,
+                                       spliced.null_count)

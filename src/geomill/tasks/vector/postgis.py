@@ -12,9 +12,10 @@ replace its own rows) and reaches the final name in one transaction, so a failed
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -24,7 +25,6 @@ from geomill.domain import InvalidInput
 from geomill.tasks.vector.naming import CHUNK_COLUMN, FID_COLUMN, GEOMETRY_COLUMN
 
 CATALOG_TABLE = "geomill_vector_catalog"
-COPY_SLICE_ROWS = 20_000
 _SETUP_LOCK = 7_400_113  # advisory lock key: one process at a time creates the extension, schema, catalog table
 
 CATALOG_DDL = """CREATE TABLE IF NOT EXISTS {catalog} (
@@ -118,25 +118,17 @@ def drop_staging(conn: psycopg.Connection, load: Any) -> None:
             sql.Identifier(load.schema_, load.staging), _chunks_table(load)))
 
 
-def _csv_slices(table: pa.Table) -> Any:
-    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    for offset in range(0, table.num_rows, COPY_SLICE_ROWS):
-        buffer = io.BytesIO()
-        pacsv.write_csv(table.slice(offset, COPY_SLICE_ROWS), buffer, options)
-        yield buffer.getbuffer()
-
-
-def copy_chunk(conn: psycopg.Connection, load: Any, chunk_index: int, table: pa.Table) -> int:
-    """Load chunk `chunk_index` (fid, attributes, geom as hex EWKB) into the staging table, in one transaction.
+def copy_chunk(conn: psycopg.Connection, load: Any, chunk_index: int, names: list[str],
+               slices: Iterable[pa.Table]) -> int:
+    """Load chunk `chunk_index` (tables of fid, attributes, geom as hex EWKB) into staging, in one transaction.
 
     The chunk's row in ``<staging>_chunks`` serializes attempts on the same chunk (a fenced, late attempt waits
     for the primary key) and says whether an earlier attempt committed: only then are its rows deleted first,
     so the common case costs no scan of the staging table."""
     staging = sql.Identifier(load.schema_, load.staging)
-    names = [*table.column_names, CHUNK_COLUMN]
-    table = table.append_column(CHUNK_COLUMN, pa.array([chunk_index] * table.num_rows, type=pa.int32()))
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
-        staging, sql.SQL(", ").join(sql.Identifier(n) for n in names))
+        staging, sql.SQL(", ").join(sql.Identifier(n) for n in [*names, CHUNK_COLUMN]))
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("INSERT INTO {} (chunk, rows) VALUES (%s, -1) ON CONFLICT (chunk) DO UPDATE "
                             "SET rows = -1 RETURNING (xmax = 0) AS inserted").format(_chunks_table(load)),
@@ -144,10 +136,15 @@ def copy_chunk(conn: psycopg.Connection, load: Any, chunk_index: int, table: pa.
         if not cur.fetchone()[0]:
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(staging, sql.Identifier(CHUNK_COLUMN)),
                         (chunk_index,))
+        sent = 0
         with cur.copy(statement) as copy:
-            for piece in _csv_slices(table):
-                copy.write(piece)
-        rows = cur.rowcount if cur.rowcount >= 0 else table.num_rows
+            for table in slices:
+                table = table.append_column(CHUNK_COLUMN, pa.array(np.full(table.num_rows, chunk_index, np.int32)))
+                buffer = io.BytesIO()
+                pacsv.write_csv(table, buffer, options)
+                copy.write(buffer.getbuffer())
+                sent += table.num_rows
+        rows = cur.rowcount if cur.rowcount >= 0 else sent
         cur.execute(sql.SQL("UPDATE {} SET rows = %s WHERE chunk = %s").format(_chunks_table(load)),
                     (rows, chunk_index))
         return rows
@@ -240,24 +237,26 @@ def catalog_row(conn: psycopg.Connection, schema: str, table: str) -> dict[str, 
 
 
 def swap_into_place(conn: psycopg.Connection, load: Any, catalog_values: dict[str, Any],
-                    to_wgs84: Callable[[list[float]], list[float] | None]) -> tuple[int, list[float]]:
+                    to_wgs84: Callable[[list[float]], list[float] | None],
+                    loaded: tuple[int, list[float]]) -> tuple[int, list[float]]:
     """One transaction: staging becomes (or is appended to) the final table, the catalog row is written, ANALYZE.
-    Returns the table's feature count and its bbox (in the table's CRS)."""
+    `loaded` is (rows, bbox) of the staging table, known from prepare; returns the table's count and bbox."""
     schema, table = load.schema_, load.table
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        target = sql.Identifier(schema, table)
+        count, bbox = loaded
         if load.if_exists == "append" and table_exists(conn, schema, table):
             _append(conn, load)
+            count, xmin, ymin, xmax, ymax = conn.execute(sql.SQL(
+                "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                "(SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) s").format(
+                    sql.Identifier(GEOMETRY_COLUMN), target)).fetchone()
+            bbox = [xmin, ymin, xmax, ymax] if xmin is not None else []
         else:
             _swap_in(conn, load)
-        target = sql.Identifier(schema, table)
         conn.execute(sql.SQL("ANALYZE {}").format(target))
-        count, xmin, ymin, xmax, ymax = conn.execute(sql.SQL(
-            "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-            "(SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) s").format(
-                sql.Identifier(GEOMETRY_COLUMN), target)).fetchone()
-        bbox = [xmin, ymin, xmax, ymax] if xmin is not None else []
         upsert_catalog_row(conn, load, {**catalog_values, "feature_count": count, "bbox": bbox or None,
                                         "bbox_wgs84": to_wgs84(bbox) if bbox else None})
     return count, bbox

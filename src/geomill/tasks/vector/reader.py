@@ -142,7 +142,11 @@ def _is_number(value: Any) -> bool:
 def batch_geometries(batch: pa.RecordBatch, info: LayerInfo, label: str) -> np.ndarray:
     """The batch's geometries as a shapely array (None where a feature has none)."""
     if info.geometry_column is not None:
-        return shapely.from_wkb(batch.column(info.geometry_column).to_numpy(zero_copy_only=False))
+        try:
+            return shapely.from_wkb(batch.column(info.geometry_column).to_numpy(zero_copy_only=False))
+        except shapely.errors.GEOSException as exc:  # curves, TINs... that GEOS cannot represent
+            raise InvalidInput(f"{label} has geometries geomill cannot read (curved or TIN types?): {exc}",
+                               field="source") from exc
     csv = info.csv
     assert csv is not None
     if csv.wkt:

@@ -18,7 +18,7 @@ import pytest
 from geomill.config import Settings
 from geomill.dispatch.outbox import publish_outbox
 from geomill.dispatch.rabbitmq import REASON_HEADER, RabbitPublisher, decode
-from geomill.domain import NewJob
+from geomill.domain import FailurePolicy, NewJob, NewTask, make_task_id
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import open_store
 from procs import cli, geomill_env, start, start_worker, stop, submit, tasks, wait_for, wait_terminal
@@ -82,6 +82,27 @@ def test_publisher_confirms_and_messages_carry_ids_only(pg_url: str, amqp_url: s
         assert props.delivery_mode == 2  # persistent
         assert json.loads(body) == {"kind": "event", "event_id": 1, "job_id": "j1", "stage": 0}
         assert decode(body).job_id == "j1"
+    finally:
+        publisher.close()
+        store.close()
+
+
+def test_a_big_outbox_goes_out_in_confirmed_batches(pg_url: str, amqp_url: str, tmp_path: Path) -> None:
+    store = open_store(pg_url, Settings(data_dir=tmp_path))
+    store.migrate()
+    publisher = RabbitPublisher(amqp_url, {})
+    n = 1_200  # more than one outbox batch (500)
+    try:
+        store.create_job(NewJob(job_id="big", job_type="fanout", params={}, stage_count=1))
+        tasks = [NewTask(make_task_id("big", 1, f"k{i}"), f"k{i}", "demo.work", {"key": f"k{i}"}, "default-tasks",
+                         3, 60.0) for i in range(n)]
+        assert store.start_stage("big", 1, "one", FailurePolicy.FAIL_JOB, tasks)
+        assert publish_outbox(store, publisher, {}) == n + 1  # every task and the job_submitted event
+        depth = _channel(amqp_url).queue_declare("default-tasks", passive=True).method.message_count
+        assert depth == n
+        publisher.close()
+        publisher.close()  # idempotent
+        assert publish_outbox(store, publisher, {}) == 0  # a closed publisher reopens on use
     finally:
         publisher.close()
         store.close()

@@ -10,7 +10,7 @@ age, sends again whatever was sent that long ago and is still unclaimed (a lost 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from geomill.domain import DispatchError
@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    def publish(self, queue_name: str, body: dict[str, Any]) -> None: ...
+    def publish_many(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Send every (queue, body); return once all are confirmed, else raise DispatchError."""
+        ...
 
 
 def publish_outbox(store: Store, publisher: Publisher, queue_names: Mapping[str, str], *, limit: int = 500,
@@ -31,16 +33,13 @@ def publish_outbox(store: Store, publisher: Publisher, queue_names: Mapping[str,
     sent = 0
     while True:
         batch = store.take_unpublished_work(limit, republish_after_seconds)
-        done = 0
         try:
-            for message in batch:
-                publisher.publish(message.queue or queue_names.get(JOBS_QUEUE, JOBS_QUEUE), message.body())
-                done += 1
+            publisher.publish_many([(m.queue or queue_names.get(JOBS_QUEUE, JOBS_QUEUE), m.body()) for m in batch])
         except DispatchError:
-            store.mark_unpublished(batch[done:])
+            store.mark_unpublished(batch)  # all of it: some may go twice, which claims by id make harmless
             raise
-        sent += done
+        sent += len(batch)
         if republish_after_seconds is not None and batch:
-            log.info("outbox: republished %d messages", done)
+            log.info("outbox: republished %d messages", len(batch))
         if len(batch) < limit:
             return sent

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geomill.tasks.vector.geometry import GeometryStats
@@ -133,6 +132,3 @@ class ChunkWriter:
             self._tmp(len(self.chunks)).unlink(missing_ok=True)
             self._writer = None
 
-
-def string_is_null_or_empty(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return pc.or_kleene(pc.is_null(column), pc.equal(pc.utf8_trim_whitespace(column), ""))

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,7 +36,6 @@ DEFAULT_CHUNK_ROWS = 100_000
 MAX_BATCH_ROWS = 5_000  # features per read batch: memory is bounded by this, not by the file
 FAMILY_SUFFIX = {"point": "points", "line": "lines", "polygon": "polygons", "collection": "collections"}
 READ_ERRORS = (OSError, pa.ArrowInvalid)
-CLEANING_THREADS = 2  # batches parsed and validated at once (GEOS works without the GIL)
 
 
 class PrepareVectorParams(VectorOptions):
@@ -98,7 +95,7 @@ class LayerPreparer:
         return self.writers[name]
 
     def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int]:
-        """Parse and repair a batch's geometries (GEOS releases the GIL: batches are cleaned in threads)."""
+        """Parse and repair a batch's geometries."""
         return repair(batch_geometries(batch, self.info, label))
 
     def add(self, batch: pa.RecordBatch, cleaned: tuple[np.ndarray, int]) -> None:
@@ -134,16 +131,8 @@ def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path
     with open_layer(layer, options) as (info, reader):
         preparer = LayerPreparer(folder, chunk_rows, info, params.geometry_mode == "split")
         try:
-            with ThreadPoolExecutor(CLEANING_THREADS) as pool:
-                pending: deque[tuple[pa.RecordBatch, Future]] = deque()
-                for batch in _batches(reader, layer.label, ctx):
-                    pending.append((batch, pool.submit(preparer.clean, batch, layer.label)))
-                    if len(pending) > CLEANING_THREADS:  # bounded: memory stays a few batches
-                        done, cleaned = pending.popleft()
-                        preparer.add(done, cleaned.result())
-                while pending:
-                    done, cleaned = pending.popleft()
-                    preparer.add(done, cleaned.result())
+            for batch in _batches(reader, layer.label, ctx):
+                preparer.add(batch, preparer.clean(batch, layer.label))
         except BaseException:
             preparer.abort()
             raise

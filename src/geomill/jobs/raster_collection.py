@@ -31,7 +31,8 @@ MAX_ID = 200
 
 
 class ProcessRasterCollectionParams(BaseModel):
-    sources: list[str] | None = Field(None, min_length=1, description="local paths or storage URIs of the rasters")
+    sources: list[str] | None = Field(None, min_length=1, description="local paths or storage URIs of the rasters",
+                                      json_schema_extra={"x-geomill-file": True})
     source_prefix: str | None = Field(
         None, min_length=1, description="a folder or storage prefix (e.g. bronze://scenes/): every raster file in it",
         json_schema_extra={"x-geomill-file": True},

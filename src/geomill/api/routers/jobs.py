@@ -58,11 +58,12 @@ def _check_files(request: Request, rt: Runtime, job_type: str, params: dict[str,
     roots = request.app.state.settings.source_roots
     for name in _file_fields(rt.registry.job_type(job_type).params_model):
         value = params.get(name)
-        if isinstance(value, str):
-            try:
-                rt.storage.check_allowed(value, roots)
-            except InvalidInput as exc:
-                raise InvalidInput(f"{name}: {exc}", field=name) from None
+        for item in value if isinstance(value, list) else [value]:  # a file, or a list of files
+            if isinstance(item, str):
+                try:
+                    rt.storage.check_allowed(item, roots)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{name}: {exc}", field=name) from None
 
 
 @router.post("/jobs/submit/{job_type}", status_code=202, response_model=SubmitResponse,

@@ -115,7 +115,10 @@ class Orchestrator:
         except StoreError:
             raise  # transient: the event is not acknowledged and comes back after its visibility timeout
         except Exception as exc:  # a plan or finalizer that raises is a job failure, not a retry loop
-            log.exception("advancing job failed", extra={"job_id": job.job_id})
+            if isinstance(exc, InvalidInput):  # refused input (e.g. incompatible rasters): the message says it all
+                log.warning("job refused while planning: %s", exc, extra={"job_id": job.job_id})
+            else:
+                log.exception("advancing job failed", extra={"job_id": job.job_id})
             stage = self.store.get_job(job.job_id).stage  # a plan failing in a later chunk has started its stage
             self._fail(job, stage, {"type": type(exc).__name__, "message": str(exc), "stage": stage},
                        stage_done=stage == done)

@@ -17,6 +17,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import jsonschema.exceptions
+import jsonschema.validators
 import pystac
 import pystac.validation
 from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
@@ -65,10 +68,37 @@ def offline_schemas() -> dict[str, dict[str, Any]]:
     return {s["$id"].rstrip("#"): s for s in schemas}
 
 
+class CompiledValidator(JsonSchemaSTACValidator):
+    """pystac's validator with one compiled jsonschema validator per schema: pystac re-checks the schema and
+    rebuilds its reference registry on every call, which made validation most of a STAC task's time. The errors
+    and messages are pystac's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._compiled: dict[str, Any] = {}
+
+    def _validate_from_uri(self, stac_dict: dict[str, Any], stac_object_type: Any, schema_uri: str,
+                           href: str | None = None) -> None:
+        validator = self._compiled.get(schema_uri)
+        if validator is None:
+            schema = self._get_schema(schema_uri)
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            validator = self._compiled[schema_uri] = cls(schema, registry=self.registry)
+        errors = list(validator.iter_errors(stac_dict))
+        if errors:
+            where = f"at {href} " if href is not None else ""
+            stac_id = stac_dict.get("id")
+            ident = f"with ID {stac_id} " if stac_id is not None else ""
+            best = jsonschema.exceptions.best_match(errors)
+            msg = f"Validation failed for {stac_object_type} {where}{ident}against schema at {schema_uri}"
+            raise pystac.STACValidationError(msg + (f"\n{best}" if best else ""), source=errors) from best
+
+
 @lru_cache(maxsize=1)
 def offline_validator() -> JsonSchemaSTACValidator:
     """A validator whose schema cache holds pystac's core schemas and the shipped extension schemas."""
-    validator = JsonSchemaSTACValidator()
+    validator = CompiledValidator()
     validator.schema_cache.update(offline_schemas())
     return validator
 

@@ -289,9 +289,9 @@ def runs_lines(results: dict[tuple[float, str], dict[str, list[Run]]]) -> list[s
     for (size, case), by_system in results.items():
         for system, runs in by_system.items():
             for i, r in enumerate(runs, 1):
-                lines.append(f"- {size:g} GiB {case} {system} round {i} ({r.measured_at}): {r.wall_s:.1f} s, other "
-                             f"processes on the machine used {r.others_cores:.2f} cores of {os.cpu_count()} during "
-                             "the run")
+                lines.append(f"- {size:g} GiB {case} {system} round {i} (finished {r.measured_at}): "
+                             f"{r.wall_s:.1f} s, other processes on the machine used {r.others_cores:.2f} cores "
+                             f"of {os.cpu_count()} during the run")
     return lines
 
 
@@ -303,7 +303,8 @@ def render(args: argparse.Namespace, options: dict[str, str], resampling: str, r
     lines = [
         SECTION, "",
         "Measured by `bench/raster.py` (the time of each run is listed below; each size and case may come from a "
-        "separate invocation), geomill and GDAL alternating; the fastest round of each is compared. **This machine was shared with other "
+        "separate invocation), geomill and GDAL alternating; the fastest round of each is compared. "
+        "**This machine was shared with other "
         "work (other sessions' tests and builds) during the run**; the per-run load of other processes is listed "
         "below, and a run that overlapped more of it is slower for that reason alone.", "",
         f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}",
@@ -319,7 +320,8 @@ def render(args: argparse.Namespace, options: dict[str, str], resampling: str, r
         f"`WarpedVRT(src, crs=\"{TARGET_CRS}\", resampling={resampling}, NUM_THREADS=ALL_CPUS)` copied the same "
         f"way (gdalwarp -of COG equivalent, streamed; the gdalwarp CLI is not installed). Both inside "
         f"`rasterio.Env(GDAL_NUM_THREADS=ALL_CPUS, GDAL_CACHEMAX={GDAL_CACHE_BYTES})` (a real 512 MiB cache).",
-        "- COG creation options, identical for both (geomill's defaults, `geomill.tasks.raster.cog.creation_options`): `"
+        "- COG creation options, identical for both (geomill's defaults, "
+        "`geomill.tasks.raster.cog.creation_options`): `"
         + ", ".join(f"{k}={val}" for k, val in options.items()) + f"`; resampling {resampling}.",
         "- Peak RSS: `/usr/bin/time -v` maximum resident set size = the largest single process of the tree "
         "(geomill: the CLI process or one of its 2 worker processes); whole tree = peak of the summed RSS, sampled.",

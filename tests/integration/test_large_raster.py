@@ -275,7 +275,8 @@ def test_long_worker_killed_during_tile_extraction_then_a_new_one_finishes(tmp_p
     tile; nothing else runs the tiles; once a new long worker starts, the expired leases are reclaimed and the
     job completes with every tile COG valid."""
     data = tmp_path / "data"
-    source = write_source(tmp_path / "in" / "big.tif", height=6144, width=6144)  # 72 MB; reprojected: 3 x 2 tiles of 3072
+    # 72 MB; reprojected to EPSG:4326: 3 x 2 tiles of 3072
+    source = write_source(tmp_path / "in" / "big.tif", height=6144, width=6144)
     env = geomill_env(data, lease_seconds=2, janitor_interval_seconds=0.3, large_raster_threshold_mb=8,
                       workers=1)
     platform = start(dict(env, GEOMILL_APP_NAME="platform"), "serve", "--no-http", "--queues",

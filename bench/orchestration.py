@@ -413,8 +413,8 @@ def components(backend: str, n: int, keep: bool) -> dict[str, float]:
         jt = rt.registry.job_type("fanout")
         job = orch.submit("fanout", {"n": n, "stages": STAGES, "tag": "components"}).job
         params = jt.params_model.model_validate(job.params)
-        plan = piece(PLAN, lambda: jt.stages[0].plan(params, []))
-        tasks = piece(VALIDATE, lambda: orch._new_tasks(job.job_id, 1, plan))
+        plan = piece(PLAN, lambda: list(jt.stages[0].plan(params, [])))  # plans may be generators: consume it
+        tasks = piece(VALIDATE, lambda: orch._new_tasks(job.job_id, 1, plan, set()))
         piece(INSERT, lambda: store.start_stage(job.job_id, 1, "work-1", FailurePolicy.FAIL_JOB, tasks), reps=1)
         finish = ("UPDATE tasks SET status = 'completed', attempt = 1, finished_at = {now}, result = {obj}('key', "
                   "task_key, 'attempt', 1, 'pid', 1) WHERE job_id = {p}; UPDATE stages SET remaining = 0, completed_at "

@@ -32,18 +32,14 @@ def _as_value_error(check: Callable[[str | None], Any], value: str | None) -> An
         raise ValueError(str(exc)) from None
 
 
-class ProcessRasterParams(BaseModel):
-    source: str = Field(min_length=1, description="local path or storage URI of the raster (e.g. bronze://in.tif)",
-                        json_schema_extra={"x-geomill-file": True})
+class CogOptions(BaseModel):
+    """The COG options every raster job takes, checked when the job is submitted."""
+
     target_crs: str | None = Field(None, description="reproject to this CRS (EPSG:xxxx, WKT, PROJ string)")
     compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
     resampling: str | None = Field(
         None, description=f"one of {', '.join(RESAMPLINGS)}; default nearest for palette rasters, else average"
     )
-    tile_size: int = Field(DEFAULT_TILE_SIZE, ge=256, le=65536, multiple_of=256,
-                           description="tile side in pixels when the raster is processed tiled")
-
-    always_tiled: ClassVar[bool] = False  # process_large_raster: tiled whatever the size
 
     @field_validator("compression")
     @classmethod
@@ -62,6 +58,15 @@ class ProcessRasterParams(BaseModel):
             return None
         _as_value_error(parse_crs, value)
         return value.strip()
+
+
+class ProcessRasterParams(CogOptions):
+    source: str = Field(min_length=1, description="local path or storage URI of the raster (e.g. bronze://in.tif)",
+                        json_schema_extra={"x-geomill-file": True})
+    tile_size: int = Field(DEFAULT_TILE_SIZE, ge=256, le=65536, multiple_of=256,
+                           description="tile side in pixels when the raster is processed tiled")
+
+    always_tiled: ClassVar[bool] = False  # process_large_raster: tiled whatever the size
 
 
 _result = tiling.stage_result

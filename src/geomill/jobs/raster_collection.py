@@ -16,21 +16,21 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from rasterio.crs import CRS
 
 from geomill.catalog.static import check_id
 from geomill.domain import InvalidInput, StageSpec, TaskSpec, canonical_json
 from geomill.domain.models import StageResults
 from geomill.engine.registry import JobType, Registry
-from geomill.jobs.raster import SUMMARY_FIELDS, _as_value_error
-from geomill.tasks.raster.cog import COMPRESSIONS, RESAMPLINGS, normalize_compression, normalize_resampling, parse_crs
+from geomill.jobs.raster import SUMMARY_FIELDS, CogOptions, _as_value_error
+from geomill.tasks.raster.cog import parse_crs
 
 JOB_NAME = "process_raster_collection"
 MAX_ID = 200
 
 
-class ProcessRasterCollectionParams(BaseModel):
+class ProcessRasterCollectionParams(CogOptions):
     sources: list[str] | None = Field(None, min_length=1, description="local paths or storage URIs of the rasters",
                                       json_schema_extra={"x-geomill-file": True})
     source_prefix: str | None = Field(
@@ -38,27 +38,6 @@ class ProcessRasterCollectionParams(BaseModel):
         json_schema_extra={"x-geomill-file": True},
     )
     collection_id: str | None = Field(None, description="STAC collection id; default derived from the sources")
-    target_crs: str | None = Field(None, description="reproject every raster to this CRS (EPSG:xxxx, WKT, PROJ)")
-    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
-    resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
-
-    @field_validator("compression")
-    @classmethod
-    def _known_compression(cls, value: str | None) -> str | None:
-        return _as_value_error(normalize_compression, value)
-
-    @field_validator("resampling")
-    @classmethod
-    def _known_resampling(cls, value: str | None) -> str | None:
-        return _as_value_error(normalize_resampling, value)
-
-    @field_validator("target_crs")
-    @classmethod
-    def _parsable_crs(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        _as_value_error(parse_crs, value)
-        return value.strip()
 
     @field_validator("collection_id")
     @classmethod

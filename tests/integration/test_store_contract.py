@@ -307,6 +307,60 @@ def test_the_counter_counts_each_task_once_and_the_last_emits_one_stage_complete
     assert drain_events(store) == [("stage_complete", job_id, 1)]
 
 
+def test_a_batch_of_completions_counts_each_stage_down_once_per_task_in_one_commit(store: Store) -> None:
+    a, b = new_job(store, "batch-a"), new_job(store, "batch-b")
+    drain_events(store)
+    start(store, a, 1, 3, max_attempts=1)
+    start(store, b, 1, 2, max_attempts=1)
+    claimed = store.claim_tasks([QUEUE], "w", 30, 10)
+    assert len(claimed) == 5
+    mine = {t.task_id: t for t in claimed}
+    a_tasks = [t for t in claimed if t.job_id == a]
+    b_tasks = [t for t in claimed if t.job_id == b]
+    # a's first two, a stale attempt of b's first, and b's second: b's stage stays open (its first is still running)
+    batch = [(a_tasks[0].task_id, 1, {"i": 0}), (a_tasks[1].task_id, 1, {"i": 1}),
+             (b_tasks[0].task_id, 2, {"stale": True}), (b_tasks[1].task_id, 1, {"i": 2})]
+    outcomes = store.complete_tasks(batch)
+    assert [o.applied for o in outcomes] == [True, True, False, True]
+    assert not any(o.stage_done for o in outcomes)
+    assert (stage_of(store, a).remaining, stage_of(store, b).remaining) == (1, 1)
+    assert store.get_task(a_tasks[1].task_id).result == {"i": 1}
+    assert store.get_task(b_tasks[0].task_id).status == TaskStatus.PROCESSING
+    assert drain_events(store) == []
+    # the rest of both stages in one batch (with a duplicate of an applied one): two stage_complete events
+    last = [(b_tasks[0].task_id, 1, {}), (a_tasks[0].task_id, 1, {"dup": True}), (a_tasks[2].task_id, 1, {})]
+    outcomes = store.complete_tasks(last)
+    assert [o.applied for o in outcomes] == [True, False, True]
+    assert [o.stage_done for o in outcomes] == [True, False, True]
+    assert store.get_task(a_tasks[0].task_id).result == {"i": 0}  # the duplicate changed nothing
+    assert sorted(drain_events(store)) == sorted([("stage_complete", a, 1), ("stage_complete", b, 1)])
+    assert (stage_of(store, a).counts, stage_of(store, b).counts) == ({"completed": 3}, {"completed": 2})
+    assert store.complete_tasks([]) == []
+    assert set(mine) == {t for t, _, _ in batch[:2] + last[:1] + last[2:] + batch[3:]}
+
+
+def test_a_worker_records_short_prefetched_tasks_in_batched_commits(rt: Runtime, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[int] = []
+    real = rt.store.complete_tasks
+
+    def counting(done):  # type: ignore[no-untyped-def]
+        batches.append(len(done))
+        return real(done)
+
+    monkeypatch.setattr(rt.store, "complete_tasks", counting)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    sub = rt.orchestrator.submit("fanout", {"n": 40, "stages": 2, "tag": "batched", "marker_dir": str(marks)})
+    job = finish(rt, sub.job.job_id)
+    assert (job.status, job.advances, job.result["completed"]) == (JobStatus.COMPLETED, 4, 80)  # 3 stages (the third empty) + end
+    assert sum(batches) > 40 and max(batches) > 1  # most successes went in batches, not one commit each
+    runs = [len(f.read_text().splitlines()) for f in marks.iterdir()]
+    assert (len(runs), set(runs)) == (80, {1})  # each task ran once
+    for k in (1, 2):
+        assert stage_of(rt.store, job.job_id, k).counts == {"completed": 40}
+
+
 def _complete_all(store: Store, n: int) -> list[bool]:
     done = []
     for _ in range(n):

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -147,14 +147,17 @@ class Orchestrator:
             self._finalize(job, jt, params, previous)
             return
         spec = jt.stages[done]
-        chunks = self._chunks(job.job_id, done + 1, spec.plan(params, previous), FIRST_CHUNK)
-        first = next(chunks, [])
-        following = next(chunks, None)
+        plan = iter(spec.plan(params, previous))
+        seen: set[str] = set()
+        first = self._new_tasks(job.job_id, done + 1, list(islice(plan, FIRST_CHUNK)), seen)
+        peek = next(plan, None)  # one more spec says "unsealed" without planning a whole chunk inside the gap
         if not self.store.start_stage(job.job_id, done + 1, spec.name, spec.policy_for(params), first,
-                                      sealed=following is None):
+                                      sealed=peek is None):
             return
-        total = len(first) + (self._insert_rest(job.job_id, done + 1, len(first), following, chunks)
-                              if following is not None else 0)
+        total = len(first)
+        if peek is not None:
+            rest = self._chunks(job.job_id, done + 1, chain([peek], plan), CHUNK, seen)
+            total += self._insert_rest(job.job_id, done + 1, len(first), next(rest), rest)
         log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, total, extra={"job_id": job.job_id})
 
     def _resume_stage(self, job: Job) -> None:
@@ -187,14 +190,13 @@ class Orchestrator:
                 return added
             chunk = following
 
-    def _chunks(self, job_id: str, stage: int, plan: Iterable[TaskSpec], first: int) -> Iterator[list[NewTask]]:
-        """The plan as validated, routed NewTask lists: `first` tasks, then CHUNK at a time."""
+    def _chunks(self, job_id: str, stage: int, plan: Iterable[TaskSpec], size: int,
+                seen: set[str] | None = None) -> Iterator[list[NewTask]]:
+        """The plan as validated, routed NewTask lists of `size` tasks; `seen` holds the keys already planned."""
         specs = iter(plan)
-        seen: set[str] = set()
-        size = first
+        seen = set() if seen is None else seen
         while batch := list(islice(specs, size)):
             yield self._new_tasks(job_id, stage, batch, seen)
-            size = CHUNK
 
     def _stage_failed_job(self, job: Job, done: int, jt: JobType, params: BaseModel,
                           previous: LazyStageResults) -> bool:

@@ -119,6 +119,11 @@ class Store(Protocol):
 
     def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome: ...
 
+    def complete_tasks(self, done: Sequence[tuple[str, int, dict[str, Any]]]) -> list[TaskOutcome]:
+        """`complete_task` for many ``(task_id, attempt, result)`` in one transaction (one commit), each guarded and
+        counted as if alone; outcomes in the same order (a stage reaching zero marks one of its tasks)."""
+        ...
+
     def fail_task(
         self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
     ) -> TaskOutcome:

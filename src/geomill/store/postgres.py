@@ -298,6 +298,15 @@ class PostgresStore(SharedReads, ServiceState):
     def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
         return self._finish("complete_task", q.COMPLETE_TASK, task_id, attempt, result=_jsonb(result))
 
+    def complete_tasks(self, done: Sequence[tuple[str, int, dict[str, Any]]]) -> list[TaskOutcome]:
+        if not done:
+            return []
+        _, rows = self._one("complete_tasks", q.COMPLETE_TASKS, {
+            "ids": [t for t, _, _ in done], "attempts": [a for _, a, _ in done],
+            "results": Jsonb([r for _, _, r in done]), "jobs_channel": channel_for(JOBS_QUEUE)})
+        applied, emitters = set(rows[0]["applied"]), set(rows[0]["emitters"])
+        return [TaskOutcome(applied=t in applied, stage_done=t in emitters) for t, _, _ in done]
+
     def fail_task(
         self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
     ) -> TaskOutcome:

@@ -220,6 +220,42 @@ WITH finished AS (
     RETURNING job_id, stage
 )""" + _COUNT_DOWN.format(failed=0)
 
+# Many finished attempts of one worker in ONE statement: the guarded updates, one decrement per stage by the number of
+# its tasks that finished (not one per task), and a stage_complete event (with NOTIFY) for each stage that reached
+# zero. `results` is a JSON array aligned with `ids` / `attempts`. The same missing-counter check as _COUNT_DOWN.
+COMPLETE_TASKS = """
+WITH input AS (
+    SELECT i.task_id, i.attempt, (%(results)s::jsonb) -> (i.ord::int - 1) AS result
+    FROM unnest(%(ids)s::text[], %(attempts)s::int[]) WITH ORDINALITY AS i(task_id, attempt, ord)
+), finished AS (
+    UPDATE tasks t SET status = 'completed', result = i.result, error = NULL, finished_at = now(),
+                       lease_expires_at = NULL, progress = 1.0
+    FROM input i
+    WHERE t.task_id = i.task_id AND t.attempt = i.attempt AND t.status = 'processing'
+    RETURNING t.task_id, t.job_id, t.stage
+), per_stage AS (
+    SELECT job_id, stage, count(*)::int AS n FROM finished GROUP BY job_id, stage
+), counted AS (
+    UPDATE stages s SET remaining = s.remaining - p.n,
+                        completed_at = CASE WHEN s.remaining = p.n THEN now() ELSE s.completed_at END
+    FROM per_stage p
+    WHERE s.job_id = p.job_id AND s.stage = p.stage AND s.remaining >= p.n
+    RETURNING s.job_id, s.stage, s.remaining, p.n
+), emitted AS (
+    INSERT INTO events (kind, job_id, stage, created_at, visible_at)
+    SELECT 'stage_complete', job_id, stage, now(), now() FROM counted WHERE remaining = 0
+    RETURNING job_id, stage
+)
+SELECT (SELECT coalesce(array_agg(task_id), '{}') FROM finished) AS applied,
+       (SELECT coalesce(array_agg(f.task_id), '{}') FROM emitted e
+          JOIN LATERAL (SELECT task_id FROM finished WHERE job_id = e.job_id AND stage = e.stage LIMIT 1) f ON true
+       ) AS emitters,
+       (SELECT count(pg_notify(%(jobs_channel)s, '')) FROM emitted) AS notified,
+       CASE WHEN (SELECT count(*) FROM finished) <> (SELECT coalesce(sum(n), 0) FROM counted)
+            THEN geomill_raise('a stage counter of tasks ' || array_to_string(%(ids)s::text[], ', ')
+                               || ' is missing or below its finished tasks') END
+"""
+
 FAIL_TASK = """
 WITH finished AS (
     UPDATE tasks SET status = 'failed', error = %(error)s, finished_at = now(), lease_expires_at = NULL

@@ -268,6 +268,17 @@ class SQLiteStore(SharedReads, ServiceState):
                 return TaskOutcome(applied=False)
             return TaskOutcome(applied=True, stage_done=self._count_down(c, row["job_id"], row["stage"], 0, now))
 
+    def complete_tasks(self, done: Sequence[tuple[str, int, dict[str, Any]]]) -> list[TaskOutcome]:
+        now = time.time()
+        outcomes = []
+        with self._tx() as c:  # one transaction (one fsync) for the whole batch
+            for task_id, attempt, result in done:
+                row = c.execute(q.COMPLETE_TASK, {"task_id": task_id, "attempt": attempt, "result": _json(result),
+                                                  "now": now}).fetchone()
+                outcomes.append(TaskOutcome(applied=False) if row is None else TaskOutcome(
+                    applied=True, stage_done=self._count_down(c, row["job_id"], row["stage"], 0, now)))
+        return outcomes
+
     def fail_task(
         self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
     ) -> TaskOutcome:

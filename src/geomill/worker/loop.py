@@ -12,6 +12,7 @@ from collections.abc import Callable
 from geomill.domain import Event, NotFound, RegistryError, StoreError, Task
 from geomill.engine.context import TaskContext
 from geomill.engine.execution import Outcome, error_record, run_task
+from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.runtime import Runtime
 from geomill.worker.heartbeat import Heartbeat
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 SlotSetter = Callable[[Task | None], None]
 SHORT_TASK = 0.2  # seconds: tasks shorter than this are claimed `prefetch` at a time
 EVENT_POLL = 0.05  # seconds between event polls while tasks keep a worker busy (one query saved per task)
+FLUSH_AFTER = 0.05  # seconds a finished short task may wait for its batch's single completion commit
 
 
 class WorkerLoop:
@@ -42,6 +44,8 @@ class WorkerLoop:
         self._next_event_poll = 0.0  # while busy with tasks, look for events at most every EVENT_POLL seconds
         self._prefetched: deque[Task] = deque()
         self._last_task_seconds = float("inf")
+        self._finished: list[tuple[Task, dict]] = []  # successes of prefetched short tasks, recorded in one commit
+        self._finished_since = 0.0
         self.stages_completed = 0  # completions that emitted stage_complete (a broker consumer publishes then)
 
     def run(self) -> None:
@@ -58,7 +62,9 @@ class WorkerLoop:
             self.release_prefetched()
 
     def release_prefetched(self) -> None:
-        """Give back claimed tasks that were never started (their attempt does not count)."""
+        """Record finished tasks still buffered; give back claimed tasks that were never started (their attempt does
+        not count)."""
+        self.flush_finished()
         while self._prefetched:
             task = self._prefetched.popleft()
             self.rt.store.release_task(task.task_id, task.attempt)
@@ -85,10 +91,12 @@ class WorkerLoop:
         if not self.task_queues:
             self._next_event_poll = 0.0
             return False
+        emitted = self.stages_completed
         task = self._next_task()
         if task is None:
             self._next_event_poll = 0.0  # idle: the next round looks for events first
-            return False
+            # a stage_complete we just committed (batched completions) is handled now, not after a wake-up
+            return self.handles_events and self.stages_completed != emitted
         self.execute(task)
         return True
 
@@ -96,6 +104,7 @@ class WorkerLoop:
         """The next prefetched task, or a new claim: several at once only while tasks are short, so a claimed but
         waiting task never sits long on its lease."""
         if not self._prefetched:
+            self.flush_finished()
             s = self.rt.settings
             limit = s.prefetch if self._last_task_seconds < SHORT_TASK else 1
             self._prefetched.extend(self.rt.store.claim_tasks(self.task_queues, self.app, s.lease_seconds, limit))
@@ -158,11 +167,30 @@ class WorkerLoop:
             store.cancel_task(task.task_id, task.attempt)
             log.info("task stopped: its job was cancelled", extra={"task_id": task.task_id})
             return
+        if outcome.result is not None and self._prefetched:  # more short tasks in hand: one commit for the batch
+            if not self._finished:
+                self._finished_since = time.monotonic()
+            self._finished.append((task, outcome.result))
+            if time.monotonic() - self._finished_since >= FLUSH_AFTER:
+                self.flush_finished()
+            return
         if outcome.result is not None:
-            done = store.complete_task(task.task_id, task.attempt, outcome.result)
+            self._recorded(task, store.complete_task(task.task_id, task.attempt, outcome.result))
         else:
             assert outcome.error is not None
-            done = store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in)
+            self._recorded(task, store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in))
+
+    def flush_finished(self) -> None:
+        """Record the buffered successes in one transaction. Until then each task is still `processing` under its
+        lease: a worker that dies here has them run again, exactly as if it had died before a single completion."""
+        if not self._finished:
+            return
+        batch, self._finished = self._finished, []
+        outcomes = self.rt.store.complete_tasks([(t.task_id, t.attempt, r) for t, r in batch])
+        for (task, _), done in zip(batch, outcomes, strict=True):
+            self._recorded(task, done)
+
+    def _recorded(self, task: Task, done: TaskOutcome) -> None:
         if done.stage_done:
             self.stages_completed += 1
             self._next_event_poll = 0.0  # we emitted stage_complete: plan the next stage now if we orchestrate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -68,6 +69,7 @@ def child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot) -> 
     from geomill.worker.loop import WorkerLoop
 
     runtime = Runtime.open(settings, migrate=False)
+    gc.freeze()  # the imported modules and the runtime live forever: keep them out of every later full collection
     try:
         WorkerLoop(runtime, queues, stop=StopFlag(stop), on_task=slot.set).run()  # type: ignore[arg-type]
     finally:

@@ -361,6 +361,17 @@ def test_a_worker_records_short_prefetched_tasks_in_batched_commits(rt: Runtime,
         assert stage_of(rt.store, job.job_id, k).counts == {"completed": 40}
 
 
+def test_claim_tasks_by_ids_claims_the_queued_ones_in_the_order_given(store: Store) -> None:
+    job_id = new_job(store, "by-ids")
+    drain_events(store)
+    ids = [t.task_id for t in start(store, job_id, 1, 4)]
+    assert store.claim_task_by_id(ids[1], "other", 30) is not None  # already running elsewhere
+    claimed = store.claim_tasks_by_ids([ids[3], ids[1], "no-such-task", ids[0], ids[3]], "w", 30)
+    assert [(t.task_id, t.attempt, t.executed_by_app) for t in claimed] == [(ids[3], 1, "w"), (ids[0], 1, "w")]
+    assert store.claim_tasks_by_ids([ids[3], ids[0]], "w2", 30) == []  # duplicates claim nothing
+    assert store.get_task(ids[2]).status == TaskStatus.QUEUED
+
+
 def _complete_all(store: Store, n: int) -> list[bool]:
     done = []
     for _ in range(n):

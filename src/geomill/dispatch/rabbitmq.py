@@ -225,6 +225,8 @@ class QueueConsumer(threading.Thread):
         self.connections = 0  # how many times it (re)connected: tests check it resumed after a restart
         self._stop = threading.Event()
         self._conn: pika.BlockingConnection | None = None
+        self._channel: Any = None
+        self._qos = prefetch  # what the channel was last told
 
     def run(self) -> None:
         backoff = 0.2
@@ -244,6 +246,7 @@ class QueueConsumer(threading.Thread):
             channel = conn.channel()
             declare_queues(channel, self.queues, self.dead_letter)
             channel.basic_qos(prefetch_count=self.prefetch)
+            self._channel, self._qos = channel, self.prefetch
             for name in self.queues:
                 channel.basic_consume(name, on_message_callback=self._receiver(name))
             self._conn = conn
@@ -253,7 +256,7 @@ class QueueConsumer(threading.Thread):
             while not self._stop.is_set():
                 conn.process_data_events(time_limit=0.2)
         finally:
-            self._conn = None
+            self._conn, self._channel = None, None
             self.connected.clear()
             if conn.is_open:
                 try:
@@ -298,6 +301,41 @@ class QueueConsumer(threading.Thread):
             return self.inbox.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def drain(self, limit: int) -> list[Delivery]:
+        """Up to `limit` more deliveries already received, without waiting."""
+        taken: list[Delivery] = []
+        while len(taken) < limit:
+            try:
+                taken.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def set_prefetch(self, prefetch: int) -> None:
+        """Change how many unacknowledged messages per queue the broker may send (kept across reconnects).
+
+        A per-consumer prefetch applies to consumers created after it (quorum queues have no global one), so the
+        consumers are cancelled and created again; messages received but not yet handed to us are returned by the
+        cancel (one more delivery each), those in the inbox stay ours."""
+        self.prefetch = prefetch
+        conn, channel = self._conn, self._channel
+        if conn is None or channel is None or self._qos == prefetch:
+            return
+        self._qos = prefetch
+
+        def run() -> None:
+            if not channel.is_open:
+                return
+            for tag in list(channel.consumer_tags):
+                channel.basic_cancel(tag)
+            channel.basic_qos(prefetch_count=prefetch)
+            for name in self.queues:
+                channel.basic_consume(name, on_message_callback=self._receiver(name))
+        try:
+            conn.add_callback_threadsafe(run)
+        except (pika.exceptions.AMQPError, OSError, AttributeError):
+            pass  # the connection is going: the next one starts with self.prefetch
 
 
 

@@ -163,6 +163,10 @@ class Store(Protocol):
         """Claim this task if it is still queued and due; None for a duplicate or stale message."""
         ...
 
+    def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
+        """`claim_task_by_id` for many messages in one transaction: the tasks claimed, in the order given."""
+        ...
+
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         """Claim this event if it is still pending and visible; None when it was handled (or is being handled)."""
         ...

@@ -336,9 +336,15 @@ class PostgresStore(SharedReads, ServiceState):
 
     # broker dispatch
     def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
-        args = {"task_id": task_id, "app": app, "lease": lease_seconds}
-        _, rows = self._one("claim_task_by_id", q.CLAIM_TASK_BY_ID, args)
-        return task_from_row(rows[0]) if rows else None
+        return next(iter(self.claim_tasks_by_ids([task_id], app, lease_seconds)), None)
+
+    def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
+        if not task_ids:
+            return []
+        args = {"ids": list(task_ids), "app": app, "lease": lease_seconds}
+        _, rows = self._one("claim_tasks_by_ids", q.CLAIM_TASKS_BY_IDS, args)
+        order = {t: i for i, t in enumerate(dict.fromkeys(task_ids))}  # first mention of each id
+        return sorted((task_from_row(r) for r in rows), key=lambda t: order[t.task_id])
 
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         args = {"event_id": event_id, "consumer": consumer, "visibility": visibility_seconds}

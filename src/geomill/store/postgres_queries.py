@@ -119,14 +119,14 @@ WHERE tasks.task_id = next.task_id AND tasks.status = 'queued'
 RETURNING tasks.*
 """
 
-# Broker dispatch: the task a message names, if it is still queued and due (a duplicate or stale message claims
+# Broker dispatch: the tasks messages name, those still queued and due (a duplicate or stale message claims
 # nothing). The claim clears published_at: if the task comes back to the queue it is published again.
-CLAIM_TASK_BY_ID = """
+CLAIM_TASKS_BY_IDS = """
 UPDATE tasks SET status = 'processing', attempt = attempt + 1,
                  lease_expires_at = now() + make_interval(secs => %(lease)s::float8),
                  executed_by_app = %(app)s, execution_started_at = now(), progress = NULL, progress_message = NULL,
                  published_at = NULL
-WHERE task_id = %(task_id)s AND status = 'queued' AND available_at <= now()
+WHERE task_id = ANY(%(ids)s::text[]) AND status = 'queued' AND available_at <= now()
 RETURNING *
 """
 

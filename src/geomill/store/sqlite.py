@@ -328,10 +328,14 @@ class SQLiteStore(SharedReads, ServiceState):
 
     # broker dispatch
     def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
+        return next(iter(self.claim_tasks_by_ids([task_id], app, lease_seconds)), None)
+
+    def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
+        now = time.time()
         with self._tx() as c:
-            row = c.execute(q.CLAIM_TASK_BY_ID, {"task_id": task_id, "app": app, "lease": lease_seconds,
-                                                 "now": time.time()}).fetchone()
-        return task_from_row(row) if row is not None else None
+            rows = [c.execute(q.CLAIM_TASK_BY_ID, {"task_id": t, "app": app, "lease": lease_seconds,
+                                                   "now": now}).fetchone() for t in dict.fromkeys(task_ids)]
+        return [task_from_row(r) for r in rows if r is not None]
 
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         with self._tx() as c:

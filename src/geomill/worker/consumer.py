@@ -6,12 +6,14 @@ its life from then on, so RabbitMQ's consumer timeout never applies to task exec
 nothing (a duplicate, or stale: the task ran or is running) is acknowledged and dropped. A message that cannot be
 handled at all - undecodable, naming an unknown task or job, or whose handler crashed on every delivery - goes to
 the dead-letter exchange with the reason in a header, and is recorded in the database's dead letters.
+While tasks are short, several messages are handled at once (see BrokerConsumer).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from geomill.dispatch.outbox import publish_outbox
@@ -25,63 +27,84 @@ from geomill.dispatch.rabbitmq import (
     decode,
 )
 from geomill.domain import DispatchError, NotFound, StoreError
+from geomill.worker.loop import SHORT_TASK
 
 if TYPE_CHECKING:
     from geomill.worker.loop import WorkerLoop
 
 log = logging.getLogger(__name__)
 
-CONCURRENCY = 1  # a worker process runs one task at a time; its prefetch per queue
-
-
 class BrokerConsumer:
-    """Feeds a WorkerLoop from RabbitMQ: claim by id, acknowledge, run through the loop's `execute`."""
+    """Feeds a WorkerLoop from RabbitMQ: claim by id, acknowledge, run through the loop's `execute`.
+
+    Batching, as the database-native loop does it: while tasks are short (< SHORT_TASK), the consumer's prefetch
+    is raised to ``settings.prefetch`` and the messages already received are handled together - one claim
+    statement for all their tasks, one commit for their successes. After a long task the prefetch drops back to 1,
+    so a worker busy with long work does not sit on messages another worker could take.
+    """
 
     def __init__(self, loop: WorkerLoop, broker_url: str) -> None:
         self.loop = loop
         self.settings = loop.rt.settings
         self.store = loop.rt.store
         names = self.settings.queue_names
-        self.consumer = QueueConsumer(broker_url, loop.wait_queues, names, prefetch=CONCURRENCY)
+        self.batch_limit = max(1, self.settings.prefetch)
+        self.consumer = QueueConsumer(broker_url, loop.wait_queues, names, prefetch=1)
         self.publisher = RabbitPublisher(broker_url, names)
-        self._acked = False  # whether the message being handled was acknowledged already
+        self._acked: set[int] = set()  # ids of the deliveries of the current batch acknowledged already
 
     def run(self) -> None:
         """Consume until the loop's stop flag is set; the running task is always finished first."""
         self.consumer.start()
         try:
             while not self.loop.stop.is_set():
-                delivery = self.consumer.next_delivery(timeout=0.5)
-                if delivery is not None:
-                    self._handle_safely(delivery)
+                first = self.consumer.next_delivery(timeout=0.5)
+                if first is None:
+                    continue
+                short = self.loop.last_task_seconds < SHORT_TASK
+                self.consumer.set_prefetch(self.batch_limit if short else 1)
+                more = self.consumer.drain(self.batch_limit - 1) if short else []
+                self._handle_batch([first, *more])
         finally:
             self.consumer.stop()
             self.publisher.close()
 
-    def _handle_safely(self, delivery: Delivery) -> None:
-        self._acked = False
-        try:
-            self.handle(delivery)
-        except (StoreError, DispatchError):
-            log.exception("store or broker unavailable")
-            self._give_back(delivery)
-            time.sleep(1.0)
-        except Exception:  # a handler bug: the message comes back; after broker_max_deliveries it is dead-lettered
-            log.exception("message handler crashed (delivery %d)", delivery.delivery_count + 1)
-            self._give_back(delivery)
-
-    def _give_back(self, delivery: Delivery) -> None:
-        """Back to its queue, unless already acknowledged (a task that failed after its claim: its lease expires
-        and the janitor re-queues it)."""
-        if not self._acked:
-            self.consumer.requeue(delivery)
-
-    def _ack(self, delivery: Delivery) -> None:
-        self._acked = True
-        self.consumer.ack(delivery)
-
     def handle(self, delivery: Delivery) -> None:
         """Decide what one message means and settle it."""
+        self._handle_batch([delivery])
+
+    def _handle_batch(self, batch: list[Delivery]) -> None:
+        self._acked.clear()
+        tasks: list[tuple[Delivery, TaskMessage]] = []
+        for delivery in batch:
+            self._guarded([delivery], lambda d=delivery: self._sort(d, tasks))
+        if tasks:
+            self._guarded([d for d, _ in tasks], lambda: self._tasks(tasks))
+
+    def _guarded(self, deliveries: list[Delivery], handle: Callable[[], None]) -> None:
+        try:
+            handle()
+        except (StoreError, DispatchError):
+            log.exception("store or broker unavailable")
+            self._give_back(deliveries)
+            time.sleep(1.0)
+        except Exception:  # a handler bug: the message comes back; after broker_max_deliveries it is dead-lettered
+            log.exception("message handler crashed (delivery %d)", deliveries[0].delivery_count + 1)
+            self._give_back(deliveries)
+
+    def _give_back(self, deliveries: list[Delivery]) -> None:
+        """Back to their queue, unless acknowledged already (a task that failed after its claim: its lease expires
+        and the janitor re-queues it)."""
+        for delivery in deliveries:
+            if id(delivery) not in self._acked:
+                self.consumer.requeue(delivery)
+
+    def _ack(self, delivery: Delivery) -> None:
+        self._acked.add(id(delivery))
+        self.consumer.ack(delivery)
+
+    def _sort(self, delivery: Delivery, tasks: list[tuple[Delivery, TaskMessage]]) -> None:
+        """Poison messages are dead-lettered and events handled now; task messages are collected for one claim."""
         if delivery.delivery_count >= self.settings.broker_max_deliveries:
             self.dead_letter(delivery, f"handler failed on {delivery.delivery_count} deliveries")
             return
@@ -91,24 +114,27 @@ class BrokerConsumer:
             self.dead_letter(delivery, str(exc))
             return
         if isinstance(message, TaskMessage):
-            self._task(delivery, message)
+            tasks.append((delivery, message))
         else:
             self._event(delivery, message)
 
-    def _task(self, delivery: Delivery, message: TaskMessage) -> None:
+    def _tasks(self, messages: list[tuple[Delivery, TaskMessage]]) -> None:
         s = self.settings
-        task = self.store.claim_task_by_id(message.task_id, self.loop.app, s.lease_seconds)
-        if task is None:
+        claimed = self.store.claim_tasks_by_ids([m.task_id for _, m in messages], self.loop.app, s.lease_seconds)
+        mine = {t.task_id for t in claimed}
+        for delivery, message in messages:
+            if message.task_id in mine:
+                self._ack(delivery)  # the claim has committed: from now on the lease covers the task
+                mine.discard(message.task_id)  # a second message for the same task is a duplicate
+                continue
             try:
                 self.store.get_task(message.task_id)
             except NotFound:
                 self.dead_letter(delivery, f"unknown task id {message.task_id!r}", task_id=message.task_id)
-                return
+                continue
             self._ack(delivery)  # duplicate or stale: the database says it is not ours to run
-            return
-        self._ack(delivery)  # the claim has committed: from now on the lease covers the task
         emitted = self.loop.stages_completed
-        self.loop.execute(task)
+        self.loop.run_claimed(claimed)
         if self.loop.stages_completed != emitted:
             self.publish_outbox()
 

@@ -888,7 +888,7 @@ ENQUEUE_METHOD = {
                   "256 rows with the stage, then chunks of 2,000, each its own transaction (COPY)",
     "geomill-rabbit": "same as geomill-pg (the PostgreSQL rows are what is durable); second figure: until the "
                       "`default-tasks` quorum queue holds N messages (pika passive declare every 0.2 s), published "
-                      "by the outbox one message at a time with publisher confirms",
+                      "by the outbox up to 500 messages at a time with all their publisher confirms in flight",
     "celery": "`group(noop.s(i) for i in range(N)).apply_async()` with `confirm_publish=True` (each persistent "
               "message confirmed by the broker), then until the `celery` queue (classic, durable) reports N "
               "messages; no worker running; second figure: time for `apply_async` to return",

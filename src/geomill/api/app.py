@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,7 @@ from geomill.worker.roles import Role, resolve_role
 
 log = logging.getLogger(__name__)
 CORRELATION_HEADER = "X-Correlation-ID"
+_CORRELATION_KEY = CORRELATION_HEADER.lower().encode()
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | None = None,
@@ -55,7 +57,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         app.state.runtime = runtime
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.middleware("http")(correlation_id)
+    app.add_middleware(CorrelationId)
     for router in (jobs.router, tasks.router, meta.router, debug.router):
         app.include_router(router)
     _add_problem_schema(app, secured=not settings.auth_disabled)
@@ -72,18 +74,31 @@ def single_query_values(request: Request) -> None:
                               errors=[{"field": f"query.{k}", "message": "given more than once"} for k in repeated])
 
 
-async def correlation_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Take X-Correlation-ID (or make one), expose it to handlers and logs, and return it."""
-    given = request.headers.get(CORRELATION_HEADER, "")
-    cid = given if given and len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
-    request.state.correlation_id = cid
-    token = correlation_id_var.set(cid)
-    try:
-        response = await call_next(request)
-    finally:
-        correlation_id_var.reset(token)
-    response.headers[CORRELATION_HEADER] = cid
-    return response
+class CorrelationId:
+    """Take X-Correlation-ID (or make one), expose it to handlers (``request.state.correlation_id``) and logs, and
+    return it. Plain ASGI: a ``BaseHTTPMiddleware`` costs a task group and a body stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == _CORRELATION_KEY), b"").decode("latin-1")
+        cid = given if given and len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = cid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
+            await send(message)
+
+        token = correlation_id_var.set(cid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id_var.reset(token)
 
 
 class BodyLimit:

@@ -56,7 +56,7 @@ from geomill.store import postgres_queries as q
 from geomill.store.postgres_queries import channel_for
 from geomill.store.reads import SharedReads
 from geomill.store.service_sql import ServiceState
-from geomill.store.rows import task_from_row, ts
+from geomill.store.rows import job_from_row, task_from_row, ts
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
@@ -157,18 +157,14 @@ class PostgresStore(SharedReads, ServiceState):
 
     # jobs
     def create_job(self, job: NewJob) -> tuple[Job, bool]:
-        def op(c: Cursor) -> bool:
-            c.execute(q.INSERT_JOB, {
-                "job_id": job.job_id, "job_type": job.job_type, "params": _jsonb(job.params),
-                "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "correlation_id": job.correlation_id,
-                "deadline_seconds": job.deadline_seconds or None,
-            })
-            created = c.fetchone() is not None
-            if created:
-                _insert_event(c, EventKind.JOB_SUBMITTED, job.job_id, 0)
-            return created
-        created = self._tx("create_job", op)
-        return self.get_job(job.job_id), created
+        _, rows = self._one("create_job", q.CREATE_JOB, {
+            "job_id": job.job_id, "job_type": job.job_type, "params": _jsonb(job.params),
+            "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "correlation_id": job.correlation_id,
+            "deadline_seconds": job.deadline_seconds or None, "channel": channel_for(JOBS_QUEUE),
+        })
+        if not rows:  # a concurrent submission of the same job committed after our snapshot
+            return self.get_job(job.job_id), False
+        return job_from_row(rows[0]), bool(rows[0]["created"])
 
     def start_stage(
         self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask],

@@ -13,13 +13,25 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
-INSERT_JOB = """
-INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
-                  created_at, deadline_at, updated_at, correlation_id)
-VALUES (%(job_id)s, %(job_type)s, %(params)s, 'queued', 0, %(stage_count)s, %(resubmit_of)s,
-        now(), now() + make_interval(secs => %(deadline_seconds)s::float8), now(), %(correlation_id)s)
-ON CONFLICT (job_id) DO NOTHING
-RETURNING job_id
+# Submission in ONE statement (one round trip, atomic): the job, its job_submitted event and the NOTIFY when it is
+# new; the existing job when it is not (created = false). A concurrent first insert of the same id that committed
+# after this statement's snapshot returns no row at all: the caller reads the job then.
+CREATE_JOB = """
+WITH inserted AS (
+    INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
+                      created_at, deadline_at, updated_at, correlation_id)
+    VALUES (%(job_id)s, %(job_type)s, %(params)s, 'queued', 0, %(stage_count)s, %(resubmit_of)s,
+            now(), now() + make_interval(secs => %(deadline_seconds)s::float8), now(), %(correlation_id)s)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING *
+), e AS (
+    INSERT INTO events (kind, job_id, stage, created_at, visible_at)
+    SELECT 'job_submitted', job_id, 0, now(), now() FROM inserted
+    RETURNING event_id
+)
+SELECT i.*, true AS created, (SELECT count(pg_notify(%(channel)s, '')) FROM e) AS notified FROM inserted i
+UNION ALL
+SELECT j.*, false, 0 FROM jobs j WHERE j.job_id = %(job_id)s AND NOT EXISTS (SELECT 1 FROM inserted)
 """
 
 # The event and its wake-up commit together: NOTIFY is delivered only when the transaction commits.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         app.state.runtime = rt
         if on_startup:
             on_startup(rt)
+        gc.freeze()  # modules, app and runtime live as long as the server: no full collection walks them again
         try:
             yield
         finally:

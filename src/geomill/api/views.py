@@ -45,7 +45,7 @@ def job_status(rt: Runtime, job_id: str, *, admin: bool = False) -> dict[str, An
 def _failed(rt: Runtime, job_id: str) -> list:
     from geomill.domain import TaskStatus
 
-    return rt.store.list_tasks(job_id, status=TaskStatus.FAILED)[:20]
+    return rt.store.list_tasks(job_id, status=TaskStatus.FAILED, limit=20)
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:

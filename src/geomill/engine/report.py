@@ -69,8 +69,11 @@ def job_report(store: Store, registry: Registry, job_id: str) -> dict[str, Any]:
     planned = {s.stage for s in stages}
     doc["stages"] += [{"stage": k, "name": n, "total": None, "planned": False}
                       for k, n in enumerate(names, 1) if k not in planned]
-    doc["failed_tasks"] = [task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.FAILED)][:20]
-    doc["running_tasks"] = [task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.PROCESSING)][:20]
+    present = {status for s in stages for status, n in s.counts.items() if n}  # no query for what is not there
+    doc["failed_tasks"] = ([task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.FAILED, limit=20)]
+                           if TaskStatus.FAILED in present else [])
+    doc["running_tasks"] = ([task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.PROCESSING, limit=20)]
+                            if TaskStatus.PROCESSING in present else [])
     return doc
 
 

@@ -60,12 +60,19 @@ class SharedReads:
         return [job_from_row(r) for r in rows]
 
     def get_stages(self, job_id: str) -> list[Stage]:
+        """Each stage's counter row with its tasks counted by status, in one query."""
+        m = self._mark
+        rows = self._read(
+            "SELECT s.*, c.status AS task_status, c.n AS task_count FROM stages s LEFT JOIN ("
+            f"  SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {m} GROUP BY stage, status"
+            f") c ON c.stage = s.stage WHERE s.job_id = {m} ORDER BY s.stage", (job_id, job_id))
         counts: dict[int, dict[str, int]] = {}
-        sql = f"SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {self._mark} GROUP BY stage, status"
-        for r in self._read(sql, (job_id,)):
-            counts.setdefault(r["stage"], {})[r["status"]] = r["n"]
-        rows = self._read(f"SELECT * FROM stages WHERE job_id = {self._mark} ORDER BY stage", (job_id,))
-        return [stage_from_row(r, counts.get(r["stage"], {})) for r in rows]
+        first: dict[int, Mapping[str, Any]] = {}
+        for r in rows:
+            first.setdefault(r["stage"], r)
+            if r["task_status"] is not None:
+                counts.setdefault(r["stage"], {})[r["task_status"]] = r["task_count"]
+        return [stage_from_row(r, counts.get(k, {})) for k, r in first.items()]
 
     def get_stage(self, job_id: str, stage: int) -> Stage | None:
         """One stage's counter row, without per-status counts (cheap: the orchestrator reads it per event)."""
@@ -83,10 +90,15 @@ class SharedReads:
     def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
         return self.list_tasks(job_id, stage)
 
-    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None) -> list[Task]:
+    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None,
+                   limit: int | None = None) -> list[Task]:
         base = f"SELECT * FROM tasks WHERE job_id = {self._mark}"
         sql, args = self._where(base, {"stage": stage, "status": status})
-        return [task_from_row(r) for r in self._read(sql + " ORDER BY stage, task_key", [job_id, *args])]
+        sql += " ORDER BY stage, task_key"
+        if limit is not None:
+            sql += f" LIMIT {self._mark}"
+            args.append(int(limit))
+        return [task_from_row(r) for r in self._read(sql, [job_id, *args])]
 
     def get_task(self, task_id: str) -> Task:
         rows = self._read(f"SELECT * FROM tasks WHERE task_id = {self._mark}", (task_id,))

@@ -66,9 +66,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     return app
 
 
-def single_query_values(request: Request) -> None:
+async def single_query_values(request: Request) -> None:
     """Every query parameter of this API is a single value: a repeated one (?status=a&status=b) is refused rather
-    than silently reduced to its last value."""
+    than silently reduced to its last value. ``async``: a plain ``def`` dependency would cost every request a hop to
+    the thread pool."""
     repeated = sorted({k for k, _ in request.query_params.multi_items()
                        if len(request.query_params.getlist(k)) > 1})
     if repeated:

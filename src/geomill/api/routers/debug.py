@@ -16,7 +16,7 @@ from geomill.engine.report import task_doc
 router = APIRouter(prefix="/api", tags=["debug"], responses={**KEYED_RESPONSES, **problem_responses(404)})
 
 
-def enabled(request: Request, who: Principal = Depends(require("admin"))) -> Principal:
+async def enabled(request: Request, who: Principal = Depends(require("admin"))) -> Principal:
     if not request.app.state.settings.debug_endpoints:
         raise ApiError(404, "Not found", "debug endpoints are disabled (GEOMILL_DEBUG_ENDPOINTS=true enables them)")
     return who

@@ -499,3 +499,34 @@ def test_two_processes_migrating_a_fresh_file_at_once(tmp_path: Path, monkeypatc
     finally:
         first.close()
         second.close()
+
+
+def test_opening_a_fresh_file_while_another_process_writes_it_waits_for_the_lock(tmp_path: Path) -> None:
+    """Switching to WAL needs an exclusive lock, and SQLite refuses it at once (no busy wait) during a write."""
+    import threading
+
+    path = tmp_path / "fresh.db"
+    writer = sqlite3.connect(str(path), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE t (x INTEGER)")  # a rollback-journal file with a write in progress
+    opened: list[object] = []
+
+    def open_store() -> None:
+        try:
+            store = SQLiteStore(path)
+            store.migrate()
+            opened.append(store.schema_version())
+            store.close()
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            opened.append(exc)
+
+    thread = threading.Thread(target=open_store)
+    thread.start()
+    time.sleep(0.3)
+    writer.execute("COMMIT")
+    writer.close()
+    thread.join(30)
+    assert opened and isinstance(opened[0], int) and opened[0] > 0, opened
+    check = sqlite3.connect(str(path))
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()

@@ -35,6 +35,30 @@ from geomill.store.sql import migrations
 log = logging.getLogger(__name__)
 
 
+def _enable_wal(conn: sqlite3.Connection, path: Path, timeout_s: float) -> None:
+    """Switch the database to WAL, retrying while another process holds a lock.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy handler,
+    when another process is writing (waiting could deadlock). That only happens while a new database is being
+    created by several processes at once; once in WAL the mode persists and the first read here says so.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise StoreError(f"SQLite database {path} stayed locked for {timeout_s:.0f} s: {exc}") from exc
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
@@ -55,7 +79,7 @@ class SQLiteStore(SharedReads, ServiceState):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(self._conn, self.path, busy_timeout_s)
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=ON")
 

@@ -877,3 +877,41 @@ def test_claim_task_by_id_is_guarded_and_a_requeued_task_is_published_again(stor
     assert store.claim_task_by_id(task.task_id, "me", 60) is None  # waiting out its backoff: not due
     assert store.take_unpublished_work(100) == []  # nor sent before it is due
     assert store.fail_task(task.task_id, 1, {}, None).applied is False  # fenced: it is queued, not running
+
+
+def test_job_view_and_the_async_status_reader_read_the_same_state(store: Store) -> None:
+    """What the HTTP status reads: counts per stage, failed and running tasks only when there are some, NotFound."""
+    import asyncio
+
+    from geomill.store.status_readers import AsyncPostgresStatusReader, open_status_reader
+
+    job_id = new_job(store, "view")
+    drain_events(store)
+    quiet = store.job_view(job_id)
+    assert (quiet.job.job_id, quiet.stages, quiet.failed_tasks, quiet.running_tasks) == (job_id, [], [], [])
+    start(store, job_id, 1, 4, max_attempts=1)
+    failing = store.claim_task([QUEUE], "w", 30)
+    running = store.claim_task([QUEUE], "w", 30)
+    completed = store.claim_task([QUEUE], "w", 30)
+    assert failing and running and completed
+    assert store.fail_task(failing.task_id, 1, {"type": "Boom", "traceback": "tb"}, None).applied
+    assert store.complete_task(completed.task_id, 1, {"ok": True}).applied
+    view = store.job_view(job_id)
+    (stage,) = view.stages
+    assert {k: v for k, v in stage.counts.items() if v} == {"queued": 1, "processing": 1, "completed": 1, "failed": 1}
+    assert [t.task_id for t in view.failed_tasks] == [failing.task_id]
+    assert [t.task_id for t in view.running_tasks] == [running.task_id]
+
+    async def read() -> tuple[Any, Any]:
+        reader = await open_status_reader(store)
+        assert isinstance(reader, AsyncPostgresStatusReader) == (store.dialect == "postgres")
+        try:
+            seen = await reader.job_view(job_id)
+            with pytest.raises(NotFound):
+                await reader.job_view("no-such-job")
+            return seen, [await reader.job_view(job_id) for _ in range(3)][-1]  # pooled connections are reused
+        finally:
+            await reader.close()
+
+    first, again = asyncio.run(read())
+    assert first == view and again == view

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from geomill.api.errors import ApiError
-from geomill.engine.report import job_report, task_doc
+from geomill.engine.ports import JobView
+from geomill.engine.report import report_from_view
 from geomill.runtime import Runtime
 
 
@@ -31,21 +32,14 @@ def estimate(doc: dict[str, Any], progress: float) -> datetime | None:
     return started + timedelta(seconds=elapsed * 100.0 / progress)
 
 
-def job_status(rt: Runtime, job_id: str, *, admin: bool = False) -> dict[str, Any]:
-    doc = job_report(rt.store, rt.registry, job_id)
+def job_status(rt: Runtime, view: JobView, *, admin: bool = False) -> dict[str, Any]:
+    """The status document of what a `StatusReader` read."""
+    doc = report_from_view(view, rt.registry, admin=admin)
     for stage in doc["stages"]:
         stage.setdefault("planned", stage.get("total") is not None)
-    if admin:
-        doc["failed_tasks"] = [task_doc(t, admin=True) for t in _failed(rt, job_id)]
     doc["progress"] = overall_progress(doc)
     doc["estimated_completion"] = estimate(doc, doc["progress"])
     return doc
-
-
-def _failed(rt: Runtime, job_id: str) -> list:
-    from geomill.domain import TaskStatus
-
-    return rt.store.list_tasks(job_id, status=TaskStatus.FAILED, limit=20)
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:

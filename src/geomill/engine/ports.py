@@ -45,6 +45,27 @@ class PendingMessage:
         return {"kind": "event", "event_id": self.event_id, "job_id": self.job_id, "stage": self.stage}
 
 
+@dataclass(frozen=True)
+class JobView:
+    """Everything a status report reads: the job, its stages with per-status task counts, and (at most 20 each)
+    its failed and running tasks, read only when the counts say there are some."""
+
+    job: Job
+    stages: list[Stage]
+    failed_tasks: list[Task]
+    running_tasks: list[Task]
+
+
+class StatusReader(Protocol):
+    """The status read for an event loop (the HTTP API): no thread hop, no blocked loop."""
+
+    async def job_view(self, job_id: str) -> JobView:
+        """NotFound for an unknown id."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class Store(Protocol):
     """All state. Every state-changing method is guarded by the state it expects and says if it applied."""
 
@@ -90,6 +111,10 @@ class Store(Protocol):
 
     # stages and tasks
     def get_stages(self, job_id: str) -> list[Stage]: ...
+
+    def job_view(self, job_id: str) -> JobView:
+        """The job, its stages with counts and its failed/running tasks (PostgreSQL: one round trip when none)."""
+        ...
 
     def get_stage(self, job_id: str, stage: int) -> Stage | None: ...
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from geomill.domain import Job, Stage, Task, TaskStatus
-from geomill.engine.ports import Store
+from geomill.domain import Job, Stage, Task
+from geomill.engine.ports import JobView, Store
 from geomill.engine.registry import Registry
 
 COUNTED = ("queued", "processing", "completed", "failed", "cancelled")
@@ -60,20 +60,21 @@ def task_doc(task: Task, *, admin: bool = False) -> dict[str, Any]:
 
 def job_report(store: Store, registry: Registry, job_id: str) -> dict[str, Any]:
     """Job, stages with per-status task counts and timings, failed tasks' errors."""
-    job = store.get_job(job_id)
+    return report_from_view(store.job_view(job_id), registry)
+
+
+def report_from_view(view: JobView, registry: Registry, *, admin: bool = False) -> dict[str, Any]:
+    """The report of what `Store.job_view` read (tracebacks of failed tasks for admins only)."""
+    job = view.job
     names = _stage_names(registry, job.job_type)
     doc = job_doc(job)
     doc["stage_name"] = names[job.stage - 1] if 0 < job.stage <= len(names) else None
-    stages = store.get_stages(job_id)
-    doc["stages"] = [stage_doc(s) for s in stages]
-    planned = {s.stage for s in stages}
+    doc["stages"] = [stage_doc(s) for s in view.stages]
+    planned = {s.stage for s in view.stages}
     doc["stages"] += [{"stage": k, "name": n, "total": None, "planned": False}
                       for k, n in enumerate(names, 1) if k not in planned]
-    present = {status for s in stages for status, n in s.counts.items() if n}  # no query for what is not there
-    doc["failed_tasks"] = ([task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.FAILED, limit=20)]
-                           if TaskStatus.FAILED in present else [])
-    doc["running_tasks"] = ([task_doc(t) for t in store.list_tasks(job_id, status=TaskStatus.PROCESSING, limit=20)]
-                            if TaskStatus.PROCESSING in present else [])
+    doc["failed_tasks"] = [task_doc(t, admin=admin) for t in view.failed_tasks]
+    doc["running_tasks"] = [task_doc(t) for t in view.running_tasks]
     return doc
 
 

@@ -7,7 +7,49 @@ from datetime import datetime
 from typing import Any
 
 from geomill.domain import Job, JobStatus, NotFound, Stage, Task, TaskStatus
+from geomill.engine.ports import JobView
 from geomill.store.rows import job_from_row, js, stage_from_row, task_from_row
+
+VIEW_STATUSES = (TaskStatus.FAILED, TaskStatus.PROCESSING)  # the tasks a status report lists
+VIEW_TASKS = 20  # at most this many of each
+
+
+def job_sql(mark: str) -> str:
+    return f"SELECT * FROM jobs WHERE job_id = {mark}"
+
+
+def stages_sql(mark: str) -> str:
+    """A job's stage rows, each joined with its task count per status (parameters: job id twice)."""
+    return ("SELECT s.*, c.status AS task_status, c.n AS task_count FROM stages s LEFT JOIN ("
+            f"  SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {mark} GROUP BY stage, status"
+            f") c ON c.stage = s.stage WHERE s.job_id = {mark} ORDER BY s.stage")
+
+
+def tasks_by_status_sql(mark: str) -> str:
+    """A job's tasks in one status, at most a given number (parameters: job id, status, limit)."""
+    return f"SELECT * FROM tasks WHERE job_id = {mark} AND status = {mark} ORDER BY stage, task_key LIMIT {mark}"
+
+
+def job_from_rows(job_id: str, rows: Sequence[Mapping[str, Any]]) -> Job:
+    if not rows:
+        raise NotFound(f"no job with id {job_id!r}")
+    return job_from_row(rows[0])
+
+
+def stages_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Stage]:
+    """Rows of `stages_sql` (one per stage and task status) as stages with their counts."""
+    counts: dict[int, dict[str, int]] = {}
+    first: dict[int, Mapping[str, Any]] = {}
+    for r in rows:
+        first.setdefault(r["stage"], r)
+        if r["task_status"] is not None:
+            counts.setdefault(r["stage"], {})[r["task_status"]] = r["task_count"]
+    return [stage_from_row(r, counts.get(k, {})) for k, r in first.items()]
+
+
+def view_statuses(stages: Sequence[Stage]) -> set[str]:
+    """The statuses of VIEW_STATUSES that some stage has tasks in (no query for what is not there)."""
+    return {str(s) for s in VIEW_STATUSES if any(stage.counts.get(str(s)) for stage in stages)}
 
 
 class SharedReads:
@@ -28,10 +70,7 @@ class SharedReads:
         return sql, args
 
     def get_job(self, job_id: str) -> Job:
-        rows = self._read(f"SELECT * FROM jobs WHERE job_id = {self._mark}", (job_id,))
-        if not rows:
-            raise NotFound(f"no job with id {job_id!r}")
-        return job_from_row(rows[0])
+        return job_from_rows(job_id, self._read(f"SELECT * FROM jobs WHERE job_id = {self._mark}", (job_id,)))
 
     def find_jobs(self, prefix: str) -> list[Job]:
         rows = self._read(f"SELECT * FROM jobs WHERE job_id LIKE {self._mark} LIMIT 3", (prefix + "%",))
@@ -61,18 +100,19 @@ class SharedReads:
 
     def get_stages(self, job_id: str) -> list[Stage]:
         """Each stage's counter row with its tasks counted by status, in one query."""
-        m = self._mark
-        rows = self._read(
-            "SELECT s.*, c.status AS task_status, c.n AS task_count FROM stages s LEFT JOIN ("
-            f"  SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {m} GROUP BY stage, status"
-            f") c ON c.stage = s.stage WHERE s.job_id = {m} ORDER BY s.stage", (job_id, job_id))
-        counts: dict[int, dict[str, int]] = {}
-        first: dict[int, Mapping[str, Any]] = {}
-        for r in rows:
-            first.setdefault(r["stage"], r)
-            if r["task_status"] is not None:
-                counts.setdefault(r["stage"], {})[r["task_status"]] = r["task_count"]
-        return [stage_from_row(r, counts.get(k, {})) for k, r in first.items()]
+        return stages_from_rows(self._read(stages_sql(self._mark), (job_id, job_id)))
+
+    def _job_and_stages(self, job_id: str) -> tuple[Job, list[Stage]]:
+        return self.get_job(job_id), self.get_stages(job_id)
+
+    def job_view(self, job_id: str) -> JobView:
+        job, stages = self._job_and_stages(job_id)
+        present = view_statuses(stages)
+
+        def some(status: TaskStatus) -> list[Task]:
+            return self.list_tasks(job_id, status=status, limit=VIEW_TASKS) if status in present else []
+
+        return JobView(job, stages, some(TaskStatus.FAILED), some(TaskStatus.PROCESSING))
 
     def get_stage(self, job_id: str, stage: int) -> Stage | None:
         """One stage's counter row, without per-status counts (cheap: the orchestrator reads it per event)."""

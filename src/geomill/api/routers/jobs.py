@@ -94,16 +94,23 @@ def submit_job(
                           correlation_id=job.correlation_id)
 
 
+async def _status(request: Request, job_id: str, admin: bool) -> dict[str, Any]:
+    """Read on the event loop (PostgreSQL: an async pool; no thread hop per request)."""
+    state = request.app.state
+    return job_status(state.runtime, await state.status_reader.job_view(job_id), admin=admin)
+
+
 @router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status", responses=NOT_FOUND)
-def get_job_status(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
+async def get_job_status(request: Request, job_id: JobId,
+                         who: Principal = Depends(require("read"))) -> dict[str, Any]:
     """Status, stage k of n, per-stage task counts, progress, estimate, result or error."""
-    return job_status(runtime(request), job_id, admin=who.has("admin"))
+    return await _status(request, job_id, who.has("admin"))
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
-def get_job(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
+async def get_job(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
     """The same document as /api/jobs/status/{job_id}."""
-    return job_status(runtime(request), job_id, admin=who.has("admin"))
+    return await _status(request, job_id, who.has("admin"))
 
 
 @router.get("/jobs", response_model=JobList)

@@ -879,11 +879,11 @@ def test_claim_task_by_id_is_guarded_and_a_requeued_task_is_published_again(stor
     assert store.fail_task(task.task_id, 1, {}, None).applied is False  # fenced: it is queued, not running
 
 
-def test_job_view_and_the_async_status_reader_read_the_same_state(store: Store) -> None:
+def test_job_view_and_the_async_store_read_the_same_state(store: Store) -> None:
     """What the HTTP status reads: counts per stage, failed and running tasks only when there are some, NotFound."""
     import asyncio
 
-    from geomill.store.status_readers import AsyncPostgresStatusReader, open_status_reader
+    from geomill.store.async_access import PostgresAsyncStore, open_async_store
 
     job_id = new_job(store, "view")
     drain_events(store)
@@ -903,15 +903,21 @@ def test_job_view_and_the_async_status_reader_read_the_same_state(store: Store) 
     assert [t.task_id for t in view.running_tasks] == [running.task_id]
 
     async def read() -> tuple[Any, Any]:
-        reader = await open_status_reader(store)
-        assert isinstance(reader, AsyncPostgresStatusReader) == (store.dialect == "postgres")
+        reader = await open_async_store(store)
+        assert isinstance(reader, PostgresAsyncStore) == (store.dialect == "postgres")
         try:
             seen = await reader.job_view(job_id)
             with pytest.raises(NotFound):
                 await reader.job_view("no-such-job")
+            new = NewJob("job-async", "fanout", {"n": 1, "tag": "async"}, 2, None, None, "cid-async")
+            made, created = await reader.create_job(new)
+            same, created_again = await reader.create_job(new)  # the same submission: the existing job
+            assert (created, created_again) == (True, False) and made == same == store.get_job("job-async")
+            assert made.correlation_id == "cid-async"
             return seen, [await reader.job_view(job_id) for _ in range(3)][-1]  # pooled connections are reused
         finally:
             await reader.close()
 
     first, again = asyncio.run(read())
     assert first == view and again == view
+    assert ("job_submitted", "job-async", 0) in drain_events(store)  # its event committed with it

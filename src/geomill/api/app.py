@@ -19,7 +19,7 @@ from geomill.api.auth import KeyCache
 from geomill.api.routers import debug, jobs, meta, tasks
 from geomill.config import Settings
 from geomill.runtime import Runtime
-from geomill.store.status_readers import ThreadedStatusReader, open_status_reader
+from geomill.store.async_access import ThreadedAsyncStore, open_async_store
 from geomill.worker.logs import correlation_id_var
 from geomill.worker.roles import Role, resolve_role
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or Runtime.open(settings)
         app.state.runtime = rt
-        app.state.status_reader = await open_status_reader(rt.store)
+        app.state.async_store = await open_async_store(rt.store)
         if on_startup:
             on_startup(rt)
         gc.freeze()  # modules, app and runtime live as long as the server: no full collection walks them again
@@ -47,7 +47,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         finally:
             if on_shutdown:
                 on_shutdown(rt)
-            await app.state.status_reader.close()
+            await app.state.async_store.close()
             if runtime is None:
                 rt.close()
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     app.state.role = role or resolve_role(settings.app_mode, settings.queues or None)
     if runtime is not None:  # usable without its lifespan too (TestClient outside a `with`): reads in a thread
         app.state.runtime = runtime
-        app.state.status_reader = ThreadedStatusReader(runtime.store)
+        app.state.async_store = ThreadedAsyncStore(runtime.store)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationId)

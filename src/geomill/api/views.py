@@ -33,7 +33,7 @@ def estimate(doc: dict[str, Any], progress: float) -> datetime | None:
 
 
 def job_status(rt: Runtime, view: JobView, *, admin: bool = False) -> dict[str, Any]:
-    """The status document of what a `StatusReader` read."""
+    """The status document of what `Store.job_view` (or its async form) read."""
     doc = report_from_view(view, rt.registry, admin=admin)
     for stage in doc["stages"]:
         stage.setdefault("planned", stage.get("total") is not None)

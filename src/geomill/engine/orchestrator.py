@@ -67,6 +67,12 @@ class Submission:
     created: bool
 
 
+def submitted(job: Job, created: bool) -> Submission:
+    """A stored submission, logged (the store said whether it was new)."""
+    log.info("job %s", "submitted" if created else "already exists", extra={"job_id": job.job_id})
+    return Submission(job, created)
+
+
 class Orchestrator:
     """Turns events into stage plans; every advance is a compare-and-set on the job's stage."""
 
@@ -81,15 +87,18 @@ class Orchestrator:
         jt = self.registry.job_type(job_type)
         return jt, parse_params(jt.params_model, params).model_dump(mode="json")
 
+    def new_job(self, job_type: str, params: dict[str, Any], *, resubmit_of: str | None = None,
+                correlation_id: str | None = None) -> NewJob:
+        """The job to store for a submission: validated, canonical parameters, its deterministic id."""
+        jt, canonical = self.validate(job_type, params)
+        job_id = make_job_id(job_type, canonical, lineage=resubmit_of)
+        return NewJob(job_id, job_type, canonical, len(jt.stages), jt.deadline_seconds, resubmit_of, correlation_id)
+
     def submit(self, job_type: str, params: dict[str, Any], *, resubmit_of: str | None = None,
                correlation_id: str | None = None) -> Submission:
         """Validate and store a job; the same job type and parameters give back the existing job."""
-        jt, canonical = self.validate(job_type, params)
-        job_id = make_job_id(job_type, canonical, lineage=resubmit_of)
-        new = NewJob(job_id, job_type, canonical, len(jt.stages), jt.deadline_seconds, resubmit_of, correlation_id)
-        job, created = self.store.create_job(new)
-        log.info("job %s", "submitted" if created else "already exists", extra={"job_id": job_id})
-        return Submission(job, created)
+        new = self.new_job(job_type, params, resubmit_of=resubmit_of, correlation_id=correlation_id)
+        return submitted(*self.store.create_job(new))
 
     def resubmit(self, job_id: str, correlation_id: str | None = None) -> Submission:
         """A fresh run of a finished job, with an id derived from the one it re-runs."""

@@ -56,11 +56,16 @@ class JobView:
     running_tasks: list[Task]
 
 
-class StatusReader(Protocol):
-    """The status read for an event loop (the HTTP API): no thread hop, no blocked loop."""
+class AsyncStore(Protocol):
+    """The store calls the HTTP API makes on its event loop (status reads and submissions): no thread hop per
+    request, and the loop never blocks on the database."""
 
     async def job_view(self, job_id: str) -> JobView:
         """NotFound for an unknown id."""
+        ...
+
+    async def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        """As `Store.create_job`."""
         ...
 
     async def close(self) -> None: ...

@@ -1,8 +1,9 @@
-"""Status reads for an event loop (the HTTP API), one per store kind, behind `engine.ports.StatusReader`.
+"""The store on an event loop (the HTTP API's status reads and submissions), behind `engine.ports.AsyncStore`.
 
-PostgreSQL: an asyncio connection pool of its own (at most ``STATUS_POOL_SIZE`` connections, in API processes only),
-the job and its stages read in one pipelined round trip; the event loop never waits on a thread. SQLite: the store's
-own read, in a thread (a local file read; the store's lock is shared with the process's other threads).
+PostgreSQL: an asyncio connection pool of its own (at most ``ASYNC_POOL_SIZE`` connections, in API processes only);
+a status read is the job and its stages in one pipelined round trip, a submission the store's one statement. The event
+loop never waits on a thread. SQLite: the store's own methods, in a thread (the store's lock is shared with the
+process's other threads, so the loop must not take it).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import logging
 import time
 from typing import Any
 
-from geomill.domain import StoreError, Task, TaskStatus
+from geomill.domain import Job, NewJob, StoreError, Task, TaskStatus
 from geomill.engine.ports import JobView, Store
+from geomill.store import postgres_queries as q
+from geomill.store.postgres import create_job_params
 from geomill.store.reads import (
     VIEW_TASKS,
     job_from_rows,
@@ -26,11 +29,11 @@ from geomill.store.reads import (
 from geomill.store.rows import task_from_row
 
 log = logging.getLogger(__name__)
-STATUS_POOL_SIZE = 2
+ASYNC_POOL_SIZE = 2
 
 
-class ThreadedStatusReader:
-    """Any store's `job_view`, run in the loop's default thread pool."""
+class ThreadedAsyncStore:
+    """Any store's methods, run in the loop's default thread pool."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -38,22 +41,26 @@ class ThreadedStatusReader:
     async def job_view(self, job_id: str) -> JobView:
         return await asyncio.to_thread(self.store.job_view, job_id)
 
+    async def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        return await asyncio.to_thread(self.store.create_job, job)
+
     async def close(self) -> None:
         return None
 
 
-class AsyncPostgresStatusReader:
-    """`job_view` on psycopg's async pool. A lost connection (server restart) is retried for `retry_seconds`, then
-    reported as StoreError (HTTP 503) rather than holding the request for the sync store's full minute."""
+class PostgresAsyncStore:
+    """On psycopg's async pool. A lost connection (server restart) is retried for `retry_seconds` (both calls are
+    safe to repeat: a read, and an insert-or-return-existing), then reported as StoreError (HTTP 503) rather than
+    holding the request for the sync store's full minute."""
 
-    def __init__(self, url: str, *, pool_size: int = STATUS_POOL_SIZE, retry_seconds: float = 5.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = ASYNC_POOL_SIZE, retry_seconds: float = 5.0) -> None:
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
         self.retry_seconds = retry_seconds
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=max(1, pool_size), open=False, name="geomill-status",
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
+            url, min_size=1, max_size=max(1, pool_size), open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5}, name="geomill-async",
             timeout=retry_seconds)
 
     async def open(self) -> None:
@@ -69,6 +76,17 @@ class AsyncPostgresStatusReader:
         failed = await self._tasks(job_id, TaskStatus.FAILED) if TaskStatus.FAILED in present else []
         running = await self._tasks(job_id, TaskStatus.PROCESSING) if TaskStatus.PROCESSING in present else []
         return JobView(job, stages, failed, running)
+
+    async def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        async def run(conn: Any, job_id: str) -> list[dict[str, Any]]:
+            cur = await conn.execute(q.CREATE_JOB, create_job_params(job))
+            rows = await cur.fetchall()
+            if not rows:  # a concurrent submission of the same job committed after our snapshot
+                cur = await conn.execute(job_sql("%s"), (job_id,))
+                rows = [{**r, "created": False} for r in await cur.fetchall()]
+            return rows
+        rows = await self._run(run, job.job_id)
+        return job_from_rows(job.job_id, rows), bool(rows[0]["created"])
 
     @staticmethod
     async def _job_and_stage_rows(conn: Any, job_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -94,22 +112,22 @@ class AsyncPostgresStatusReader:
                 async with self._pool.connection() as conn:
                     return await fn(conn, job_id)
             except PoolClosed as exc:
-                raise StoreError("status read: the reader is closed") from exc
+                raise StoreError("the async store is closed") from exc
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if time.monotonic() + delay > deadline:
-                    raise StoreError(f"status read: PostgreSQL unavailable: {exc}") from exc
-                log.warning("status read: PostgreSQL unavailable (%s); retrying in %.2f s", str(exc).strip(), delay)
+                    raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
+                log.warning("PostgreSQL unavailable (%s); retrying in %.2f s", str(exc).strip(), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except psycopg.Error as exc:
-                raise StoreError(f"status read failed: {exc}") from exc
+                raise StoreError(f"PostgreSQL: {exc}") from exc
 
 
-async def open_status_reader(store: Store) -> ThreadedStatusReader | AsyncPostgresStatusReader:
-    """The reader for `store`'s kind (PostgreSQL: its own small async pool, opened here)."""
+async def open_async_store(store: Store) -> ThreadedAsyncStore | PostgresAsyncStore:
+    """The async access for `store`'s kind (PostgreSQL: its own small async pool, opened here)."""
     url = getattr(store, "url", None)
     if getattr(store, "dialect", None) == "postgres" and url:
-        reader = AsyncPostgresStatusReader(url)
-        await reader.open()
-        return reader
-    return ThreadedStatusReader(store)
+        access = PostgresAsyncStore(url)
+        await access.open()
+        return access
+    return ThreadedAsyncStore(store)

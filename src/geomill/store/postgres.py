@@ -75,6 +75,15 @@ def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps=_dumps)
 
 
+def create_job_params(job: NewJob) -> dict[str, Any]:
+    """The parameters of ``q.CREATE_JOB`` (the job, its job_submitted event and the NOTIFY, in one statement)."""
+    return {
+        "job_id": job.job_id, "job_type": job.job_type, "params": _jsonb(job.params),
+        "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "correlation_id": job.correlation_id,
+        "deadline_seconds": job.deadline_seconds or None, "channel": channel_for(JOBS_QUEUE),
+    }
+
+
 class PostgresStore(SharedReads, ServiceState):
     _mark = "%s"
     _duration = "extract(epoch FROM finished_at - execution_started_at)"
@@ -168,11 +177,7 @@ class PostgresStore(SharedReads, ServiceState):
 
     # jobs
     def create_job(self, job: NewJob) -> tuple[Job, bool]:
-        _, rows = self._one("create_job", q.CREATE_JOB, {
-            "job_id": job.job_id, "job_type": job.job_type, "params": _jsonb(job.params),
-            "stage_count": job.stage_count, "resubmit_of": job.resubmit_of, "correlation_id": job.correlation_id,
-            "deadline_seconds": job.deadline_seconds or None, "channel": channel_for(JOBS_QUEUE),
-        })
+        _, rows = self._one("create_job", q.CREATE_JOB, create_job_params(job))
         if not rows:  # a concurrent submission of the same job committed after our snapshot
             return self.get_job(job.job_id), False
         return job_from_row(rows[0]), bool(rows[0]["created"])

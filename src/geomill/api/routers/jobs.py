@@ -8,14 +8,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, BeforeValidator
 
 from geomill.api.auth import Principal, require
 from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
 from geomill.api.views import decode_cursor, encode_cursor, job_status
-from geomill.domain import InvalidInput, TaskStatus
+from geomill.domain import InvalidInput, Job, TaskStatus
 from geomill.domain import JobStatus as JobState
+from geomill.engine.orchestrator import submitted
 from geomill.engine.report import job_doc, task_doc
 from geomill.runtime import Runtime
 
@@ -69,7 +71,7 @@ def _check_files(request: Request, rt: Runtime, job_type: str, params: dict[str,
 @router.post("/jobs/submit/{job_type}", status_code=202, response_model=SubmitResponse,
              responses={200: {"model": SubmitResponse, "description": "the same job already existed"},
                         **problem_responses(400, 404, 413)})
-def submit_job(
+async def submit_job(
     request: Request, response: Response, job_type: Annotated[str, Path(max_length=100)],
     params: Annotated[dict[str, Any], Body(description="the job's parameters (see GET /api/job-types)")],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -77,27 +79,35 @@ def submit_job(
 ) -> SubmitResponse:
     """Submit a job. 202 when created; 200 with the existing job for the same parameters or Idempotency-Key."""
     rt = runtime(request)
-    cid = request.state.correlation_id
-    existing = rt.store.job_for_idempotency_key(idempotency_key) if idempotency_key else None
-    if existing is not None:
-        job, created = rt.store.get_job(existing), False
-    else:
-        rt.orchestrator.validate(job_type, params)
+    if idempotency_key:
+        job, created = await run_in_threadpool(_submit_with_key, request, rt, job_type, params, idempotency_key)
+    else:  # the common case, on the event loop: validation is CPU, the insert one statement of the async store
+        new = rt.orchestrator.new_job(job_type, params, correlation_id=request.state.correlation_id)
         _check_files(request, rt, job_type, params)
-        sub = rt.orchestrator.submit(job_type, params, correlation_id=cid)
+        sub = submitted(*await request.app.state.async_store.create_job(new))
         job, created = sub.job, sub.created
-        if idempotency_key:
-            job = rt.store.get_job(rt.store.remember_idempotency_key(idempotency_key, job.job_id))
     response.status_code = 202 if created else 200
     return SubmitResponse(job_id=job.job_id, status=str(job.status), created=created,
                           status_url=str(request.url_for("get_job_status", job_id=job.job_id)),
                           correlation_id=job.correlation_id)
 
 
+def _submit_with_key(request: Request, rt: Runtime, job_type: str, params: dict[str, Any],
+                     idempotency_key: str) -> tuple[Job, bool]:
+    """The job an Idempotency-Key already names, or a submission that the key then names."""
+    existing = rt.store.job_for_idempotency_key(idempotency_key)
+    if existing is not None:
+        return rt.store.get_job(existing), False
+    rt.orchestrator.validate(job_type, params)
+    _check_files(request, rt, job_type, params)
+    sub = rt.orchestrator.submit(job_type, params, correlation_id=request.state.correlation_id)
+    return rt.store.get_job(rt.store.remember_idempotency_key(idempotency_key, sub.job.job_id)), sub.created
+
+
 async def _status(request: Request, job_id: str, admin: bool) -> dict[str, Any]:
     """Read on the event loop (PostgreSQL: an async pool; no thread hop per request)."""
     state = request.app.state
-    return job_status(state.runtime, await state.status_reader.job_view(job_id), admin=admin)
+    return job_status(state.runtime, await state.async_store.job_view(job_id), admin=admin)
 
 
 @router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status", responses=NOT_FOUND)

@@ -59,12 +59,14 @@ class PostgresAsyncStore:
 
         self.retry_seconds = retry_seconds
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=max(1, pool_size), open=False,
+            # all connections opened up front: growing the pool in the middle of a burst costs its requests a
+            # connection set-up each
+            url, min_size=max(1, pool_size), max_size=max(1, pool_size), open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5}, name="geomill-async",
             timeout=retry_seconds)
 
     async def open(self) -> None:
-        await self._pool.open()
+        await self._pool.open(wait=True, timeout=self.retry_seconds)
 
     async def close(self) -> None:
         await self._pool.close()

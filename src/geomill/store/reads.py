@@ -70,7 +70,7 @@ class SharedReads:
         return sql, args
 
     def get_job(self, job_id: str) -> Job:
-        return job_from_rows(job_id, self._read(f"SELECT * FROM jobs WHERE job_id = {self._mark}", (job_id,)))
+        return job_from_rows(job_id, self._read(job_sql(self._mark), (job_id,)))
 
     def find_jobs(self, prefix: str) -> list[Job]:
         rows = self._read(f"SELECT * FROM jobs WHERE job_id LIKE {self._mark} LIMIT 3", (prefix + "%",))
@@ -110,7 +110,10 @@ class SharedReads:
         present = view_statuses(stages)
 
         def some(status: TaskStatus) -> list[Task]:
-            return self.list_tasks(job_id, status=status, limit=VIEW_TASKS) if status in present else []
+            if status not in present:
+                return []
+            return [task_from_row(r) for r in self._read(tasks_by_status_sql(self._mark),
+                                                         (job_id, str(status), VIEW_TASKS))]
 
         return JobView(job, stages, some(TaskStatus.FAILED), some(TaskStatus.PROCESSING))
 

@@ -26,7 +26,8 @@ that scheduled time (so a stall is charged to every request it delays: no coordi
 an aiohttp ClientSession on a uvloop event loop (one loop, a pool of up to 64 keep-alive connections) on loopback, on
 the same 2-CPU machine. The client's own cost is part of every figure, so it must be small: httpx.AsyncClient, used
 before, spent about 1.6 ms of CPU per request here and added about 2 ms to each latency (closed loop against the same
-server: p50 3.0 ms with httpx, 1.15 ms with aiohttp, whose client costs about 0.17 ms of CPU per request).
+server, measured while another benchmark loaded the machine: p50 3.0 ms with httpx, 1.15 ms with aiohttp, whose
+client costs about 0.17 ms of CPU per request).
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
              f"send time (no coordinated omission); client aiohttp {aiohttp.__version__} ClientSession on uvloop "
              "(≤ 64 keep-alive connections; status responses read, not parsed) on loopback, on the same 2 CPUs as the "
              "server and PostgreSQL. Until 2026-12-03 the client was httpx, whose own cost (about 1.6 ms of CPU and "
-             "2 ms of latency per request here) was counted in every figure. The load starts once the orchestrator has "
+             "2 ms of latency per request, measured on a loaded machine) was counted in every figure. The load starts once the orchestrator has "
              f"planned the warm-up jobs (before that, the spawned worker process's imports competed with it). {rounds} "
              "round(s) per deployment, deployments alternating; each figure is the median over rounds, with every "
              "round's p99 in the last column.", "",

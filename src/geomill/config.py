@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     stall_grace_seconds: float = Field(10.0, ge=0, description="age before a stage at zero is re-signalled")
     event_visibility_seconds: float = Field(60.0, gt=0, description="a claimed but unhandled event returns after")
     timeout_grace_seconds: float = Field(15.0, ge=0, description="after a task's timeout, kill its process after")
+    http_worker_nice: int = Field(
+        5, ge=0, le=19, description="niceness added to the worker processes of a process that also serves HTTP "
+                                    "(geomill serve in standalone/platform_* modes): under CPU contention the API "
+                                    "answers first; 0: same priority")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: running tasks get this long to finish")
     large_raster_threshold_mb: float = Field(
         2048.0, ge=0, description="process_raster: inputs larger than this are processed tiled (process_large_raster)")

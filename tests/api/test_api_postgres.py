@@ -115,6 +115,22 @@ def test_hello_world_completes_with_workers_on_postgres(server: Server) -> None:
     assert health["components"]["workers"]["count"] >= 1 and health["status"] == "ok", health
 
 
+def test_worker_processes_beside_the_api_run_at_a_lower_cpu_priority(server: Server) -> None:
+    """GEOMILL_HTTP_WORKER_NICE (default 5): under CPU contention the API's requests come first."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # the process exited meanwhile
+            continue
+        if int(fields[1]) == server.proc.pid and b"spawn_main" in cmdline:
+            workers.append(int(stat.parent.name))
+    assert len(workers) == 2, workers  # GEOMILL_WORKERS=2
+    api_nice = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in workers] == [api_nice + 5] * 2
+
+
 def test_process_raster_from_allowed_root(server: Server) -> None:
     source = server.sources / "RGB.byte.tif"
     shutil.copy(RGB, source)

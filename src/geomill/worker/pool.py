@@ -24,8 +24,10 @@ _ctx = mp.get_context("spawn")  # no fork: GDAL and threads do not survive fork 
 class WorkerPool:
     """One worker process per entry of `layout` (the queues it listens to), supervised from the calling process."""
 
-    def __init__(self, runtime: Runtime, layout: Sequence[Sequence[str]], info: dict[str, Any] | None = None) -> None:
+    def __init__(self, runtime: Runtime, layout: Sequence[Sequence[str]], info: dict[str, Any] | None = None,
+                 nice: int = 0) -> None:
         self.rt = runtime
+        self.nice = nice  # added to each worker process's niceness (a lower CPU priority than the supervisor's)
         self.settings = runtime.settings
         self.layout = [list(q) for q in layout]
         self.stop_event = _ctx.Event()
@@ -43,7 +45,7 @@ class WorkerPool:
 
     def _spawn(self, queues: list[str]) -> tuple[Any, Slot]:
         slot = Slot.new(_ctx)
-        proc = _ctx.Process(target=child_main, args=(self.settings, queues, self.stop_event, slot),
+        proc = _ctx.Process(target=child_main, args=(self.settings, queues, self.stop_event, slot, self.nice),
                             name="geomill-worker", daemon=False)
         proc.start()
         return proc, slot

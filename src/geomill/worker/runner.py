@@ -52,7 +52,8 @@ class BackgroundPool:
     signals; its shutdown drains the pool)."""
 
     def __init__(self, runtime: Runtime, layout: Sequence[Sequence[str]], info: dict[str, Any] | None = None) -> None:
-        self.pool = WorkerPool(runtime, layout, info)
+        # the HTTP server shares the machine with these processes: its requests come first under contention
+        self.pool = WorkerPool(runtime, layout, info, nice=runtime.settings.http_worker_nice)
         self._thread = threading.Thread(target=self.pool.supervise, name="pool-supervisor", daemon=True)
 
     def start(self) -> None:

@@ -61,8 +61,10 @@ class StopFlag:
         self._e.set()
 
 
-def child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot) -> None:
-    """Entry point of a worker process."""
+def child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot, nice: int = 0) -> None:
+    """Entry point of a worker process; `nice` lowers its CPU priority (beside an HTTP server)."""
+    if nice:
+        os.nice(nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which drains us
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     setup_logging(settings.log_level, settings.log_json)

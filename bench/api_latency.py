@@ -27,7 +27,11 @@ an aiohttp ClientSession on a uvloop event loop (one loop, a pool of up to 64 ke
 the same 2-CPU machine. The client's own cost is part of every figure, so it must be small: httpx.AsyncClient, used
 before, spent about 1.6 ms of CPU per request here and added about 2 ms to each latency (closed loop against the same
 server, measured while another benchmark loaded the machine: p50 3.0 ms with httpx, 1.15 ms with aiohttp, whose
-client costs about 0.17 ms of CPU per request).
+client costs about 0.17 ms of CPU per request). The client does not collect garbage during a phase (its full
+collections paused it 40-60 ms). Each phase reports how busy the machine's CPUs were and how much time the hypervisor
+stole from them (other guests' load, outside our control, which shows as rounds that differ a lot).
+
+Diagnosis: ``API_BENCH_TRACE=/tmp/trace.txt`` appends each request's send time (epoch s) and latency (ms).
 """
 
 from __future__ import annotations
@@ -82,6 +86,20 @@ def wait_no_other_bench(limit_s: float = 600) -> float:
     return time.monotonic() - t0
 
 
+def cpu_times() -> list[int]:
+    """This machine's CPU time so far (/proc/stat): user nice system idle iowait irq softirq steal, in ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def cpu_share(before: list[int], after: list[int]) -> dict[str, float]:
+    """Busy and stolen shares of the CPU time between two `cpu_times()`. Steal is time the hypervisor gave this
+    VM's virtual CPUs to other guests: a phase with much of it measured a slower machine than it looks."""
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d) or 1
+    return {"cpu_busy": 1 - (d[3] + d[4]) / total, "cpu_steal": d[7] / total}
+
+
 def pg(sql: str) -> None:
     import psycopg
 
@@ -115,6 +133,7 @@ async def open_loop(client: aiohttp.ClientSession, rate: float, duration: float,
     # a pause is charged to every request in flight, so the client collects before the phase, not during it.
     gc.collect()
     gc.disable()
+    cpu0 = cpu_times()
     try:
         t0 = time.perf_counter() + 0.05
         tasks = []
@@ -140,7 +159,8 @@ async def open_loop(client: aiohttp.ClientSession, rate: float, duration: float,
             for i, x in enumerate(lat):
                 f.write(f"{wall0 + i / rate:.4f} {x * 1000:.2f}\n")
     return {"requests": total, "achieved_rps": total / elapsed, "p50": q(0.50), "p90": q(0.90), "p99": q(0.99),
-            "max": ms[-1], "mean": statistics.fmean(ms), "errors": errors, "results": results}
+            "max": ms[-1], "mean": statistics.fmean(ms), "errors": errors, "results": results,
+            **cpu_share(cpu0, cpu_times())}
 
 
 JOB_N = {"standalone": 0, "platform_only": 1}
@@ -266,6 +286,7 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out["p99_rounds"] = [r["p99"] for r in rounds]
     out["created"] = sum(r.get("created", 0) for r in rounds)
     out["settle_s"] = [r.get("settle_s", 0.0) for r in rounds]
+    out["cpu"] = [(r.get("cpu_busy", float("nan")), r.get("cpu_steal", float("nan"))) for r in rounds]
     return out
 
 
@@ -289,6 +310,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
              "errors | p99 target | met | p99 per round |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     created: list[str] = []
     settled: list[str] = []
+    cpu: list[str] = []
     for mode, runs in results.items():
         n = JOB_N[mode]
         for name, label in (("submit", f"(a) submit `POST /api/jobs/submit/fanout` (n={n}, a new job each)"),
@@ -297,6 +319,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
             if name == "submit":
                 created.append(f"{mode}: {r['created']:,}")
                 settled.append(f"{mode}: " + " / ".join(f"{x:.1f}" for x in r["settle_s"]) + " s")
+            cpu.append(f"{mode} {name}: " + " / ".join(f"{busy:.0%} ({steal:.0%})" for busy, steal in r["cpu"]))
             errs = sum(r["errors"].values())
             err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
             met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
@@ -308,7 +331,9 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
               "had caught up (every job planned, or finished when it has no tasks), per round: "
               f"{'; '.join(settled)} (in standalone one worker process plans and finishes every job, and at 200 "
               "submissions/s it falls behind, competing with the API and PostgreSQL for the 2 CPUs). "
-              f"geomill {meta['geomill']}, Python {meta['python']}.", ""]
+              f"geomill {meta['geomill']}, Python {meta['python']}.", "",
+              "CPU busy per round (in brackets: stolen by the hypervisor for other guests, /proc/stat), over the "
+              f"whole machine during each phase: {'; '.join(cpu)}.", ""]
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ import aiohttp
 import httpx
 import uvloop
 
-from common import update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import cpu_times, update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -84,12 +84,6 @@ def wait_no_other_bench(limit_s: float = 600) -> float:
             break
         time.sleep(15)
     return time.monotonic() - t0
-
-
-def cpu_times() -> list[int]:
-    """This machine's CPU time so far (/proc/stat): user nice system idle iowait irq softirq steal, in ticks."""
-    with open("/proc/stat") as f:
-        return [int(x) for x in f.readline().split()[1:9]]
 
 
 def cpu_share(before: list[int], after: list[int]) -> dict[str, float]:

@@ -44,7 +44,7 @@ import rio_cogeo
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
-from common import update_section  # bench/ is on sys.path when a script runs
+from common import busy_cpu_seconds, update_section  # bench/ is on sys.path when a script runs
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -273,13 +273,6 @@ def parse_time_v(text: str) -> tuple[float, float, float]:
     if not rss:
         raise RuntimeError(f"cannot parse /usr/bin/time -v output:\n{text}")
     return int(rss.group(1)) / 1024, float(cpu.group(1)) if cpu else float("nan"), cpu_s
-
-
-def busy_cpu_seconds() -> float:
-    """CPU time spent busy by the whole machine since boot (/proc/stat), in seconds."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from pathlib import Path
@@ -38,3 +39,16 @@ def pg_drop_db(db: str) -> None:
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
         con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def cpu_times() -> list[int]:
+    """The whole machine's CPU time since boot (/proc/stat): user nice system idle iowait irq softirq steal, in
+    clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time spent busy by the whole machine since boot (/proc/stat), in seconds."""
+    fields = cpu_times()
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import common  # noqa: E402  (bench/ is on sys.path when a script runs)
-from common import pg_drop_db, update_section  # noqa: E402
+from common import busy_cpu_seconds, pg_drop_db, update_section  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -143,13 +143,6 @@ class Run:
     @property
     def tasks_per_s(self) -> float:
         return self.tasks / self.processing_s
-
-
-def busy_cpu_seconds() -> float:
-    """CPU time spent busy by the whole machine since boot (/proc/stat), in seconds."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds() -> float:

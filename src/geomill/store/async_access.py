@@ -1,7 +1,7 @@
 """The store on an event loop (the HTTP API's status reads and submissions), behind `engine.ports.AsyncStore`.
 
 PostgreSQL: an asyncio connection pool of its own (at most ``ASYNC_POOL_SIZE`` connections, in API processes only);
-a status read is the job and its stages in one pipelined round trip, a submission the store's one statement. The event
+a status read is one statement (the job with its stages), a submission the store's one statement. The event
 loop never waits on a thread. SQLite: the store's own methods, in a thread (the store's lock is shared with the
 process's other threads, so the loop must not take it).
 """
@@ -19,10 +19,10 @@ from geomill.store import postgres_queries as q
 from geomill.store.postgres import create_job_params
 from geomill.store.reads import (
     VIEW_TASKS,
+    job_and_stages_from_view_row,
     job_from_rows,
     job_sql,
-    stages_from_rows,
-    stages_sql,
+    job_view_pg_sql,
     tasks_by_status_sql,
     view_statuses,
 )
@@ -30,6 +30,7 @@ from geomill.store.rows import task_from_row
 
 log = logging.getLogger(__name__)
 ASYNC_POOL_SIZE = 2
+_JOB_VIEW = job_view_pg_sql()
 
 
 class ThreadedAsyncStore:
@@ -72,8 +73,7 @@ class PostgresAsyncStore:
         await self._pool.close()
 
     async def job_view(self, job_id: str) -> JobView:
-        job_rows, stage_rows = await self._run(self._job_and_stage_rows, job_id)
-        job, stages = job_from_rows(job_id, job_rows), stages_from_rows(stage_rows)
+        job, stages = job_and_stages_from_view_row(job_id, await self._run(self._view_rows, job_id))
         present = view_statuses(stages)
         failed = await self._tasks(job_id, TaskStatus.FAILED) if TaskStatus.FAILED in present else []
         running = await self._tasks(job_id, TaskStatus.PROCESSING) if TaskStatus.PROCESSING in present else []
@@ -91,11 +91,9 @@ class PostgresAsyncStore:
         return job_from_rows(job.job_id, rows), bool(rows[0]["created"])
 
     @staticmethod
-    async def _job_and_stage_rows(conn: Any, job_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        async with conn.pipeline():
-            job_cur = await conn.execute(job_sql("%s"), (job_id,))
-            stage_cur = await conn.execute(stages_sql("%s"), (job_id, job_id))
-            return await job_cur.fetchall(), await stage_cur.fetchall()
+    async def _view_rows(conn: Any, job_id: str) -> list[dict[str, Any]]:
+        cur = await conn.execute(_JOB_VIEW, (job_id,))
+        return await cur.fetchall()
 
     async def _tasks(self, job_id: str, status: TaskStatus) -> list[Task]:
         async def run(conn: Any, job_id: str) -> list[dict[str, Any]]:

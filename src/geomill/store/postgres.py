@@ -55,12 +55,13 @@ from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import postgres_queries as q
 from geomill.store.postgres_queries import channel_for
-from geomill.store.reads import SharedReads, job_from_rows, job_sql, stages_from_rows, stages_sql
+from geomill.store.reads import SharedReads, job_and_stages_from_view_row, job_view_pg_sql
 from geomill.store.service_sql import ServiceState
 from geomill.store.rows import job_from_row, task_from_row, ts
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
+_JOB_VIEW = job_view_pg_sql()
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
@@ -153,14 +154,8 @@ class PostgresStore(SharedReads, ServiceState):
         return datetime.now(UTC) - timedelta(seconds=seconds)
 
     def _job_and_stages(self, job_id: str) -> tuple[Job, list[Stage]]:
-        """Both reads of a status report in one round trip (pipeline mode)."""
-        def run(conn: psycopg.Connection[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            with conn.pipeline():
-                job_cur = conn.execute(job_sql(self._mark), (job_id,))
-                stage_cur = conn.execute(stages_sql(self._mark), (job_id, job_id))
-                return job_cur.fetchall(), stage_cur.fetchall()
-        job_rows, stage_rows = self._run("status", run)
-        return job_from_rows(job_id, job_rows), stages_from_rows(stage_rows)
+        """Both parts of a status report in one statement."""
+        return job_and_stages_from_view_row(job_id, self._read(_JOB_VIEW, (job_id,)))
 
     def migrate(self) -> None:
         """Apply numbered migrations not yet applied, each in its own transaction under an advisory lock."""

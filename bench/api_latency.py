@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: HTTP API latency at a fixed request rate (open loop), on PostgreSQL.
 
-    .venv/bin/python bench/api_latency.py                       # 200 req/s, 30 s per phase, 3 rounds; BENCHMARKS.md
+    .venv/bin/python bench/api_latency.py                       # 200 req/s, 30 s per phase, 5 rounds; BENCHMARKS.md
     .venv/bin/python bench/api_latency.py --rate 100 --duration 5 --repeat 1 --no-write-md
 
 A fresh database ``api_bench_<random>`` on 127.0.0.1:5432 (dropped afterwards); ``geomill db upgrade``; an API key
@@ -22,14 +22,16 @@ worker process has imported everything and listens), then runs two phases, each 
     caught up with (a) (how long that took is reported).
 
 Open loop: request i is scheduled at t0 + i/rate whatever happened to earlier ones, and its latency is measured from
-that scheduled time (so a stall is charged to every request it delays: no coordinated omission). The client is
-an aiohttp ClientSession on a uvloop event loop (one loop, a pool of up to 64 keep-alive connections) on loopback, on
-the same 2-CPU machine. The client's own cost is part of every figure, so it must be small: httpx.AsyncClient, used
-before, spent about 1.6 ms of CPU per request here and added about 2 ms to each latency (closed loop against the same
-server, measured while another benchmark loaded the machine: p50 3.0 ms with httpx, 1.15 ms with aiohttp, whose
-client costs about 0.17 ms of CPU per request). The client does not collect garbage during a phase (its full
-collections paused it 40-60 ms). Each phase reports how busy the machine's CPUs were and how much time the hypervisor
-stole from them (other guests' load, outside our control, which shows as rounds that differ a lot).
+that scheduled time (so a stall is charged to every request it delays: no coordinated omission). The client runs on
+a uvloop event loop on the same 2-CPU machine, so its own CPU is taken from the server's and is part of every figure;
+it must be small. The default client (``--client lean``) writes each request by hand on up to 64 keep-alive HTTP/1.1
+connections and parses responses with httptools, the C parser uvicorn uses: about 0.3-0.4 ms of CPU per request
+here, against 0.7-0.9 ms for an aiohttp ClientSession (``--client aiohttp``, the client until 2026-12-03) and about
+1.6 ms for httpx.AsyncClient (before that). Each phase reports the CPU spent per request by the client, the server's
+process tree and PostgreSQL (/proc). The client does not collect garbage during a phase (its full collections paused
+it 40-60 ms) and starts each phase on fresh connections. Each phase also reports how busy the machine's CPUs were and
+how much time the hypervisor stole from them (other guests' load, outside our control, which shows as rounds that
+differ a lot: hence 5 rounds by default, and the median).
 
 Diagnosis: ``API_BENCH_TRACE=/tmp/trace.txt`` appends each request's send time (epoch s) and latency (ms).
 """
@@ -55,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httptools
 import httpx
 import uvloop
 
@@ -101,8 +104,168 @@ def pg(sql: str) -> None:
         con.execute(sql)
 
 
-async def open_loop(client: aiohttp.ClientSession, rate: float, duration: float, make_request,
-                    keep: bool = True) -> dict[str, Any]:
+class _HttpConn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: a request at a time, the response parsed by httptools (the C parser
+    uvicorn uses)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future | None = None
+        self.body: list[bytes] = []
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if not self.parser.should_keep_alive():
+            self.closed = True
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self.parser.get_status_code(), b"".join(self.body)))
+        self.body = []
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(exc or ConnectionResetError("connection closed by the server"))
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, data: bytes) -> asyncio.Future:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)  # type: ignore[union-attr]
+        return self.waiter
+
+
+class LeanClient:
+    """The load generator's HTTP client: requests pre-encoded by hand, up to `limit` keep-alive connections, no
+    cookie jar, redirect, timeout or header object per request. It costs about a fifth of aiohttp's CPU per
+    request (both are measured in every run: `client CPU`), and that CPU is the server's too on this machine.
+    Same interface as the part of aiohttp.ClientSession the bench uses: `await request(method, url, body)` ->
+    (status, body bytes)."""
+
+    def __init__(self, base: str, headers: dict[str, str], limit: int = 64) -> None:
+        host_port = base.split("://", 1)[1]
+        self.host, port = host_port.split(":")
+        self.port = int(port)
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host_port, **headers}.items())
+        self.idle: list[_HttpConn] = []
+        self.limit, self.open_count = limit, 0
+        self.freed = asyncio.Event()
+
+    async def _connection(self) -> _HttpConn:
+        while True:
+            while self.idle:
+                conn = self.idle.pop()
+                if not conn.closed:
+                    return conn
+                self.open_count -= 1
+            if self.open_count < self.limit:
+                self.open_count += 1
+                try:
+                    _, conn = await asyncio.get_running_loop().create_connection(_HttpConn, self.host, self.port)
+                except BaseException:
+                    self.open_count -= 1
+                    raise
+                return conn
+            self.freed.clear()
+            await self.freed.wait()
+
+    async def request(self, method: str, url: str, body: Any = None) -> tuple[int, bytes]:
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {url} HTTP/1.1\r\n{self.head}"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        conn = await self._connection()
+        try:
+            return await conn.send(head.encode() + b"\r\n" + payload)
+        finally:
+            if conn.closed:
+                self.open_count -= 1
+            else:
+                self.idle.append(conn)
+            self.freed.set()
+
+    def drop_idle(self) -> None:
+        """Close the idle connections: a phase starts on fresh ones, not on ones the server may be closing (uvicorn
+        closes a connection idle for 5 s, and a request sent as it does would fail)."""
+        for conn in self.idle:
+            conn.closed = True
+            if conn.transport is not None:
+                conn.transport.close()
+        self.open_count -= len(self.idle)
+        self.idle = []
+
+    async def close(self) -> None:
+        self.drop_idle()
+
+
+class AiohttpClient:
+    """aiohttp.ClientSession behind LeanClient's interface (`--client aiohttp`, the client until 2026-12-03)."""
+
+    def __init__(self, base: str, headers: dict[str, str], limit: int = 64) -> None:
+        self.session = aiohttp.ClientSession(base, headers=headers, connector=aiohttp.TCPConnector(limit=limit),
+                                             timeout=aiohttp.ClientTimeout(total=30), raise_for_status=False)
+
+    async def request(self, method: str, url: str, body: Any = None) -> tuple[int, bytes]:
+        async with self.session.request(method, url, json=body) as r:
+            return r.status, await r.read()
+
+    def drop_idle(self) -> None:
+        return None  # aiohttp's connector checks its idle connections itself
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+CLIENTS = {"lean": LeanClient, "aiohttp": AiohttpClient}
+CLIENT_TEXT = {"lean": f"`LeanClient` (HTTP/1.1 written by hand, httptools {httptools.__version__} parser)",
+               "aiohttp": f"aiohttp {aiohttp.__version__} ClientSession"}
+
+
+def process_cpu(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by this process (the client), the server's process tree and PostgreSQL's
+    processes (/proc: utime + stime of each live process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[str, int, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        procs[int(name)] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, grew = {server_pid}, True
+    while grew:
+        more = {pid for pid, (_, ppid, _) in procs.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return {"client": time.process_time(),
+            "server": sum(procs[p][2] for p in tree if p in procs),
+            "postgres": sum(cpu for comm, _, cpu in procs.values() if comm.startswith("postgres"))}
+
+
+async def open_loop(client: Any, rate: float, duration: float, make_request,
+                    keep: bool = True, server_pid: int | None = None) -> dict[str, Any]:
     """Send request i at t0 + i/rate; latency = completion - scheduled time. Returns the phase's figures (with the
     parsed responses when `keep`)."""
     total = int(rate * duration)
@@ -113,21 +276,22 @@ async def open_loop(client: aiohttp.ClientSession, rate: float, duration: float,
     async def one(i: int, scheduled: float) -> None:
         method, url, body = make_request(i)
         try:
-            async with client.request(method, url, json=body) as r:
-                payload = await r.read()
-                if r.status >= 300:
-                    errors[str(r.status)] = errors.get(str(r.status), 0) + 1
-                elif keep:
-                    results[i] = json.loads(payload)
-        except aiohttp.ClientError as exc:
+            status, payload = await client.request(method, url, body)
+            if status >= 300:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+            elif keep:
+                results[i] = json.loads(payload)
+        except (aiohttp.ClientError, OSError, httptools.HttpParserError) as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
         lat[i] = time.perf_counter() - scheduled
 
     # The client's own garbage collector paused it for 40-60 ms (full collections over the responses kept): such
     # a pause is charged to every request in flight, so the client collects before the phase, not during it.
+    client.drop_idle()
     gc.collect()
     gc.disable()
     cpu0 = cpu_times()
+    proc0 = process_cpu(server_pid) if server_pid else {}
     try:
         t0 = time.perf_counter() + 0.05
         tasks = []
@@ -154,20 +318,23 @@ async def open_loop(client: aiohttp.ClientSession, rate: float, duration: float,
                 f.write(f"{wall0 + i / rate:.4f} {x * 1000:.2f}\n")
     return {"requests": total, "achieved_rps": total / elapsed, "p50": q(0.50), "p90": q(0.90), "p99": q(0.99),
             "max": ms[-1], "mean": statistics.fmean(ms), "errors": errors, "results": results,
-            **cpu_share(cpu0, cpu_times())}
+            **cpu_share(cpu0, cpu_times()),
+            # CPU ms per request by who spent it (PostgreSQL: every backend, the orchestrator's too)
+            **{f"cpu_ms_{k}": (v - proc0[k]) * 1000 / total for k, v in (process_cpu(server_pid) if server_pid
+                                                                         else {}).items()}}
 
 
 JOB_N = {"standalone": 0, "platform_only": 1}
 
 
-async def wait_planned(client: aiohttp.ClientSession, job_id: str, limit_s: float = 60.0) -> None:
+async def wait_planned(client: Any, job_id: str, limit_s: float = 60.0) -> None:
     """Until the orchestrator has picked up `job_id` (a spawned worker process takes a few seconds to import)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        async with client.get(f"/api/jobs/status/{job_id}") as r:
-            if (await r.json())["status"] != "queued":
-                await asyncio.sleep(1.0)
-                return
+        _, body = await client.request("GET", f"/api/jobs/status/{job_id}")
+        if json.loads(body)["status"] != "queued":
+            await asyncio.sleep(1.0)
+            return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"warm-up job {job_id} was not planned within {limit_s:.0f} s")
 
@@ -190,20 +357,21 @@ async def wait_settled(db: str, limit_s: float = 300.0) -> float:
 
 
 async def drive(base: str, key: str, rate: float, duration: float, warmup: int,
-                n: int, db: str) -> dict[str, dict[str, Any]]:
+                n: int, db: str, client_kind: str, server_pid: int) -> dict[str, dict[str, Any]]:
     run_tag = secrets.token_hex(4)
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(base, headers={"X-API-Key": key}, connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=30), raise_for_status=False) as client:
+    client = CLIENTS[client_kind](base, {"X-API-Key": key})
+    try:
         # warm-up: open connections, first-request paths (not measured)
         for i in range(warmup):
-            async with client.post("/api/jobs/submit/fanout",
-                                   json={"n": n, "stages": 1, "tag": f"warm-{run_tag}-{i}"}) as r:
-                r.raise_for_status()
-                last = (await r.json())["job_id"]
+            code, body = await client.request("POST", "/api/jobs/submit/fanout",
+                                              {"n": n, "stages": 1, "tag": f"warm-{run_tag}-{i}"})
+            if code >= 300:
+                raise RuntimeError(f"warm-up submission answered {code}: {body[:500]!r}")
+            last = json.loads(body)["job_id"]
         await wait_planned(client, last)  # the worker process is up (imported, listening): measure steady state
         submit = await open_loop(client, rate, duration, lambda i: (
-            "POST", "/api/jobs/submit/fanout", {"n": n, "stages": 1, "tag": f"b-{run_tag}-{i}"}))
+            "POST", "/api/jobs/submit/fanout", {"n": n, "stages": 1, "tag": f"b-{run_tag}-{i}"}),
+            server_pid=server_pid)
         ids = [r["job_id"] for r in submit["results"] if r and "job_id" in r]
         if not ids:
             raise RuntimeError(f"no job created: {submit['errors']}")
@@ -211,12 +379,15 @@ async def drive(base: str, key: str, rate: float, duration: float, warmup: int,
         settle_s = await wait_settled(db)  # (b) reads settled jobs: the orchestrator has caught up with (a)
         await asyncio.sleep(1)
         status = await open_loop(client, rate, duration,
-                                 lambda i: ("GET", f"/api/jobs/status/{ids[i % len(ids)]}", None), keep=False)
+                                 lambda i: ("GET", f"/api/jobs/status/{ids[i % len(ids)]}", None), keep=False,
+                                 server_pid=server_pid)
         submit["created"] = created
         submit["settle_s"] = settle_s
         for ph in (submit, status):
             ph.pop("results")
         return {"submit": submit, "status": status}
+    finally:
+        await client.close()
 
 
 def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
@@ -249,7 +420,8 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
                 raise RuntimeError("server not ready: " + (workdir / "serve.log").read_text()[-3000:])
             time.sleep(0.2)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the client's CPU is the server's too
-            phases = runner.run(drive(base, key, args.rate, args.duration, args.warmup, JOB_N[mode], db))
+            phases = runner.run(drive(base, key, args.rate, args.duration, args.warmup, JOB_N[mode], db,
+                                      args.client, server.pid))
         return phases
     finally:
         if server is not None:
@@ -281,6 +453,8 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out["created"] = sum(r.get("created", 0) for r in rounds)
     out["settle_s"] = [r.get("settle_s", 0.0) for r in rounds]
     out["cpu"] = [(r.get("cpu_busy", float("nan")), r.get("cpu_steal", float("nan"))) for r in rounds]
+    out["cpu_ms"] = {who: statistics.median([r.get(f"cpu_ms_{who}", float("nan")) for r in rounds])
+                     for who in ("client", "server", "postgres")}
     return out
 
 
@@ -291,10 +465,11 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
              f"Measured {meta['date']} on {meta['machine']}; PostgreSQL {meta['postgresql']}, a fresh database per "
              "deployment and round; `geomill serve` with default settings and an API key (auth on; key lookups cached "
              "`GEOMILL_API_KEY_CACHE_SECONDS` = 5 s). Open loop: a request every 1/rate s, latency from its scheduled "
-             f"send time (no coordinated omission); client aiohttp {aiohttp.__version__} ClientSession on uvloop "
-             "(≤ 64 keep-alive connections; status responses read, not parsed) on loopback, on the same 2 CPUs as the "
-             "server and PostgreSQL. Until 2026-12-03 the client was httpx, whose own cost (about 1.6 ms of CPU and "
-             "2 ms of latency per request, measured on a loaded machine) was counted in every figure. The load starts once the orchestrator has "
+             f"send time (no coordinated omission); client: {CLIENT_TEXT[args.client]} on uvloop (≤ 64 keep-alive "
+             "connections; status responses read, not parsed) on loopback, on the same 2 CPUs as the server and "
+             "PostgreSQL, so its CPU is counted in every figure (hence a lean client: below, the CPU per request of "
+             "each party). Before 2026-12-03 the client was aiohttp (about twice the CPU per request), and before "
+             "that httpx (about 1.6 ms of CPU per request). The load starts once the orchestrator has "
              f"planned the warm-up jobs (before that, the spawned worker process's imports competed with it). {rounds} "
              "round(s) per deployment, deployments alternating; each figure is the median over rounds, with every "
              "round's p99 in the last column.", "",
@@ -305,6 +480,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
     created: list[str] = []
     settled: list[str] = []
     cpu: list[str] = []
+    cpu_ms: list[str] = []
     for mode, runs in results.items():
         n = JOB_N[mode]
         for name, label in (("submit", f"(a) submit `POST /api/jobs/submit/fanout` (n={n}, a new job each)"),
@@ -314,6 +490,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
                 created.append(f"{mode}: {r['created']:,}")
                 settled.append(f"{mode}: " + " / ".join(f"{x:.1f}" for x in r["settle_s"]) + " s")
             cpu.append(f"{mode} {name}: " + " / ".join(f"{busy:.0%} ({steal:.0%})" for busy, steal in r["cpu"]))
+            cpu_ms.append(f"{mode} {name}: " + ", ".join(f"{who} {ms:.2f}" for who, ms in r["cpu_ms"].items()))
             errs = sum(r["errors"].values())
             err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
             met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
@@ -327,7 +504,9 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
               "submissions/s it falls behind, competing with the API and PostgreSQL for the 2 CPUs). "
               f"geomill {meta['geomill']}, Python {meta['python']}.", "",
               "CPU busy per round (in brackets: stolen by the hypervisor for other guests, /proc/stat), over the "
-              f"whole machine during each phase: {'; '.join(cpu)}.", ""]
+              f"whole machine during each phase: {'; '.join(cpu)}.", "",
+              "CPU ms per request (median over rounds; /proc: the client process, the server's process tree with "
+              "its worker or orchestrator process, and every PostgreSQL process): " + "; ".join(cpu_ms) + ".", ""]
     return "\n".join(lines)
 
 
@@ -341,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured submits first")
     p.add_argument("--modes", nargs="+", default=list(JOB_N), choices=list(JOB_N), help="deployments to measure")
-    p.add_argument("--repeat", type=int, default=3, help="rounds per deployment, alternating (default 3)")
+    p.add_argument("--repeat", type=int, default=5, help="rounds per deployment, alternating (default 5)")
+    p.add_argument("--client", choices=list(CLIENTS), default="lean",
+                   help="load generator: lean (hand-encoded HTTP/1.1 over keep-alive connections, httptools parser; "
+                        "default) or aiohttp")
     p.add_argument("--no-write-md", action="store_true")
     args = p.parse_args(argv)
     import importlib.metadata

@@ -472,11 +472,12 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
              "that httpx (about 1.6 ms of CPU per request). The load starts once the orchestrator has "
              f"planned the warm-up jobs (before that, the spawned worker process's imports competed with it). {rounds} "
              "round(s) per deployment, deployments alternating; each figure is the median over rounds, with every "
-             "round's p99 in the last column.", "",
+             "round's p99 in the last column, next to the share of the machine's CPU time the hypervisor stole "
+             "during that phase (other guests' load: rounds with more of it have longer tails).", "",
              f"Reproduce: `.venv/bin/python bench/api_latency.py --rate {args.rate:g} --duration {args.duration:g} "
              f"--modes {modes} --repeat {rounds}`",
              "", "| deployment | phase | requests | target rate | achieved rate | p50 ms | p90 ms | p99 ms | max ms | "
-             "errors | p99 target | met | p99 per round |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "errors | p99 target | met | p99 per round (CPU stolen) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     created: list[str] = []
     settled: list[str] = []
     cpu: list[str] = []
@@ -494,7 +495,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
             errs = sum(r["errors"].values())
             err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
             met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
-            per_round = " / ".join(f"{x:.1f}" for x in r["p99_rounds"])
+            per_round = " / ".join(f"{x:.1f} ({steal:.0%})" for x, (_, steal) in zip(r["p99_rounds"], r["cpu"]))
             lines.append(f"| {DEPLOYMENT[mode]} | {label} | {r['requests']:,} | {args.rate:g}/s | "
                          f"{r['achieved_rps']:.1f}/s | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} | "
                          f"{r['max']:.1f} | {err_txt} | ≤ {TARGETS_MS[name]:g} | {met} | {per_round} |")
@@ -525,7 +526,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="load generator: lean (hand-encoded HTTP/1.1 over keep-alive connections, httptools parser; "
                         "default) or aiohttp")
     p.add_argument("--no-write-md", action="store_true")
+    p.add_argument("--render", metavar="JSON", type=Path,
+                   help="measure nothing: print (and write) the section of a saved run (bench/out/api_latency/last.json)")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        args = argparse.Namespace(**{**saved["args"], "no_write_md": args.no_write_md, "render": args.render})
+        section = render(args, saved["results"], saved["meta"])
+        print(section)
+        if not args.no_write_md:
+            update_benchmarks_md(section)
+        return 0
     import importlib.metadata
 
     import psycopg
@@ -540,7 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeat):
         for mode in args.modes:
             res[mode].append(run(args, mode))
-    (OUT / "last.json").write_text(json.dumps({"meta": meta, "args": vars(args), "results": res}, indent=1))
+    # last.json is the run BENCHMARKS.md shows; a --no-write-md run goes to quick.json
+    saved = OUT / ("quick.json" if args.no_write_md else "last.json")
+    saved.write_text(json.dumps({"meta": meta, "args": {k: str(v) if isinstance(v, Path) else v
+                                                        for k, v in vars(args).items()}, "results": res}, indent=1))
     print(json.dumps(res, indent=1))
     section = render(args, res, meta)
     print(section)

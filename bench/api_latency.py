@@ -61,15 +61,13 @@ import httptools
 import httpx
 import uvloop
 
-from common import cpu_times, update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import PG_ADMIN_URL, cpu_times, pg_create_db, pg_drop_db, update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 OUT = BENCH_DIR / "out" / "api_latency"
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 SECTION = "## HTTP API latency (bench/api_latency.py)"
 GEOMILL = REPO / ".venv" / "bin" / "geomill"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/{db}"
 TARGETS_MS = {"submit": 25.0, "status": 10.0}  # p99
 
@@ -95,13 +93,6 @@ def cpu_share(before: list[int], after: list[int]) -> dict[str, float]:
     d = [b - a for a, b in zip(before, after)]
     total = sum(d) or 1
     return {"cpu_busy": 1 - (d[3] + d[4]) / total, "cpu_steal": d[7] / total}
-
-
-def pg(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
-        con.execute(sql)
 
 
 class _HttpConn(asyncio.Protocol):
@@ -393,8 +384,7 @@ async def drive(base: str, key: str, rate: float, duration: float, warmup: int,
 def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     OUT.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="api-", dir=OUT))
-    db = f"api_bench_{secrets.token_hex(5)}"
-    pg(f'CREATE DATABASE "{db}"')
+    db = pg_create_db("api_bench")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
     env["GEOMILL_DATABASE_URL"] = PG_URL.format(db=db)
     data = ["--data-dir", str(workdir / "data")]
@@ -431,7 +421,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-        pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        pg_drop_db(db)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -511,10 +501,6 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
     return "\n".join(lines)
 
 
-def update_benchmarks_md(section: str) -> None:
-    update_section(SECTION, section)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rate", type=float, default=200.0, help="requests per second")
@@ -535,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         section = render(args, saved["results"], saved["meta"])
         print(section)
         if not args.no_write_md:
-            update_benchmarks_md(section)
+            update_section(SECTION, section)
         return 0
     import importlib.metadata
 
@@ -559,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(args, res, meta)
     print(section)
     if not args.no_write_md:
-        update_benchmarks_md(section)
+        update_section(SECTION, section)
     return 0
 
 

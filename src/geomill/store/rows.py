@@ -11,9 +11,12 @@ from geomill.domain import FailurePolicy, Job, JobStatus, Stage, Task, TaskStatu
 
 
 def ts(value: Any) -> datetime | None:
-    """Epoch seconds (SQLite) or a datetime (PostgreSQL) as an aware UTC datetime."""
+    """Epoch seconds (SQLite), a datetime (PostgreSQL) or an ISO 8601 string (a PostgreSQL time inside JSON) as an
+    aware UTC datetime."""
     if value is None:
         return None
+    if isinstance(value, str) and "-" in value:
+        value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromtimestamp(float(value), tz=UTC)

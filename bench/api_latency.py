@@ -397,6 +397,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         port = free_port()
         log = open(workdir / "serve.log", "w")
         server = subprocess.Popen([str(GEOMILL), "serve", "--mode", mode, "--port", str(port), "-w", "1",
+                                   "--http-processes", str(args.http_processes),
                                    *data], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -511,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client", choices=list(CLIENTS), default="lean",
                    help="load generator: lean (hand-encoded HTTP/1.1 over keep-alive connections, httptools parser; "
                         "default) or aiohttp")
+    p.add_argument("--http-processes", type=int, default=1, help="geomill serve --http-processes")
     p.add_argument("--no-write-md", action="store_true")
     p.add_argument("--render", metavar="JSON", type=Path,
                    help="measure nothing: print (and write) the section of a saved run (bench/out/api_latency/last.json)")

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
     host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP API port")
+    http_processes: int = Field(
+        1, ge=1, le=64, description="processes serving the HTTP API on one socket (geomill serve): more than one "
+                                    "lets bursts of requests use more than one CPU")
     auth_disabled: bool = Field(False, description="no API keys needed: local use only; /api/health says so")
     api_key_cache_seconds: float = Field(
         5.0, ge=0, description="an API process remembers a key lookup this long: a revoked key stops working "

@@ -1,5 +1,6 @@
-"""A real `geomill serve --mode standalone` process (uvicorn + worker pool) on PostgreSQL, driven with httpx over
-loopback; keys made with `geomill api-key create` against the same database."""
+"""A real `geomill serve --mode standalone` process (uvicorn + worker pool, and a second HTTP process on the same
+socket) on PostgreSQL, driven with httpx over loopback; keys made with `geomill api-key create` against the same
+database."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def start_server(tmp: Path, database_url: str) -> Server:
     port = free_port()
     env = geomill_env(tmp / "data", database_url, source_roots=json.dumps([str(sources)]), lease_seconds=3,
                       workers=2, auth_disabled="false", debug_endpoints="false", queues="[]",
-                      app_mode="standalone", app_name="api-pg-test")
+                      app_mode="standalone", app_name="api-pg-test", http_processes=2)
     keys = {scope: create_key(env, f"{scope}-key", scopes)
             for scope, scopes in [("read", "read"), ("submit", "read,submit"), ("admin", "admin")]}
     log = tmp / "serve.log"
@@ -115,20 +116,47 @@ def test_hello_world_completes_with_workers_on_postgres(server: Server) -> None:
     assert health["components"]["workers"]["count"] >= 1 and health["status"] == "ok", health
 
 
-def test_worker_processes_beside_the_api_run_at_a_lower_cpu_priority(server: Server) -> None:
-    """GEOMILL_HTTP_WORKER_NICE (default 5): under CPU contention the API's requests come first."""
-    workers = []
+def spawned_children(parent: int) -> list[int]:
+    """The processes `parent` spawned with multiprocessing (worker and HTTP processes)."""
+    children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:  # the process exited meanwhile
             continue
-        if int(fields[1]) == server.proc.pid and b"spawn_main" in cmdline:
-            workers.append(int(stat.parent.name))
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes holding a socket that listens on `port` (/proc/net/tcp and each process's fds)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    pids = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pids.add(int(fd_dir.parent.name))
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def test_worker_processes_beside_the_api_run_at_a_lower_cpu_priority(server: Server) -> None:
+    """GEOMILL_HTTP_WORKER_NICE (default 5): under CPU contention the API's requests come first (the extra HTTP
+    process keeps the server's priority)."""
+    http = listening_pids(server.client.base_url.port)
+    workers = [pid for pid in spawned_children(server.proc.pid) if pid not in http]
     assert len(workers) == 2, workers  # GEOMILL_WORKERS=2
     api_nice = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in workers] == [api_nice + 5] * 2
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in http] == [api_nice] * 2
 
 
 def test_process_raster_from_allowed_root(server: Server) -> None:
@@ -241,6 +269,41 @@ def test_metrics_cover_the_workers(server: Server) -> None:
     text = server.client.get("/metrics").text
     assert 'geomill_jobs{job_type="hello_world",status="completed"}' in text
     assert 'geomill_task_duration_seconds_count{task_type="demo.greet"}' in text
+
+
+def test_http_processes_share_the_socket_and_are_replaced_and_die_with_the_server(tmp_path: Path,
+                                                                                   pg_url: str) -> None:
+    """GEOMILL_HTTP_PROCESSES=2: a second process accepts on the server's socket; SIGKILLed, it is replaced while
+    the server keeps answering; when the server itself is SIGKILLed, nothing is left holding the port."""
+    srv = start_server(tmp_path, pg_url)
+    port = srv.client.base_url.port
+    try:
+
+        def both() -> set[int] | None:
+            pids = listening_pids(port)
+            return pids if len(pids) == 2 else None
+
+        pids = wait_for(both, 30, "2 HTTP processes")
+        assert srv.proc.pid in pids
+        [extra] = pids - {srv.proc.pid}
+        assert extra in spawned_children(srv.proc.pid)
+        answered = set()
+        for _ in range(8):  # fresh connections: the kernel hands each to whichever process waits in accept
+            with httpx.Client(base_url=str(srv.client.base_url), timeout=10) as fresh:
+                answered.add(fresh.get("/api/jobs", headers=srv.h("read")).status_code)
+        assert answered == {200}
+        os.kill(extra, signal.SIGKILL)
+        job_id = srv.submit("hello_world", {"n": 2}).json()["job_id"]
+        assert srv.poll(job_id)["status"] == "completed"
+        replaced = wait_for(lambda: (p := listening_pids(port) - {srv.proc.pid, extra}) or None, 30,
+                            "a new HTTP process")
+        assert len(replaced) == 1 and f"HTTP process {extra} exited" in srv.log.read_text()
+        srv.proc.kill()  # the server only, not its group: its children must notice by themselves
+        srv.proc.wait(10)
+        wait_for(lambda: not listening_pids(port), 15, "the HTTP processes to exit with their parent")
+    finally:
+        srv.client.close()
+        kill_group(srv.proc)
 
 
 def test_sigterm_stops_server_and_workers_promptly(tmp_path: Path, pg_url: str) -> None:

@@ -99,8 +99,25 @@ def make_rt(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Runtime
         return rt
 
     yield factory
-    for rt in opened:
-        rt.close()
+    try:
+        if opened:
+            assert_counts_follow_from_the_counters(opened[0].store)
+    finally:
+        for rt in opened:
+            rt.close()
+
+
+def assert_counts_follow_from_the_counters(store: Store) -> None:
+    """Checked after every test here, whatever state it left: the tasks by status that a status read derives from
+    each stage's counters (reads.stage_counts) are the tasks counted by status."""
+    m = store._mark  # type: ignore[attr-defined]
+    for job_id in sorted({r["job_id"] for r in store._read("SELECT job_id FROM stages")}):  # type: ignore[attr-defined]
+        counted: dict[int, dict[str, int]] = {}
+        for r in store._read(f"SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {m} "  # type: ignore[attr-defined]
+                             "GROUP BY stage, status", (job_id,)):
+            counted.setdefault(r["stage"], {})[r["status"]] = r["n"]
+        for stage in store.get_stages(job_id):
+            assert stage.counts == counted.get(stage.stage, {}), (job_id, stage)
 
 
 @pytest.fixture

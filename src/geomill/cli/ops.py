@@ -41,18 +41,21 @@ def _parse_concurrency(text: str | None) -> dict[str, int] | None:
 Host = Annotated[str | None, typer.Option("--host", help="HTTP address [GEOMILL_HOST; 127.0.0.1]")]
 Port = Annotated[int | None, typer.Option("--port", help="HTTP port [GEOMILL_PORT; 8000]")]
 NoHttp = Annotated[bool, typer.Option("--no-http", help="no HTTP API even in an API-bearing mode")]
+HttpProcesses = Annotated[int | None, typer.Option(
+    "--http-processes", help="processes serving the HTTP API on one socket [GEOMILL_HTTP_PROCESSES; 1]")]
 
 
 @app.command()
 def serve(
     mode: Mode = None, queues: Queues = None, concurrency: Concurrency = None, processes: Processes = None,
-    host: Host = None, port: Port = None, no_http: NoHttp = False, data_dir: DataDir = None,
+    host: Host = None, port: Port = None, no_http: NoHttp = False, http_processes: HttpProcesses = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Run this process in a role until SIGTERM/Ctrl-C (drains: running tasks finish first). API-bearing modes
     (standalone, platform_*) also serve the HTTP API."""
     try:
         settings = load_settings(data_dir, workers=processes, app_mode=mode, host=host, port=port,
-                                 concurrency=_parse_concurrency(concurrency))
+                                 http_processes=http_processes, concurrency=_parse_concurrency(concurrency))
         explicit = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queues
         role = resolve_role(settings.app_mode, explicit or None)
         rt = Runtime.open(settings)
@@ -75,23 +78,37 @@ def serve(
 
 def _serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: dict[str, object]) -> None:
     """uvicorn in the main thread (it owns the signals); the worker pool is supervised from a thread and drained
-    when the server shuts down."""
+    when the server shuts down. With `http_processes` > 1 the extra HTTP processes accept on the same socket."""
     import uvicorn
 
     from geomill.api import create_app
+    from geomill.api.server import HttpProcesses, uvicorn_config
     from geomill.worker.runner import BackgroundPool
 
     s = rt.settings
     pool = BackgroundPool(rt, layout, info)
-    app_ = create_app(s, rt, role, on_startup=lambda _: pool.start(), on_shutdown=lambda _: pool.stop())
+    config = uvicorn_config(None, s)
+    sock = config.bind_socket()
+    extra = HttpProcesses(s, role, sock, s.http_processes - 1)
+
+    def started(_: Runtime) -> None:
+        pool.start()
+        extra.start()
+
+    def stopping(_: Runtime) -> None:
+        extra.stop()
+        pool.stop()
+
+    config.app = create_app(s, rt, role, on_startup=started, on_shutdown=stopping)
     if s.auth_disabled:
         err.print("[yellow]warning:[/] GEOMILL_AUTH_DISABLED=true: the API accepts requests without a key")
-    err.print(f"HTTP API on http://{s.host}:{s.port} (docs: /docs)")
+    err.print(f"HTTP API on http://{s.host}:{s.port} (docs: /docs), {s.http_processes} HTTP process(es)")
     # uvicorn re-raises the signal that stopped it once it has shut down; absorb it, so a drained stop exits 0
     previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn.run(app_, host=s.host, port=s.port, log_level=s.log_level.lower(), access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -19,10 +19,24 @@ def job_sql(mark: str) -> str:
 
 
 def stages_sql(mark: str) -> str:
-    """A job's stage rows, each joined with its task count per status (parameters: job id twice)."""
-    return ("SELECT s.*, c.status AS task_status, c.n AS task_count FROM stages s LEFT JOIN ("
-            f"  SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {mark} GROUP BY stage, status"
-            f") c ON c.stage = s.stage WHERE s.job_id = {mark} ORDER BY s.stage")
+    """A job's stage rows, each with its number of tasks running and cancelled (parameter: the job id). The other
+    counts follow from the stage's counters (`stage_counts`), so a status read costs O(stages + tasks running or
+    cancelled), not O(tasks): counting a 20,000-task stage by status took PostgreSQL 17 ms."""
+    counted = ", ".join(f"(SELECT COUNT(*) FROM tasks t WHERE t.job_id = s.job_id AND t.stage = s.stage "
+                        f"AND t.status = '{status}') AS {status}_count" for status in ("processing", "cancelled"))
+    return f"SELECT s.*, {counted} FROM stages s WHERE s.job_id = {mark} ORDER BY s.stage"
+
+
+def stage_counts(r: Mapping[str, Any]) -> dict[str, int]:
+    """A stage's tasks by status (the non-zero ones), from a `stages_sql` row. The counters change in the same
+    statements as the tasks they count: `total` = tasks inserted; `remaining` = tasks neither completed nor failed
+    (cancelled ones included), plus 1 while a chunked plan is still inserting (`sealed` false); `failed` = tasks
+    failed for good. Only running and cancelled tasks are counted (via the (job_id, stage, status) index)."""
+    unfinished = r["remaining"] - (0 if r["sealed"] else 1)
+    processing, cancelled = r["processing_count"], r["cancelled_count"]
+    counts = {"queued": unfinished - processing - cancelled, "processing": processing,
+              "completed": r["total"] - unfinished - r["failed"], "failed": r["failed"], "cancelled": cancelled}
+    return {status: n for status, n in counts.items() if n}
 
 
 def job_view_pg_sql() -> str:
@@ -52,14 +66,8 @@ def job_from_rows(job_id: str, rows: Sequence[Mapping[str, Any]]) -> Job:
 
 
 def stages_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Stage]:
-    """Rows of `stages_sql` (one per stage and task status) as stages with their counts."""
-    counts: dict[int, dict[str, int]] = {}
-    first: dict[int, Mapping[str, Any]] = {}
-    for r in rows:
-        first.setdefault(r["stage"], r)
-        if r["task_status"] is not None:
-            counts.setdefault(r["stage"], {})[r["task_status"]] = r["task_count"]
-    return [stage_from_row(r, counts.get(k, {})) for k, r in first.items()]
+    """Rows of `stages_sql` as stages with their counts."""
+    return [stage_from_row(r, stage_counts(r)) for r in rows]
 
 
 def view_statuses(stages: Sequence[Stage]) -> set[str]:
@@ -114,8 +122,8 @@ class SharedReads:
         return [job_from_row(r) for r in rows]
 
     def get_stages(self, job_id: str) -> list[Stage]:
-        """Each stage's counter row with its tasks counted by status, in one query."""
-        return stages_from_rows(self._read(stages_sql(self._mark), (job_id, job_id)))
+        """Each stage's counter row with its tasks by status, in one query."""
+        return stages_from_rows(self._read(stages_sql(self._mark), (job_id,)))
 
     def _job_and_stages(self, job_id: str) -> tuple[Job, list[Stage]]:
         return self.get_job(job_id), self.get_stages(job_id)

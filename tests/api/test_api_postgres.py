@@ -295,7 +295,7 @@ def test_http_processes_share_the_socket_and_are_replaced_and_die_with_the_serve
         os.kill(extra, signal.SIGKILL)
         job_id = srv.submit("hello_world", {"n": 2}).json()["job_id"]
         assert srv.poll(job_id)["status"] == "completed"
-        replaced = wait_for(lambda: (p := listening_pids(port) - {srv.proc.pid, extra}) or None, 30,
+        replaced = wait_for(lambda: (listening_pids(port) - {srv.proc.pid, extra}) or None, 30,
                             "a new HTTP process")
         assert len(replaced) == 1 and f"HTTP process {extra} exited" in srv.log.read_text()
         srv.proc.kill()  # the server only, not its group: its children must notice by themselves

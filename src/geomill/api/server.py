@@ -51,7 +51,7 @@ def http_child_main(settings: Settings, role: Role, sock: socket.socket, parent_
 
     setup_logging(settings.log_level, settings.log_json)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(settings, migrate=False)  # the parent migrated before it started serving
     try:
         uvicorn.Server(uvicorn_config(create_app(settings, runtime, role), settings)).run(sockets=[sock])
     finally:

@@ -61,7 +61,7 @@ import httptools
 import httpx
 import uvloop
 
-from common import PG_ADMIN_URL, cpu_times, pg_create_db, pg_drop_db, update_section  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import PG_ADMIN_URL, cpu_times, pg_create_db, pg_drop_db, publish  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -520,10 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads(args.render.read_text())
         args = argparse.Namespace(**{**saved["args"], "no_write_md": args.no_write_md, "render": args.render})
-        section = render(args, saved["results"], saved["meta"])
-        print(section)
-        if not args.no_write_md:
-            update_section(SECTION, section)
+        publish(SECTION, render(args, saved["results"], saved["meta"]), not args.no_write_md)
         return 0
     import importlib.metadata
 
@@ -544,10 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     saved.write_text(json.dumps({"meta": meta, "args": {k: str(v) if isinstance(v, Path) else v
                                                         for k, v in vars(args).items()}, "results": res}, indent=1))
     print(json.dumps(res, indent=1))
-    section = render(args, res, meta)
-    print(section)
-    if not args.no_write_md:
-        update_section(SECTION, section)
+    publish(SECTION, render(args, res, meta), not args.no_write_md)
     return 0
 
 

@@ -21,6 +21,13 @@ def update_section(heading: str, section: str, path: Path = BENCHMARKS_MD) -> No
     path.write_text(text)
 
 
+def publish(heading: str, section: str, write_md: bool) -> None:
+    """Print a benchmark's section and, unless told not to, put it in BENCHMARKS.md."""
+    print(section)
+    if write_md:
+        update_section(heading, section)
+
+
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import pg_create_db, pg_drop_db, update_section  # (bench/ is on sys.path when a script runs)
+from common import pg_create_db, pg_drop_db, publish  # (bench/ is on sys.path when a script runs)
 from psycopg.rows import dict_row
 
 SECTION = "## Status read cost by job size (bench/status_read.py)"
@@ -166,10 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
     finally:
         pg_drop_db(db)
-    section = render(results, args, pg_version)
-    print(section)
-    if not args.no_write_md:
-        update_section(SECTION, section)
+    publish(SECTION, render(results, args, pg_version), not args.no_write_md)
     return 0
 
 

@@ -65,7 +65,6 @@ class HttpProcesses:
     def __init__(self, settings: Settings, role: Role, sock: socket.socket, count: int, grace: float = 10.0) -> None:
         self.settings, self.role, self.sock, self.count, self.grace = settings, role, sock, count, grace
         self.procs: list[Any] = []
-        self.restarts = 0
         self._stopping = threading.Event()
         self._watch = threading.Thread(target=self._supervise, name="http-supervisor", daemon=True)
 
@@ -80,15 +79,11 @@ class HttpProcesses:
             self.procs = [self._spawn() for _ in range(self.count)]
             self._watch.start()
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.pid is not None]
-
     def _supervise(self) -> None:
         while not self._stopping.wait(1.0):
             for i, proc in enumerate(self.procs):
                 if not proc.is_alive() and not self._stopping.is_set():
                     log.warning("HTTP process %s exited (code %s); starting a new one", proc.pid, proc.exitcode)
-                    self.restarts += 1
                     self.procs[i] = self._spawn()
 
     def stop(self) -> None:

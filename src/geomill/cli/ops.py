@@ -87,9 +87,6 @@ def _serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: di
 
     s = rt.settings
     pool = BackgroundPool(rt, layout, info)
-    config = uvicorn_config(None, s)
-    sock = config.bind_socket()
-    extra = HttpProcesses(s, role, sock, s.http_processes - 1)
 
     def started(_: Runtime) -> None:
         pool.start()
@@ -99,7 +96,9 @@ def _serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: di
         extra.stop()
         pool.stop()
 
-    config.app = create_app(s, rt, role, on_startup=started, on_shutdown=stopping)
+    config = uvicorn_config(create_app(s, rt, role, on_startup=started, on_shutdown=stopping), s)
+    sock = config.bind_socket()
+    extra = HttpProcesses(s, role, sock, s.http_processes - 1)
     if s.auth_disabled:
         err.print("[yellow]warning:[/] GEOMILL_AUTH_DISABLED=true: the API accepts requests without a key")
     err.print(f"HTTP API on http://{s.host}:{s.port} (docs: /docs), {s.http_processes} HTTP process(es)")

@@ -27,7 +27,7 @@ _problem: str | None = None  # what is wrong with the services ("" = nothing); c
 def unavailable(reason: str) -> None:
     """Skip locally, fail in CI."""
     if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: a missing service fails the run)")
+        pytest.fail(f"{reason} (CI is set: a missing service or sample fails the run)")
     pytest.skip(reason)
 
 

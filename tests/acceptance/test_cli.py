@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from rio_cogeo.cogeo import cog_validate
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+import samples
+
 GEOMILL = [sys.executable, "-m", "geomill.cli"]
 
 
@@ -90,12 +91,12 @@ def test_bad_raster_fails_clearly_without_retries(seeded: Path, tmp_path: Path, 
         source, expect = str(tmp_path / "nope.tif"), "not found"
     elif case == "truncated":
         source = str(tmp_path / "truncated.tif")
-        blob = (SHARED / "raster" / "RGB.byte.tif").read_bytes()
+        blob = samples.raster("RGB.byte.tif").read_bytes()
         Path(source).write_bytes(blob[: len(blob) // 2])
         expect = "truncated.tif"
     elif case == "no_crs":
         source = str(tmp_path / "float.tif")
-        shutil.copyfile(SHARED / "raster" / "float.tif", source)
+        shutil.copyfile(samples.shared("raster", "float.tif"), source)
         expect = "no coordinate reference system"
     else:
         source = str(tmp_path / "notes.tif")
@@ -165,7 +166,7 @@ def test_job_types_lists_parameter_schemas(tmp_path: Path) -> None:
 
 def test_params_file_and_reprojection(tmp_path: Path) -> None:
     params = tmp_path / "p.json"
-    params.write_text(json.dumps({"source": str(SHARED / "raster" / "RGB.byte.tif"), "target_crs": "EPSG:4326"}))
+    params.write_text(json.dumps({"source": str(samples.raster("RGB.byte.tif")), "target_crs": "EPSG:4326"}))
     result = geomill(tmp_path / "d", "run", "process_raster", "--params-file", str(params), "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)["result"]["outputs"][0]

@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 
+import samples
 from geomill.config import Settings
 from geomill.runtime import Runtime
 from geomill.worker.loop import WorkerLoop
 
 QUEUES = ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
-RGB = Path(__file__).resolve().parents[3] / "shared" / "data" / "raster" / "RGB.byte.tif"
+RGB = samples.raster("RGB.byte.tif")  # the package's copy: always present
 PROBLEM = "application/problem+json"
 TRACE_MARKERS = ("Traceback (most recent call last)", 'File "/', '.py", line')
 RUNNING = ("queued", "processing")

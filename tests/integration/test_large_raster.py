@@ -22,6 +22,7 @@ from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
+import samples
 from geomill.catalog.validation import validate_item_dict
 from geomill.config import Settings
 from geomill.domain.models import StageResults
@@ -219,9 +220,7 @@ def within_one_source_pixel(warped: np.ndarray, transform: Affine, source: Path)
 
 def test_multiband_sample_and_float_nan_nodata_round_trip(storage: LocalStorage, tmp_path: Path) -> None:
     """A real 3-band RGB sample (uint8, nodata 0) and a float32 raster with NaN nodata: mosaic == source."""
-    rgb = Path(__file__).parents[2].parent / "shared" / "data" / "raster" / "RGB.byte.tif"
-    if not rgb.is_file():
-        pytest.skip("shared sample RGB.byte.tif not found")
+    rgb = samples.raster("RGB.byte.tif")
     floats = tmp_path / "floats.tif"
     data = np.linspace(-50, 50, 600 * 700, dtype=np.float32).reshape(1, 600, 700)
     data[0, :40, :] = np.nan

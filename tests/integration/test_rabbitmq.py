@@ -16,6 +16,7 @@ from typing import Any
 import pika
 import pytest
 
+import samples
 from geomill.config import Settings
 from geomill.dispatch.outbox import publish_outbox
 from geomill.dispatch.rabbitmq import REASON_HEADER, RabbitPublisher, decode
@@ -25,7 +26,6 @@ from geomill.store import open_store
 from procs import cli, geomill_env, start, start_worker, stop, submit, tasks, wait_for, wait_terminal
 from services import fresh_vhost, rabbitmqctl, wait_rabbitmq_app
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 WORK_QUEUES = ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
 DEAD_LETTER = "geomill.dead-letter"
 
@@ -115,7 +115,7 @@ def test_a_big_outbox_goes_out_in_confirmed_batches(pg_url: str, amqp_url: str, 
 @pytest.mark.slow
 def test_mixed_queue_job_runs_each_stage_on_the_right_worker(tmp_path: Path, pg_url: str, amqp_url: str) -> None:
     source = tmp_path / "RGB.byte.tif"
-    shutil.copyfile(SHARED / "raster" / "RGB.byte.tif", source)
+    shutil.copyfile(samples.raster("RGB.byte.tif"), source)
     env = geomill_env(tmp_path / "d", pg_url, long_task_size_mb=0.5, workers=1, lease_seconds=10,
                       broker_url=amqp_url)
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_validate
 
+import samples
 from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_dict
 from geomill.domain import InvalidInput
@@ -29,17 +30,11 @@ from geomill.tasks.raster.sources import ListSourcesParams, list_sources
 from geomill.tasks.stac.collection import CreateCollectionParams, create_collection
 from procs import cli, geomill_env
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raster"
-EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "geomill" / "examples" / "data"
 SAME_CRS = ["rgb1_fake_nir_epsg3857.tif", "shade.tif"]  # EPSG:3857, 1 band of uint8 each
 ORIGIN = Affine(30, 0, 500000, 0, -30, 4000000)
 
 
-def sample(name: str) -> Path:
-    for folder in (EXAMPLES, SHARED):
-        if (folder / name).is_file():
-            return folder / name
-    pytest.skip(f"sample raster {name} not found in {EXAMPLES} or {SHARED}")
+sample = samples.raster
 
 
 def write_raster(path: Path, data: np.ndarray, transform: Affine = ORIGIN, crs: str = "EPSG:32618",

@@ -11,11 +11,12 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from pydantic import ValidationError
 from affine import Affine
+from pydantic import ValidationError
 from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 
+import samples
 from geomill.catalog.validation import (
     StacValidationFailed,
     install_offline_validator,
@@ -34,22 +35,12 @@ from geomill.tasks.raster.cog import CreateCogParams, create_cog
 from geomill.tasks.raster.validate import ValidateRasterParams, validate_raster
 from geomill.tasks.stac.item import CreateItemParams, create_item
 
-REPO = Path(__file__).parents[2]
-SHARED = REPO.parent / "shared" / "data"
 PROJ_V11 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 RASTER_V11 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 SAMPLES = ["RGB.byte.tif", "shade.tif", "world.rgb.tif", "rgb1_fake_nir_epsg3857.tif"]
 
 
-EXAMPLES = (REPO / "examples" / "data", REPO / "src" / "geomill" / "examples" / "data")
-
-
-def sample(name: str) -> Path:
-    """A sample raster: the project's copy in examples/data when present, else ../shared/data/raster."""
-    for folder in (*EXAMPLES, SHARED / "raster"):
-        if (folder / name).is_file():
-            return folder / name
-    pytest.skip(f"sample raster {name} not found in {', '.join(map(str, EXAMPLES))} or {SHARED / 'raster'}")
+sample = samples.raster
 
 
 @pytest.fixture
@@ -130,9 +121,7 @@ def test_validate_refuses_a_text_file(ctx: TaskContext, tmp_path: Path) -> None:
 
 
 def test_validate_refuses_a_shapefile(ctx: TaskContext) -> None:
-    shp = SHARED / "vector" / "coutwildrnp.shp"
-    if not shp.is_file():
-        pytest.skip("shared vector data not found")
+    shp = samples.shared("vector", "coutwildrnp.shp")
     with pytest.raises(InvalidInput, match=r"coutwildrnp\.shp.*not a raster"):
         validate_raster(ValidateRasterParams(source=str(shp)), ctx)
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import samples
 from procs import cli, geomill_env, start, stop, submit, tasks, wait_for, wait_processing, wait_terminal
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _serve(env: dict[str, str], mode: str, app: str, *extra: str) -> object:
@@ -24,7 +23,7 @@ def test_mixed_queue_job_runs_each_stage_on_the_right_worker(tmp_path: Path, db_
     """validate and stac on raster-tasks, the (big) COG on long-tasks; a platform process plans; the long worker
     is down at first: the COG task waits queued (not failed) until a long worker starts."""
     source = tmp_path / "RGB.byte.tif"
-    shutil.copyfile(SHARED / "raster" / "RGB.byte.tif", source)
+    shutil.copyfile(samples.raster("RGB.byte.tif"), source)
     env = geomill_env(tmp_path / "d", db_url, long_task_size_mb=0.5, workers=1, lease_seconds=10)
     procs = [_serve(env, "platform_only", "platform"), _serve(env, "worker_raster", "raster")]
     long_worker = None

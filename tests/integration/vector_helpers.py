@@ -11,23 +11,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyogrio
-import pytest
 import shapely
 
+import samples
 from geomill.config import Settings
 from geomill.domain import Job
 from geomill.runtime import Runtime
 from geomill.worker.loop import WorkerLoop
 
-SHARED_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "data" / "vector"
 SAMPLES = {"coutwildrnp.shp": 67, "grenada.geojson": 1, "rmnp.geojson": 1}
 
 
 def copy_samples(bronze: Path) -> None:
     """The shared sample vectors, copied into the test's bronze zone (never read in place)."""
-    if not SHARED_VECTORS.is_dir():
-        pytest.skip(f"sample vectors not found in {SHARED_VECTORS}")
-    for f in SHARED_VECTORS.iterdir():
+    for f in samples.shared("vector").iterdir():
         shutil.copy(f, bronze / f.name)
 
 

@@ -105,6 +105,7 @@ class _HttpConn(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.body: list[bytes] = []
         self.closed = False
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -151,21 +152,25 @@ class LeanClient:
     Same interface as the part of aiohttp.ClientSession the bench uses: `await request(method, url, body)` ->
     (status, body bytes)."""
 
-    def __init__(self, base: str, headers: dict[str, str], limit: int = 64) -> None:
+    def __init__(self, base: str, headers: dict[str, str], limit: int = 64, max_idle: float = 4.0) -> None:
         host_port = base.split("://", 1)[1]
         self.host, port = host_port.split(":")
         self.port = int(port)
         self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host_port, **headers}.items())
         self.idle: list[_HttpConn] = []
         self.limit, self.open_count = limit, 0
+        # like any pooling client: a connection idle this long is not reused (a server closes idle ones, uvicorn's
+        # default after 5 s, and a request sent just as it does fails)
+        self.max_idle = max_idle
         self.freed = asyncio.Event()
 
     async def _connection(self) -> _HttpConn:
         while True:
             while self.idle:
                 conn = self.idle.pop()
-                if not conn.closed:
+                if not conn.closed and time.monotonic() - conn.idle_since < self.max_idle:
                     return conn
+                conn._fail(ConnectionResetError("idle too long"))  # closes it (no request is waiting on it)
                 self.open_count -= 1
             if self.open_count < self.limit:
                 self.open_count += 1
@@ -190,12 +195,12 @@ class LeanClient:
             if conn.closed:
                 self.open_count -= 1
             else:
+                conn.idle_since = time.monotonic()
                 self.idle.append(conn)
             self.freed.set()
 
     def drop_idle(self) -> None:
-        """Close the idle connections: a phase starts on fresh ones, not on ones the server may be closing (uvicorn
-        closes a connection idle for 5 s, and a request sent as it does would fail)."""
+        """Close the idle connections: each phase starts on fresh ones."""
         for conn in self.idle:
             conn.closed = True
             if conn.transport is not None:

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     http_processes: int = Field(
         1, ge=1, le=64, description="processes serving the HTTP API on one socket (geomill serve): more than one "
                                     "lets bursts of requests use more than one CPU")
+    http_keepalive_seconds: float = Field(
+        75.0, gt=0, le=3600, description="an idle keep-alive HTTP connection is closed after this long. Longer than "
+        "the idle timeout of the client or load balancer in front (AWS ALB: 60 s), or a request it sends just as "
+        "the server closes the connection fails (uvicorn's own default is 5 s)")
     auth_disabled: bool = Field(False, description="no API keys needed: local use only; /api/health says so")
     api_key_cache_seconds: float = Field(
         5.0, ge=0, description="an API process remembers a key lookup this long: a revoked key stops working "

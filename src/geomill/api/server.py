@@ -28,11 +28,12 @@ _ctx = mp.get_context("spawn")  # like the worker processes: no fork (GDAL, thre
 
 def uvicorn_config(app: Any, settings: Settings) -> Any:
     """The uvicorn settings every HTTP process uses: uvloop and httptools when installed (they are: see the
-    `serve` extra), no access log (a JSON log line per request would cost more than the request)."""
+    `serve` extra), no access log (a JSON log line per request would cost more than the request), idle keep-alive
+    connections kept `GEOMILL_HTTP_KEEPALIVE_SECONDS`."""
     import uvicorn
 
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                          access_log=False)
+                          access_log=False, timeout_keep_alive=settings.http_keepalive_seconds)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -394,6 +394,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     env["GEOMILL_DATABASE_URL"] = PG_URL.format(db=db)
     data = ["--data-dir", str(workdir / "data")]
     server = None
+    hogs: list[subprocess.Popen[bytes]] = []  # --neighbours
     try:
         subprocess.run([str(GEOMILL), "db", "upgrade", *data], env=env, cwd=workdir, check=True, capture_output=True)
         out = subprocess.run([str(GEOMILL), "api-key", "create", "bench", "--scopes", "submit", *data], env=env,
@@ -415,11 +416,15 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("server not ready: " + (workdir / "serve.log").read_text()[-3000:])
             time.sleep(0.2)
+        hogs.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.neighbours))
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the client's CPU is the server's too
             phases = runner.run(drive(base, key, args.rate, args.duration, args.warmup, JOB_N[mode], db,
                                       args.client, server.pid))
         return phases
     finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         if server is not None:
             server.terminate()
             try:
@@ -471,7 +476,9 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
              "round's p99 in the last column, next to the share of the machine's CPU time the hypervisor stole "
              "during that phase (other guests' load: rounds with more of it have longer tails).", "",
              f"Reproduce: `.venv/bin/python bench/api_latency.py --rate {args.rate:g} --duration {args.duration:g} "
-             f"--modes {modes} --repeat {rounds}`",
+             f"--modes {modes} --repeat {rounds}"
+             + (f" --neighbours {args.neighbours}`: with {args.neighbours} busy-loop process(es) beside it" if
+                getattr(args, "neighbours", 0) else "`"),
              "", "| deployment | phase | requests | target rate | achieved rate | p50 ms | p90 ms | p99 ms | max ms | "
              "errors | p99 target | met | p99 per round (CPU stolen) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     created: list[str] = []
@@ -518,10 +525,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="load generator: lean (hand-encoded HTTP/1.1 over keep-alive connections, httptools parser; "
                         "default) or aiohttp")
     p.add_argument("--http-processes", type=int, default=1, help="geomill serve --http-processes")
+    p.add_argument("--neighbours", type=int, default=0,
+                   help="CPU-bound processes (busy loops at the server's priority) running through each round: a "
+                        "noisy neighbour on the same CPUs, to see how much headroom the targets have; implies "
+                        "--no-write-md")
     p.add_argument("--no-write-md", action="store_true")
     p.add_argument("--render", metavar="JSON", type=Path,
                    help="measure nothing: print (and write) the section of a saved run (bench/out/api_latency/last.json)")
     args = p.parse_args(argv)
+    args.no_write_md = args.no_write_md or args.neighbours > 0  # BENCHMARKS.md shows the quiet machine
     if args.render:
         saved = json.loads(args.render.read_text())
         args = argparse.Namespace(**{**saved["args"], "no_write_md": args.no_write_md, "render": args.render})

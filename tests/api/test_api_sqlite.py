@@ -338,3 +338,23 @@ def test_retry_landing_while_the_stage_is_judged_is_not_lost(make_api: Callable[
     assert "finish_job" not in vars(store), "the orchestrator never judged the stage"
     assert doc["status"] == "completed", doc
     assert [(t["status"], t["attempt"]) for t in api.tasks(job_id)] == [("completed", 4), ("completed", 4)]
+
+
+@pytest.mark.parametrize("scheme, host, root_path", [("http", "testserver", ""), ("https", "geo.example.org", "/geo"),
+                                                     ("http", "127.0.0.1:8000", "/a/b")])
+def test_status_url_is_what_url_for_gives(scheme: str, host: str, root_path: str) -> None:
+    """The submission's status_url is built without url_for's walk over every route; behind a proxy's root path or
+    https it must still be the URL url_for gives."""
+    from fastapi import FastAPI
+    from starlette.requests import Request
+
+    from geomill.api.routers import jobs
+
+    app = FastAPI()
+    app.include_router(jobs.router)
+    request = Request({"type": "http", "scheme": scheme, "method": "POST", "root_path": root_path,
+                       "path": f"{root_path}/api/jobs/submit/x", "query_string": b"", "app": app,
+                       "router": app.router, "headers": [(b"host", host.encode())], "server": None})
+    job_id = "ab" * 32
+    assert jobs.status_url(request, job_id) == str(request.url_for("get_job_status", job_id=job_id))
+    assert jobs.status_url(request, job_id) == f"{scheme}://{host}{root_path}/api/jobs/status/{job_id}"

@@ -132,10 +132,13 @@ class _HttpConn(asyncio.Protocol):
         self._fail(exc or ConnectionResetError("connection closed by the server"))
 
     def _fail(self, exc: Exception) -> None:
-        self.closed = True
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
 
@@ -170,7 +173,7 @@ class LeanClient:
                 conn = self.idle.pop()
                 if not conn.closed and time.monotonic() - conn.idle_since < self.max_idle:
                     return conn
-                conn._fail(ConnectionResetError("idle too long"))  # closes it (no request is waiting on it)
+                conn.close()
                 self.open_count -= 1
             if self.open_count < self.limit:
                 self.open_count += 1
@@ -202,9 +205,7 @@ class LeanClient:
     def drop_idle(self) -> None:
         """Close the idle connections: each phase starts on fresh ones."""
         for conn in self.idle:
-            conn.closed = True
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close()
         self.open_count -= len(self.idle)
         self.idle = []
 

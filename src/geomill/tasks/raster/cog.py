@@ -37,11 +37,11 @@ from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
-from rio_cogeo.cogeo import cog_validate
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
 from geomill.engine.context import TaskContext
 from geomill.storage.base import Storage
+from geomill.tasks.raster.cogcheck import validate_cog
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.validate import (
     check_georeferenced,
@@ -194,7 +194,7 @@ def is_valid_cog(path: Path) -> tuple[bool, list[str]]:
     if not path.is_file():
         return False, [f"{path} does not exist"]
     try:
-        valid, errors, _ = cog_validate(str(path), quiet=True)
+        valid, errors, _ = validate_cog(path)
     except Exception as exc:  # rio-cogeo raises plain exceptions on unreadable files
         return False, [str(exc)]
     return bool(valid and not errors), list(errors)

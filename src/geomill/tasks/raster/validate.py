@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 from rasterio.io import DatasetReader
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_validate
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
 from geomill.storage.base import Storage
+from geomill.tasks.raster.cogcheck import validate_cog
 from geomill.tasks.raster.gdal import gdal_env
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def _nodata(ds: DatasetReader) -> float | str | None:
 def summarize(ds: DatasetReader, source: str, path: Path) -> RasterSummary:
     """Describe an open, georeferenced raster."""
     crs, epsg = crs_text(ds)
-    is_cog, errors, warnings = cog_validate(str(path), quiet=True)
+    is_cog, errors, warnings = validate_cog(path)
     return RasterSummary(
         source=source, path=str(path), size_bytes=path.stat().st_size, driver=ds.driver,
         crs=crs, epsg=epsg, width=ds.width, height=ds.height, count=ds.count,

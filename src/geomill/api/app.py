@@ -20,8 +20,8 @@ from geomill.api.routers import debug, jobs, meta, tasks
 from geomill.config import Settings
 from geomill.runtime import Runtime
 from geomill.store.async_access import ThreadedAsyncStore, open_async_store
-from geomill.worker.logs import correlation_id_var
-from geomill.worker.roles import Role, resolve_role
+from geomill.logs import correlation_id_var
+from geomill.roles import Role, resolve_role
 
 log = logging.getLogger(__name__)
 CORRELATION_HEADER = "X-Correlation-ID"

@@ -14,7 +14,7 @@ from geomill.config import Settings
 from geomill.domain import InvalidInput, JobStatus, NotFound
 from geomill.engine.orchestrator import Submission
 from geomill.runtime import Runtime
-from geomill.worker.logs import setup_logging
+from geomill.logs import setup_logging
 
 app = typer.Typer(help="geomill: raw geospatial files in, analysis-ready products out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)

@@ -16,7 +16,7 @@ from geomill.config import Settings
 from geomill.domain import GeomillError, JobStatus, NotFound
 from geomill.engine.report import job_doc, job_report
 from geomill.runtime import Runtime
-from geomill.worker.roles import process_layout, resolve_role
+from geomill.roles import process_layout, resolve_role
 from geomill.worker.runner import run_pool
 
 

@@ -14,8 +14,8 @@ from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out
 from geomill.domain import GeomillError
 from geomill.runtime import Runtime
-from geomill.worker.logs import setup_logging
-from geomill.worker.roles import Role, process_layout, resolve_role
+from geomill.logs import setup_logging
+from geomill.roles import Role, process_layout, resolve_role
 from geomill.worker.runner import run_pool
 
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "

@@ -15,7 +15,7 @@ from geomill.api.metrics import render_metrics
 from geomill.api.models import Health, JobTypeInfo
 from geomill.runtime import Runtime
 from geomill.storage import ZONES
-from geomill.worker.roles import Role
+from geomill.roles import Role
 
 router = APIRouter(tags=["service"])
 WORKERS_SEEN_WITHIN = 30.0
@@ -56,7 +56,7 @@ def _dispatch(rt: Runtime) -> dict[str, Any]:
     if not settings.broker_url:
         return {"backend": type(rt.dispatch).__name__}
     from geomill.dispatch.rabbitmq import queue_stats
-    from geomill.worker.roles import MODE_QUEUES, AppMode
+    from geomill.roles import MODE_QUEUES, AppMode
 
     queues = MODE_QUEUES[AppMode.STANDALONE]
     return {"backend": "rabbitmq", "queues": queue_stats(settings.broker_url, queues, settings.queue_names)}

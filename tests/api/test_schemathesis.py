@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from api_helpers import QUEUES, api_settings
 from geomill.api import create_app
-from geomill.api.auth import create_key
+from geomill.service.keys import create_key
 from geomill.runtime import Runtime
 from geomill.worker.loop import WorkerLoop
 

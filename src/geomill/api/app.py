@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
 from geomill.api import errors
-from geomill.api.auth import KeyCache
+from geomill.service.keys import KeyCache
 from geomill.api.routers import debug, jobs, meta, tasks
 from geomill.config import Settings
 from geomill.runtime import Runtime

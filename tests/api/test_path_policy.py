@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from api_helpers import Api, assert_problem
 
 

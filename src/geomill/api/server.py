@@ -47,8 +47,8 @@ def http_child_main(settings: Settings, role: Role, sock: socket.socket, parent_
     import uvicorn
 
     from geomill.api.app import create_app
-    from geomill.runtime import Runtime
     from geomill.logs import setup_logging
+    from geomill.runtime import Runtime
 
     setup_logging(settings.log_level, settings.log_json)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()

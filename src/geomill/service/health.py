@@ -20,7 +20,7 @@ def check(fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
     """A component's state: ok with what `fn` reports, or down with its error (a health check never raises)."""
     try:
         return {"status": "ok", **(fn() or {})}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (a health check reports failures; it never raises)
         return {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
 
 

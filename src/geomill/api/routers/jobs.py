@@ -14,8 +14,8 @@ from starlette.datastructures import URLPath
 from geomill.api.auth import Principal, require
 from geomill.api.errors import KEYED_RESPONSES, problem_responses
 from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
-from geomill.domain import TaskStatus
 from geomill.domain import JobStatus as JobState
+from geomill.domain import TaskStatus
 from geomill.engine.orchestrator import Submission
 from geomill.runtime import Runtime
 from geomill.service import listing, operations

@@ -126,6 +126,12 @@ def test_normalised_once_inside_the_roots(rt: Runtime, tmp_path: Path) -> None:
         submit(rt, "files", {"source": f"{root}/a/x.tif", "sources": [f"{root}/out/secret"]}, restricted=True)
 
 
+def test_a_symlink_out_of_a_storage_zone_is_refused(rt: Runtime, tmp_path: Path) -> None:
+    os.symlink(tmp_path, rt.storage.zone_path("bronze") / "out")
+    with pytest.raises(InvalidInput, match="source"):
+        submit(rt, "files", {"source": "bronze://out/secret.tif"}, restricted=True)
+
+
 def test_the_trusted_cli_goes_through_the_same_normaliser(rt: Runtime, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

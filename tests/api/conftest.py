@@ -12,8 +12,8 @@ from api_helpers import Api, api_settings
 from fastapi.testclient import TestClient
 
 from geomill.api import create_app
-from geomill.api.auth import create_key
 from geomill.runtime import Runtime
+from geomill.service.keys import create_key
 from services import ensure_postgres, fresh_database
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import shutil
+import time
 from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+from api_helpers import RGB, TRACE_MARKERS, Api, assert_problem, page_through
 from rio_cogeo.cogeo import cog_validate
 
-from api_helpers import RGB, TRACE_MARKERS, Api, assert_problem, page_through
-from geomill.api.auth import create_key
+from geomill.service.keys import create_key
 
 
 def test_hello_world_submit_poll_completed(api: Api) -> None:

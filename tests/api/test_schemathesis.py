@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from api_helpers import QUEUES, api_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from starlette.types import Receive, Scope, Send
 
-from api_helpers import QUEUES, api_settings
 from geomill.api import create_app
-from geomill.api.auth import create_key
 from geomill.runtime import Runtime
+from geomill.service.keys import create_key
 from geomill.worker.loop import WorkerLoop
 
 

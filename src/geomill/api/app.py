@@ -15,13 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
 from geomill.api import errors
-from geomill.api.auth import KeyCache
 from geomill.api.routers import debug, jobs, meta, tasks
 from geomill.config import Settings
+from geomill.logs import correlation_id_var
+from geomill.roles import Role, resolve_role
 from geomill.runtime import Runtime
+from geomill.service.keys import KeyCache
 from geomill.store.async_access import ThreadedAsyncStore, open_async_store
-from geomill.worker.logs import correlation_id_var
-from geomill.worker.roles import Role, resolve_role
 
 log = logging.getLogger(__name__)
 CORRELATION_HEADER = "X-Correlation-ID"

@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geomill.domain import (
+    Conflict,
     Fenced,
     GeomillError,
     IllegalTransition,
     InvalidInput,
+    NotFinished,
     NotFound,
     StoreError,
     UnknownJobType,
@@ -38,6 +40,8 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (UnknownJobType, 404, "Unknown job type"),
     (NotFound, 404, "Not found"),
     (InvalidInput, 422, "Invalid input"),
+    (NotFinished, 409, "Not finished"),
+    (Conflict, 409, "Conflict"),
     (IllegalTransition, 409, "Conflict"),
     (Fenced, 409, "Conflict"),
     (StoreError, 503, "Database unavailable"),

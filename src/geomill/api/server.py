@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from geomill.config import Settings
-from geomill.worker.roles import Role
+from geomill.roles import Role
 
 log = logging.getLogger(__name__)
 _ctx = mp.get_context("spawn")  # like the worker processes: no fork (GDAL, threads)
@@ -47,8 +47,8 @@ def http_child_main(settings: Settings, role: Role, sock: socket.socket, parent_
     import uvicorn
 
     from geomill.api.app import create_app
+    from geomill.logs import setup_logging
     from geomill.runtime import Runtime
-    from geomill.worker.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_json)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()

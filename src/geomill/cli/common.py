@@ -11,10 +11,8 @@ from rich.console import Console
 
 from geomill.cli import views
 from geomill.config import Settings
-from geomill.domain import InvalidInput, JobStatus, NotFound
-from geomill.engine.orchestrator import Submission
-from geomill.runtime import Runtime
-from geomill.worker.logs import setup_logging
+from geomill.domain import GeomillError, InvalidInput, JobStatus
+from geomill.logs import setup_logging
 
 app = typer.Typer(help="geomill: raw geospatial files in, analysis-ready products out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -52,6 +50,16 @@ def fail(message: str, code: int, as_json: bool = False) -> typer.Exit:
     return typer.Exit(code)
 
 
+def exit_code(exc: GeomillError) -> int:
+    """The exit code of a domain error: 2 for input a person must fix, 1 for anything else (not found, conflict)."""
+    return EXIT_INVALID if isinstance(exc, InvalidInput) else EXIT_FAILED
+
+
+def refuse(exc: GeomillError, as_json: bool = False) -> typer.Exit:
+    """`fail` with the message and exit code of a domain error."""
+    return fail(str(exc), exit_code(exc), as_json)
+
+
 def parse_params(pairs: list[str] | None, params_file: Path | None) -> dict[str, Any]:
     """--params-file first, then each --param key=value on top; values are JSON when they parse as JSON."""
     params: dict[str, Any] = {}
@@ -72,23 +80,3 @@ def parse_params(pairs: list[str] | None, params_file: Path | None) -> dict[str,
         except ValueError:
             params[key] = raw
     return params
-
-
-def submit_job(rt: Runtime, job_type: str, params: dict[str, Any], force: bool) -> Submission:
-    sub = rt.orchestrator.submit(job_type, params)
-    if force and not sub.created and sub.job.status.is_terminal:
-        sub = rt.orchestrator.resubmit(sub.job.job_id)
-    return sub
-
-
-def resolve_job_id(rt: Runtime, job_id: str) -> str:
-    """Full ids, or a unique prefix as `geomill jobs` prints them."""
-    try:
-        return rt.store.get_job(job_id).job_id
-    except NotFound:
-        matches = rt.store.find_jobs(job_id) if len(job_id) >= 4 else []
-        if len(matches) == 1:
-            return matches[0].job_id
-        raise
-
-

@@ -9,14 +9,32 @@ import typer
 
 from geomill.cli import views
 from geomill.cli.common import (
-    EXIT_BY_STATUS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, AsJson, DataDir, Force, Params, ParamsFile, Processes,
-    fail, load_settings, resolve_job_id, submit_job, app, err, out, parse_params,
+    EXIT_BY_STATUS,
+    EXIT_FAILED,
+    EXIT_OK,
+    AsJson,
+    DataDir,
+    Force,
+    Params,
+    ParamsFile,
+    Processes,
+    app,
+    err,
+    fail,
+    load_settings,
+    out,
+    parse_params,
+    refuse,
 )
 from geomill.config import Settings
-from geomill.domain import GeomillError, JobStatus, NotFound
-from geomill.engine.report import job_doc, job_report
+from geomill.domain import GeomillError, JobStatus, TaskStatus
+from geomill.engine.report import job_doc
+from geomill.roles import process_layout, resolve_role
 from geomill.runtime import Runtime
-from geomill.worker.roles import process_layout, resolve_role
+from geomill.service import listing, operations
+from geomill.service.listing import resolve_job_id
+from geomill.service.status import job_status
+from geomill.service.submit import submit as submit_job
 from geomill.worker.runner import run_pool
 
 
@@ -29,13 +47,13 @@ def run(
     settings = load_settings(data_dir, workers=processes)
     try:
         rt = Runtime.open(settings)
-        sub = submit_job(rt, job_type, parse_params(param, params_file), force)
+        sub = submit_job(rt, job_type, parse_params(param, params_file), restricted=False, force=force)
     except GeomillError as exc:
-        raise fail(str(exc), EXIT_INVALID, as_json) from None
+        raise refuse(exc, as_json) from None
     job_id = sub.job.job_id
     if not sub.job.status.is_terminal:
         _process(rt, [job_id], quiet=as_json)
-    doc = job_report(rt.store, rt.registry, job_id)
+    doc = job_status(rt.store, rt.registry, job_id)
     doc["reused_existing_job"] = not sub.created
     if as_json:
         views.print_json(doc)
@@ -65,9 +83,9 @@ def submit(
     """Queue a job without processing it (a `geomill worker` picks it up). Prints the job id."""
     try:
         rt = Runtime.open(load_settings(data_dir))
-        sub = submit_job(rt, job_type, parse_params(param, params_file), force)
+        sub = submit_job(rt, job_type, parse_params(param, params_file), restricted=False, force=force)
     except GeomillError as exc:
-        raise fail(str(exc), EXIT_INVALID, as_json) from None
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json({**job_doc(sub.job), "created": sub.created})
     else:
@@ -79,9 +97,9 @@ def status(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> No
     """A job's status, stage k/n, per-stage task counts, timings, and its result or error."""
     rt = Runtime.open(load_settings(data_dir))
     try:
-        doc = job_report(rt.store, rt.registry, resolve_job_id(rt, job_id))
-    except NotFound as exc:
-        raise fail(str(exc), EXIT_FAILED, as_json) from None
+        doc = job_status(rt.store, rt.registry, resolve_job_id(rt.store, job_id))
+    except GeomillError as exc:
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json(doc)
     else:
@@ -97,7 +115,7 @@ def jobs(
 ) -> None:
     """List jobs, newest first."""
     rt = Runtime.open(load_settings(data_dir))
-    docs = [job_doc(j) for j in rt.store.list_jobs(status_filter, job_type, limit)]
+    docs = listing.list_jobs(rt.store, status=status_filter, job_type=job_type, limit=limit).items
     if as_json:
         views.print_json(docs)
     else:
@@ -109,14 +127,7 @@ def job_types(as_json: AsJson = False) -> None:
     """Job types with their descriptions, stages and parameter schemas."""
     from geomill.jobs import build_registry
 
-    registry = build_registry(Settings().plugins)
-    docs = [
-        {"name": jt.name, "description": jt.description,
-         "stages": [{"name": s.name, "description": s.description, "failure_policy": str(s.failure_policy)}
-                    for s in jt.stages],
-         "parameters": jt.params_model.model_json_schema()}
-        for jt in registry.job_types()
-    ]
+    docs = listing.job_types(build_registry(Settings().plugins))
     if as_json:
         views.print_json(docs)
     else:
@@ -137,7 +148,8 @@ def demo(
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             shutil.copyfile(path, target)
-        subs.append(submit_job(rt, "process_raster", {"source": f"bronze://samples/{path.name}"}, force))
+        subs.append(submit_job(rt, "process_raster", {"source": f"bronze://samples/{path.name}"}, restricted=False,
+                               force=force))
     pending = [s.job.job_id for s in subs if not s.job.status.is_terminal]
     if not as_json:
         out.print(f"geomill demo: {len(subs)} sample rasters, data in [bold]{rt.settings.data_dir}[/]")
@@ -175,16 +187,14 @@ def tasks(
     data_dir: DataDir = None, as_json: AsJson = False,
 ) -> None:
     """A job's tasks: status, attempts, target queue, which app ran them and when."""
-    from geomill.domain import TaskStatus
-    from geomill.engine.report import task_doc
-
     rt = Runtime.open(load_settings(data_dir))
     try:
-        full_id = resolve_job_id(rt, job_id)
         wanted = TaskStatus(status_filter) if status_filter else None
-    except (NotFound, ValueError) as exc:
+        docs = listing.list_tasks(rt.store, resolve_job_id(rt.store, job_id), stage=stage, status=wanted, limit=limit)
+    except ValueError as exc:
         raise fail(str(exc), EXIT_FAILED, as_json) from None
-    docs = [task_doc(t) for t in rt.store.list_tasks(full_id, stage, wanted)][:limit]
+    except GeomillError as exc:
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json(docs)
     else:
@@ -196,18 +206,15 @@ def cancel(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> No
     """Cancel a job: queued tasks at once; running tasks stop at their next heartbeat (or are killed)."""
     rt = Runtime.open(load_settings(data_dir))
     try:
-        full_id = resolve_job_id(rt, job_id)
-    except NotFound as exc:
-        raise fail(str(exc), EXIT_FAILED, as_json) from None
-    changed = rt.store.cancel_job(full_id)
-    job = rt.store.get_job(full_id)
+        job, changed = operations.cancel(rt.store, resolve_job_id(rt.store, job_id))
+    except GeomillError as exc:
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json({**job_doc(job), "changed": changed})
     elif changed:
-        out.print(f"job {full_id[:12]} cancelled")
+        out.print(f"job {job.job_id[:12]} cancelled")
     else:
-        out.print(f"job {full_id[:12]} is already {job.status}; nothing to cancel")
-    raise typer.Exit(EXIT_OK if changed or job.status is JobStatus.CANCELLED else EXIT_FAILED)
+        out.print(f"job {job.job_id[:12]} is already {job.status}; nothing to cancel")
 
 
 @app.command()
@@ -215,12 +222,9 @@ def retry(task_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> No
     """Give a failed task one more attempt, re-opening its stage (and its job, if that stage failed it)."""
     rt = Runtime.open(load_settings(data_dir))
     try:
-        task = rt.store.get_task(task_id)
-    except NotFound as exc:
-        raise fail(str(exc), EXIT_FAILED, as_json) from None
-    if not rt.store.retry_task(task_id):
-        raise fail(f"task {task_id} is {task.status}; only a failed task of a job still at its stage can be "
-                   "retried (use `geomill resubmit JOB_ID` for a fresh run)", EXIT_FAILED, as_json)
+        task = operations.retry(rt.store, task_id)
+    except GeomillError as exc:
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json({"task_id": task_id, "job_id": task.job_id, "requeued": True})
     else:
@@ -232,9 +236,9 @@ def resubmit(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> 
     """A fresh run of a finished job (new id, `resubmit_of` the old one). Prints the new job id."""
     rt = Runtime.open(load_settings(data_dir))
     try:
-        sub = rt.orchestrator.resubmit(resolve_job_id(rt, job_id))
+        sub = operations.resubmit(rt, resolve_job_id(rt.store, job_id))
     except GeomillError as exc:
-        raise fail(str(exc), EXIT_INVALID, as_json) from None
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json({**job_doc(sub.job), "created": sub.created})
     else:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from typing import Annotated
 
 import typer
 
 from geomill.catalog.base import is_postgres
 from geomill.cli import views
-from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out
+from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out, refuse
 from geomill.domain import GeomillError
+from geomill.logs import setup_logging
+from geomill.roles import process_layout, resolve_role
 from geomill.runtime import Runtime
-from geomill.worker.logs import setup_logging
-from geomill.worker.roles import Role, process_layout, resolve_role
+from geomill.service import keys as api_keys
+from geomill.service import listing
+from geomill.service.health import health_document
 from geomill.worker.runner import run_pool
 
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "
@@ -70,46 +72,12 @@ def serve(
     err.print(f"geomill serve: mode {role.mode}, app {settings.app_name}, {len(layout)} worker process(es): "
               + "; ".join(",".join(q) for q in layout))
     if role.has_http and not no_http:
-        _serve_http(rt, role, layout, info)
+        from geomill.serve import serve_http  # the API and its dependencies load only in an API-bearing process
+
+        serve_http(rt, role, layout, info, err.print)
         return
     pool = run_pool(rt, layout, info=info)
     err.print(f"stopped ({pool.restarts} worker restart(s))")
-
-
-def _serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: dict[str, object]) -> None:
-    """uvicorn in the main thread (it owns the signals); the worker pool is supervised from a thread and drained
-    when the server shuts down. With `http_processes` > 1 the extra HTTP processes accept on the same socket."""
-    import uvicorn
-
-    from geomill.api import create_app
-    from geomill.api.server import HttpProcesses, uvicorn_config
-    from geomill.worker.runner import BackgroundPool
-
-    s = rt.settings
-    pool = BackgroundPool(rt, layout, info)
-
-    def started(_: Runtime) -> None:
-        pool.start()
-        extra.start()
-
-    def stopping(_: Runtime) -> None:
-        extra.stop()
-        pool.stop()
-
-    config = uvicorn_config(create_app(s, rt, role, on_startup=started, on_shutdown=stopping), s)
-    sock = config.bind_socket()
-    extra = HttpProcesses(s, role, sock, s.http_processes - 1)
-    if s.auth_disabled:
-        err.print("[yellow]warning:[/] GEOMILL_AUTH_DISABLED=true: the API accepts requests without a key")
-    err.print(f"HTTP API on http://{s.host}:{s.port} (docs: /docs), {s.http_processes} HTTP process(es)")
-    # uvicorn re-raises the signal that stopped it once it has shut down; absorb it, so a drained stop exits 0
-    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @app.command()
@@ -125,7 +93,7 @@ def worker(
 def dead_letters(limit: int = 50, data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Work that could not be processed at all (unknown task type, undecodable message), newest first."""
     rt = Runtime.open(load_settings(data_dir))
-    docs = rt.store.list_dead_letters(limit)
+    docs = listing.dead_letters(rt.store, limit)
     if as_json:
         views.print_json(docs)
     else:
@@ -175,13 +143,11 @@ def api_key_create(
     data_dir: DataDir = None, as_json: AsJson = False,
 ) -> None:
     """Create a key; prints its secret once."""
-    from geomill.api.auth import create_key
-
     rt = Runtime.open(load_settings(data_dir))
     try:
-        key_id, secret = create_key(rt.store, name, [s.strip() for s in scopes.split(",") if s.strip()])
+        key_id, secret = api_keys.create_key(rt.store, name, [s.strip() for s in scopes.split(",") if s.strip()])
     except GeomillError as exc:
-        raise fail(str(exc), EXIT_INVALID, as_json) from None
+        raise refuse(exc, as_json) from None
     if as_json:
         views.print_json({"key_id": key_id, "name": name, "scopes": scopes.split(","), "secret": secret})
     else:
@@ -193,8 +159,10 @@ def api_key_create(
 def api_key_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke a key (requests with it then get 401)."""
     rt = Runtime.open(load_settings(data_dir))
-    if not rt.store.revoke_api_key(key_id):
-        raise fail(f"no active key {key_id!r}", 1)
+    try:
+        api_keys.revoke_key(rt.store, key_id)
+    except GeomillError as exc:
+        raise refuse(exc) from None
     out.print(f"key {key_id} revoked")
 
 
@@ -202,7 +170,7 @@ def api_key_revoke(key_id: str, data_dir: DataDir = None) -> None:
 def api_key_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Keys with their scopes and state (never their secrets)."""
     rt = Runtime.open(load_settings(data_dir))
-    docs = rt.store.list_api_keys()
+    docs = api_keys.list_keys(rt.store)
     if as_json:
         views.print_json(docs)
         return
@@ -215,11 +183,9 @@ def api_key_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
 def health(mode: Mode = None, data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Database, storage, dispatch (RabbitMQ: each queue's depth and consumers), live workers; exit 1 when a
     required component is down."""
-    from geomill.api.routers.meta import health_document
-
     settings = load_settings(data_dir, app_mode=mode)
     rt = Runtime.open(settings)
-    doc, status = health_document(rt, resolve_role(settings.app_mode, settings.queues or None), has_http=False)
+    doc, down = health_document(rt, resolve_role(settings.app_mode, settings.queues or None), has_http=False)
     if as_json:
         views.print_json(doc)
     else:
@@ -227,4 +193,4 @@ def health(mode: Mode = None, data_dir: DataDir = None, as_json: AsJson = False)
         for name, comp in doc["components"].items():
             detail = {k: v for k, v in comp.items() if k != "status"}
             out.print(f"  {name:9} {comp['status']:9} {json.dumps(detail, default=str)[:200]}")
-    raise typer.Exit(0 if status == 200 else 1)
+    raise typer.Exit(1 if down else 0)

@@ -1,10 +1,12 @@
 """Pure domain model: statuses, transitions, ids, errors, jobs, stages and tasks. No I/O."""
 
 from geomill.domain.errors import (
+    Conflict,
     Fenced,
     GeomillError,
     IllegalTransition,
     InvalidInput,
+    NotFinished,
     NotFound,
     RegistryError,
     StoreError,
@@ -39,6 +41,7 @@ __all__ = [
     "Event",
     "EventKind",
     "FailurePolicy",
+    "Conflict",
     "Fenced",
     "GeomillError",
     "IllegalTransition",
@@ -48,6 +51,7 @@ __all__ = [
     "NewJob",
     "NewTask",
     "StageResults",
+    "NotFinished",
     "NotFound",
     "RegistryError",
     "Stage",

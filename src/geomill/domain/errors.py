@@ -46,6 +46,14 @@ class TaskTimeout(TransientError):
     """A task ran past its time limit."""
 
 
+class Conflict(GeomillError):
+    """An operation the resource's current state does not allow (cancel a finished job, retry a running task)."""
+
+
+class NotFinished(Conflict):
+    """A job's result asked for while the job still runs."""
+
+
 class IllegalTransition(GeomillError):
     """A status change the transition table forbids: a bug, logged and refused, never retried."""
 

@@ -53,17 +53,3 @@ class LocalStorage:
 
     def size(self, uri: str) -> int:
         return self.local_path(uri).stat().st_size
-
-    def check_allowed(self, uri: str, roots: list[Path]) -> Path:
-        """The local path of `uri` if it stays inside a storage zone or one of `roots`; StorageError otherwise.
-        Used for file parameters that arrive over HTTP (no ``../`` escapes, no absolute paths elsewhere)."""
-        path = self.local_path(uri)  # zone URIs are already confined to their zone
-        if "://" in uri and not uri.startswith("file://"):
-            return path
-        if not Path(uri.removeprefix("file://")).is_absolute():
-            raise StorageError(f"{uri!r}: a relative path is ambiguous over HTTP; use a storage URI "
-                               "(bronze://…) or an absolute path inside an allowed root")
-        allowed = [Path(r).resolve() for r in (roots or [self.root])]
-        if not any(path == r or r in path.parents for r in allowed):
-            raise StorageError(f"{uri!r} is outside the allowed roots ({', '.join(str(r) for r in allowed)})")
-        return path

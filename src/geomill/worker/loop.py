@@ -16,7 +16,7 @@ from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.runtime import Runtime
 from geomill.worker.heartbeat import Heartbeat
-from geomill.worker.logs import correlation_id_var
+from geomill.logs import correlation_id_var
 from geomill.worker.timeouts import soft_time_limit
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 from geomill.config import Settings
 from geomill.domain import Task
 from geomill.runtime import Runtime
-from geomill.worker.logs import setup_logging
+from geomill.logs import setup_logging
 
 
 @dataclass

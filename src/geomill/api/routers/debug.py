@@ -11,7 +11,7 @@ from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
 from geomill.api.models import ActionResult, TaskInfo
 from geomill.api.routers.jobs import JobId
 from geomill.api.routers.tasks import retry
-from geomill.engine.report import task_doc
+from geomill.service import listing
 
 router = APIRouter(prefix="/api", tags=["debug"], responses={**KEYED_RESPONSES, **problem_responses(404)})
 
@@ -30,20 +30,18 @@ Id = Annotated[str, Path(min_length=1, max_length=128)]
 def stuck_jobs(request: Request, _: Admin,
                idle_seconds: Annotated[float, Query(ge=0, le=86400 * 30)] = 300) -> list[dict[str, Any]]:
     """Unfinished jobs that have not moved for `idle_seconds` and have no task on a live lease."""
-    return request.app.state.runtime.store.stuck_jobs(idle_seconds)
+    return listing.stuck_jobs(request.app.state.runtime.store, idle_seconds)
 
 
 @router.get("/debug/job/{job_id}/tasks", response_model=list[TaskInfo])
 def debug_job_tasks(request: Request, job_id: JobId, _: Admin) -> list[dict[str, Any]]:
     """Every task of a job, with error tracebacks."""
-    store = request.app.state.runtime.store
-    store.get_job(job_id)
-    return [task_doc(t, admin=True) for t in store.list_tasks(job_id)]
+    return listing.list_tasks(request.app.state.runtime.store, job_id, admin=True)
 
 
 @router.get("/debug/task/{task_id}", response_model=TaskInfo)
 def debug_task(request: Request, task_id: Id, _: Admin) -> dict[str, Any]:
-    return task_doc(request.app.state.runtime.store.get_task(task_id), admin=True)
+    return listing.get_task(request.app.state.runtime.store, task_id, admin=True)
 
 
 @router.post("/debug/retry-task/{task_id}", response_model=ActionResult, responses=problem_responses(409))
@@ -54,4 +52,4 @@ def debug_retry_task(request: Request, task_id: Id, _: Admin) -> ActionResult:
 @router.get("/dead-letters", response_model=list[dict[str, Any]])
 def dead_letters(request: Request, _: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
     """Work that could not be processed at all, newest first."""
-    return request.app.state.runtime.store.list_dead_letters(limit)
+    return listing.dead_letters(request.app.state.runtime.store, limit)

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BeforeValidator
 from starlette.datastructures import URLPath
 
 from geomill.api.auth import Principal, require
-from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
+from geomill.api.errors import KEYED_RESPONSES, problem_responses
 from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
-from geomill.api.views import decode_cursor, encode_cursor, job_status
-from geomill.domain import InvalidInput, Job, TaskStatus
 from geomill.domain import JobStatus as JobState
-from geomill.engine.orchestrator import submitted
-from geomill.engine.report import job_doc, task_doc
+from geomill.domain import TaskStatus
+from geomill.engine.orchestrator import Submission
 from geomill.runtime import Runtime
+from geomill.service import listing, operations
+from geomill.service.status import job_status_async
+from geomill.service.submit import submit, submit_async
 
 router = APIRouter(prefix="/api", tags=["jobs"], responses=KEYED_RESPONSES)
 NOT_FOUND = problem_responses(404)
@@ -49,26 +49,6 @@ def runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-@functools.cache
-def _file_fields(model: type[BaseModel]) -> tuple[str, ...]:
-    """The parameters a job type marks as naming files (``x-geomill-file``); computed once per model."""
-    props = model.model_json_schema().get("properties", {})
-    return tuple(name for name, prop in props.items() if prop.get("x-geomill-file"))
-
-
-def _check_files(request: Request, rt: Runtime, job_type: str, params: dict[str, Any]) -> None:
-    """Parameters that name files must stay inside storage zones or the configured roots."""
-    roots = request.app.state.settings.source_roots
-    for name in _file_fields(rt.registry.job_type(job_type).params_model):
-        value = params.get(name)
-        for item in value if isinstance(value, list) else [value]:  # a file, or a list of files
-            if isinstance(item, str):
-                try:
-                    rt.storage.check_allowed(item, roots)
-                except InvalidInput as exc:
-                    raise InvalidInput(f"{name}: {exc}", field=name) from None
-
-
 @router.post("/jobs/submit/{job_type}", status_code=202, response_model=SubmitResponse,
              responses={200: {"model": SubmitResponse, "description": "the same job already existed"},
                         **problem_responses(400, 404, 413)})
@@ -79,18 +59,20 @@ async def submit_job(
     _: Principal = Depends(require("submit")),
 ) -> SubmitResponse:
     """Submit a job. 202 when created; 200 with the existing job for the same parameters or Idempotency-Key."""
-    rt = runtime(request)
-    if idempotency_key:
-        job, created = await run_in_threadpool(_submit_with_key, request, rt, job_type, params, idempotency_key)
+    rt, cid = runtime(request), request.state.correlation_id
+    if idempotency_key:  # the key's lookup and the submission are sync store calls: in the thread pool
+        sub = await run_in_threadpool(lambda: submit(rt, job_type, params, restricted=True, correlation_id=cid,
+                                                     idempotency_key=idempotency_key))
     else:  # the common case, on the event loop: validation is CPU, the insert one statement of the async store
-        new = rt.orchestrator.new_job(job_type, params, correlation_id=request.state.correlation_id)
-        _check_files(request, rt, job_type, params)
-        sub = submitted(*await request.app.state.async_store.create_job(new))
-        job, created = sub.job, sub.created
-    response.status_code = 202 if created else 200
-    return SubmitResponse(job_id=job.job_id, status=str(job.status), created=created,
-                          status_url=status_url(request, job.job_id),
-                          correlation_id=job.correlation_id)
+        sub = await submit_async(rt, request.app.state.async_store, job_type, params, restricted=True,
+                                 correlation_id=cid)
+    return _submitted(request, response, sub)
+
+
+def _submitted(request: Request, response: Response, sub: Submission) -> SubmitResponse:
+    response.status_code = 202 if sub.created else 200
+    return SubmitResponse(job_id=sub.job.job_id, status=str(sub.job.status), created=sub.created,
+                          status_url=status_url(request, sub.job.job_id), correlation_id=sub.job.correlation_id)
 
 
 def status_url(request: Request, job_id: str) -> str:
@@ -99,22 +81,10 @@ def status_url(request: Request, job_id: str) -> str:
     return str(URLPath(STATUS_PATH.format(job_id=job_id), protocol="http").make_absolute_url(request.base_url))
 
 
-def _submit_with_key(request: Request, rt: Runtime, job_type: str, params: dict[str, Any],
-                     idempotency_key: str) -> tuple[Job, bool]:
-    """The job an Idempotency-Key already names, or a submission that the key then names."""
-    existing = rt.store.job_for_idempotency_key(idempotency_key)
-    if existing is not None:
-        return rt.store.get_job(existing), False
-    rt.orchestrator.validate(job_type, params)
-    _check_files(request, rt, job_type, params)
-    sub = rt.orchestrator.submit(job_type, params, correlation_id=request.state.correlation_id)
-    return rt.store.get_job(rt.store.remember_idempotency_key(idempotency_key, sub.job.job_id)), sub.created
-
-
 async def _status(request: Request, job_id: str, admin: bool) -> dict[str, Any]:
     """Read on the event loop (PostgreSQL: an async pool; no thread hop per request)."""
     state = request.app.state
-    return job_status(state.runtime, await state.async_store.job_view(job_id), admin=admin)
+    return await job_status_async(state.async_store, state.runtime.registry, job_id, admin=admin)
 
 
 @router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status", responses=NOT_FOUND)
@@ -142,12 +112,9 @@ def list_jobs(
     _: Principal = Depends(require("read")),
 ) -> JobList:
     """Jobs newest first, filtered; follow `next_cursor` for older pages."""
-    rt = runtime(request)
-    after = decode_cursor(cursor) if cursor else None
-    jobs = rt.store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
-    page, more = jobs[:limit], len(jobs) > limit
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more and page else None
-    return JobList(items=[job_doc(j) for j in page], next_cursor=next_cursor)  # type: ignore[arg-type]
+    page = listing.list_jobs(runtime(request).store, status=status, job_type=job_type, limit=limit,
+                             created_after=created_after, created_before=created_before, cursor=cursor)
+    return JobList(items=page.items, next_cursor=page.next_cursor)  # type: ignore[arg-type]
 
 
 @router.get("/jobs/{job_id}/tasks", response_model=list[TaskInfo], responses=NOT_FOUND)
@@ -160,28 +127,20 @@ def list_job_tasks(
     who: Principal = Depends(require("read")),
 ) -> list[dict[str, Any]]:
     """A job's tasks (filter by stage and status)."""
-    rt = runtime(request)
-    rt.store.get_job(job_id)  # 404 for an unknown job rather than an empty list
-    tasks = rt.store.list_tasks(job_id, stage, status)[offset:offset + limit]
-    return [task_doc(t, admin=who.has("admin")) for t in tasks]
+    return listing.list_tasks(runtime(request).store, job_id, stage=stage, status=status, limit=limit,
+                              offset=offset, admin=who.has("admin"))
 
 
 @router.get("/jobs/{job_id}/result", response_model=JobResult, responses={**NOT_FOUND, **CONFLICT})
 def get_job_result(request: Request, job_id: JobId, _: Principal = Depends(require("read"))) -> JobResult:
     """The result of a finished job; 409 while it still runs."""
-    job = runtime(request).store.get_job(job_id)
-    if not job.status.is_terminal:
-        raise ApiError(409, "Not finished", f"job {job_id} is {job.status}; poll its status_url")
-    return JobResult(job_id=job_id, status=str(job.status), result=job.result, error=job.error)  # type: ignore[arg-type]
+    return JobResult(**listing.job_result(runtime(request).store, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=ActionResult, responses={**NOT_FOUND, **CONFLICT})
 def cancel_job(request: Request, job_id: JobId, _: Principal = Depends(require("submit"))) -> ActionResult:
     """Cancel: queued tasks at once, running ones at their next heartbeat. 409 if the job already finished."""
-    rt = runtime(request)
-    job = rt.store.get_job(job_id)
-    if not rt.store.cancel_job(job_id) and job.status is not JobState.CANCELLED:
-        raise ApiError(409, "Conflict", f"job {job_id} is already {job.status}")
+    operations.cancel(runtime(request).store, job_id)
     return ActionResult(ok=True, detail="cancelled", job_id=job_id, status="cancelled")
 
 
@@ -191,12 +150,8 @@ def cancel_job(request: Request, job_id: JobId, _: Principal = Depends(require("
 def resubmit_job(request: Request, response: Response, job_id: JobId,
                  _: Principal = Depends(require("submit"))) -> SubmitResponse:
     """A fresh run of a finished job (a new id; `resubmit_of` names this one). 200 with that run if it exists."""
-    rt = runtime(request)
-    sub = rt.orchestrator.resubmit(job_id, correlation_id=request.state.correlation_id)
-    response.status_code = 202 if sub.created else 200
-    return SubmitResponse(job_id=sub.job.job_id, status=str(sub.job.status), created=sub.created,
-                          status_url=status_url(request, sub.job.job_id),
-                          correlation_id=sub.job.correlation_id)
+    sub = operations.resubmit(runtime(request), job_id, correlation_id=request.state.correlation_id)
+    return _submitted(request, response, sub)
 
 
 STATUS_PATH = next(r.path for r in router.routes if getattr(r, "name", None) == "get_job_status")

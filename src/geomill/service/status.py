@@ -1,15 +1,13 @@
-"""Documents the API returns, built from the engine's reports (progress, estimates, cursors)."""
+"""The status document of a job: stages with task counts, progress and a completion estimate (CLI and API)."""
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from geomill.api.errors import ApiError
-from geomill.engine.ports import JobView
+from geomill.engine.ports import AsyncStore, JobView, Store
+from geomill.engine.registry import Registry
 from geomill.engine.report import report_from_view
-from geomill.runtime import Runtime
 
 
 def overall_progress(doc: dict[str, Any]) -> float:
@@ -32,9 +30,9 @@ def estimate(doc: dict[str, Any], progress: float) -> datetime | None:
     return started + timedelta(seconds=elapsed * 100.0 / progress)
 
 
-def job_status(rt: Runtime, view: JobView, *, admin: bool = False) -> dict[str, Any]:
-    """The status document of what `Store.job_view` (or its async form) read."""
-    doc = report_from_view(view, rt.registry, admin=admin)
+def status_document(registry: Registry, view: JobView, *, admin: bool = False) -> dict[str, Any]:
+    """The status document of what `Store.job_view` (or its async form) read; tracebacks for admins only."""
+    doc = report_from_view(view, registry, admin=admin)
     for stage in doc["stages"]:
         stage.setdefault("planned", stage.get("total") is not None)
     doc["progress"] = overall_progress(doc)
@@ -42,15 +40,12 @@ def job_status(rt: Runtime, view: JobView, *, admin: bool = False) -> dict[str, 
     return doc
 
 
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode().rstrip("=")
+def job_status(store: Store, registry: Registry, job_id: str, *, admin: bool = False) -> dict[str, Any]:
+    """A job's status document (NotFound for an unknown id)."""
+    return status_document(registry, store.job_view(job_id), admin=admin)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), job_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, "Invalid input", "cursor: not a cursor this API returned",
-                       errors=[{"field": "cursor", "message": "malformed"}]) from exc
+async def job_status_async(store: AsyncStore, registry: Registry, job_id: str, *,
+                           admin: bool = False) -> dict[str, Any]:
+    """`job_status` on an event loop: one read of the async store, no thread hop."""
+    return status_document(registry, await store.job_view(job_id), admin=admin)

@@ -1,4 +1,4 @@
-"""Logging set-up for entry points: plain text for people, JSON lines for services."""
+"""Logging set-up for every entry point (CLI, API, workers): plain text for people, JSON lines for services."""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""Health: each component's state (database, storage, dispatch, workers seen, role, auth) and the overall one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from geomill.roles import MODE_QUEUES, AppMode, Role
+from geomill.storage import ZONES
+
+if TYPE_CHECKING:
+    from geomill.runtime import Runtime
+
+WORKERS_SEEN_WITHIN = 30.0
+
+
+def check(fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    """A component's state: ok with what `fn` reports, or down with its error (a health check never raises)."""
+    try:
+        return {"status": "ok", **(fn() or {})}
+    except Exception as exc:  # noqa: BLE001 (a health check reports failures; it never raises)
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def database(rt: Runtime) -> dict[str, Any]:
+    return {"backend": rt.store.dialect, "schema_version": rt.store.schema_version()}
+
+
+def _storage(rt: Runtime) -> dict[str, Any]:
+    for zone in ZONES:
+        with tempfile.NamedTemporaryFile(dir=rt.storage.zone_path(zone), prefix=".health-"):
+            pass
+    return {"backend": "local", "root": str(rt.storage.root)}
+
+
+def _dispatch(rt: Runtime) -> dict[str, Any]:
+    settings = rt.settings
+    if not settings.broker_url:
+        return {"backend": type(rt.dispatch).__name__}
+    from geomill.dispatch.rabbitmq import queue_stats  # only when a broker is configured (pika)
+
+    queues = MODE_QUEUES[AppMode.STANDALONE]
+    return {"backend": "rabbitmq", "queues": queue_stats(settings.broker_url, queues, settings.queue_names)}
+
+
+def _workers(rt: Runtime) -> dict[str, Any]:
+    workers = rt.store.list_workers(WORKERS_SEEN_WITHIN)
+    queues = sorted({q for w in workers for q in w.get("queues", [])})
+    return {"seen_within_seconds": WORKERS_SEEN_WITHIN, "count": len(workers), "queues": queues,
+            "workers": [{k: w.get(k) for k in ("worker_id", "mode", "queues", "processes", "last_seen_at")}
+                        for w in workers]}
+
+
+def health_document(rt: Runtime, role: Role, *, has_http: bool = True) -> tuple[dict[str, Any], bool]:
+    """Every component's state and the overall status, and whether a required component is down (the database,
+    the storage, and the broker when one is configured)."""
+    settings = rt.settings
+    components = {
+        "database": check(lambda: database(rt)),
+        "storage": check(lambda: _storage(rt)),
+        "dispatch": check(lambda: _dispatch(rt)),
+        "workers": check(lambda: _workers(rt)),
+        "app_mode": {"status": "ok", **role.describe(settings), "has_http": has_http, "pid": os.getpid()},
+        "auth": {"status": "disabled" if settings.auth_disabled else "ok", "api_keys_required":
+                 not settings.auth_disabled},
+    }
+    if components["workers"].get("count") == 0:
+        components["workers"]["status"] = "degraded"
+    required = ("database", "storage", "dispatch") if settings.broker_url else ("database", "storage")
+    required_down = any(components[c]["status"] == "down" for c in required)
+    degraded = any(c["status"] in ("degraded", "down") for c in components.values())
+    overall = "down" if required_down else ("degraded" if degraded else "ok")
+    return {"status": overall, "components": components}, required_down
+
+
+def ready(rt: Runtime) -> bool:
+    """Ready to serve: the database answers."""
+    return check(lambda: database(rt))["status"] == "ok"

@@ -1,0 +1,99 @@
+"""Listing and reading: jobs (newest first, cursor pages), a job's tasks, one task, a job's result, dead letters,
+stuck jobs, and short job ids as `geomill jobs` prints them."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from geomill.domain import InvalidInput, JobStatus, NotFinished, NotFound, TaskStatus
+from geomill.engine.ports import Store
+from geomill.engine.registry import Registry
+from geomill.engine.report import job_doc, task_doc
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor names; InvalidInput (field ``cursor``) for anything `encode_cursor` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), job_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor: not a cursor this API returned",
+                           errors=[{"field": "cursor", "message": "malformed"}]) from exc
+
+
+def list_jobs(store: Store, *, status: JobStatus | None = None, job_type: str | None = None, limit: int = 50,
+              created_after: datetime | None = None, created_before: datetime | None = None,
+              cursor: str | None = None) -> JobPage:
+    """Jobs newest first, filtered; `next_cursor` names the next (older) page, None on the last."""
+    after = decode_cursor(cursor) if cursor else None
+    jobs = store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
+    page, more = jobs[:limit], len(jobs) > limit
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more and page else None
+    return JobPage([job_doc(j) for j in page], next_cursor)
+
+
+def list_tasks(store: Store, job_id: str, *, stage: int | None = None, status: TaskStatus | None = None,
+               limit: int | None = None, offset: int = 0, admin: bool = False) -> list[dict[str, Any]]:
+    """A job's tasks (all, or `limit` from `offset`); NotFound for an unknown job rather than an empty list."""
+    store.get_job(job_id)
+    end = None if limit is None else offset + limit
+    return [task_doc(t, admin=admin) for t in store.list_tasks(job_id, stage, status)[offset:end]]
+
+
+def get_task(store: Store, task_id: str, *, admin: bool = False) -> dict[str, Any]:
+    """One task's document (error tracebacks for admins only)."""
+    return task_doc(store.get_task(task_id), admin=admin)
+
+
+def job_result(store: Store, job_id: str) -> dict[str, Any]:
+    """A finished job's result or error; NotFinished while it runs."""
+    job = store.get_job(job_id)
+    if not job.status.is_terminal:
+        raise NotFinished(f"job {job_id} is {job.status}; poll its status_url")
+    return {"job_id": job_id, "status": str(job.status), "result": job.result, "error": job.error}
+
+
+def dead_letters(store: Store, limit: int = 100) -> list[dict[str, Any]]:
+    """Work that could not be processed at all, newest first."""
+    return store.list_dead_letters(limit)
+
+
+def stuck_jobs(store: Store, idle_seconds: float) -> list[dict[str, Any]]:
+    """Unfinished jobs idle `idle_seconds` with no task on a live lease."""
+    return store.stuck_jobs(idle_seconds)
+
+
+def resolve_job_id(store: Store, job_id: str) -> str:
+    """A full id, or the job a unique prefix (4 characters or more) names; NotFound otherwise."""
+    try:
+        return store.get_job(job_id).job_id
+    except NotFound:
+        matches = store.find_jobs(job_id) if len(job_id) >= 4 else []
+        if len(matches) == 1:
+            return matches[0].job_id
+        raise
+
+
+def job_types(registry: Registry) -> list[dict[str, Any]]:
+    """Each job type with its description, stages and the JSON Schema of its parameters."""
+    return [
+        {"name": jt.name, "description": jt.description,
+         "stages": [{"name": s.name, "description": s.description, "failure_policy": str(s.failure_policy)}
+                    for s in jt.stages],
+         "parameters": jt.params_model.model_json_schema()}
+        for jt in registry.job_types()
+    ]

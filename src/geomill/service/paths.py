@@ -1,0 +1,98 @@
+"""Path policy: every file parameter of a submission is normalised once (scheme case, ``..``, symlinks) and, for a
+restricted caller (the HTTP API), must stay inside a storage zone or an allowed root (GEOMILL_SOURCE_ROOTS, else the
+data folder)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from geomill.domain import InvalidInput
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
+
+
+class Storage(Protocol):
+    """What the policy needs of storage: a zone URI's local path, confined to its zone (InvalidInput otherwise)."""
+
+    root: Path
+
+    def local_path(self, uri: str) -> Path: ...
+
+
+@dataclass(frozen=True)
+class PathPolicy:
+    """`restricted`: file parameters must resolve inside `roots` (already resolved) or a storage zone."""
+
+    restricted: bool
+    roots: tuple[Path, ...] = ()
+
+
+def policy_for(source_roots: list[Path], storage: Storage, *, restricted: bool) -> PathPolicy:
+    """The policy of a caller: the configured roots, else the data folder."""
+    if not restricted:
+        return PathPolicy(False)
+    return PathPolicy(True, tuple(Path(r).resolve() for r in (source_roots or [storage.root])))
+
+
+@functools.cache
+def file_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The parameters a job type marks as naming files (``x-geomill-file``); computed once per model."""
+    props = model.model_json_schema().get("properties", {})
+    return tuple(name for name, prop in props.items() if prop.get("x-geomill-file"))
+
+
+def check_params(params: dict[str, Any], model: type[BaseModel], storage: Storage, *, restricted: bool,
+                 source_roots: list[Path]) -> dict[str, Any]:
+    """`params` with each file parameter (a string or a list of strings) normalised; InvalidInput naming the field
+    when one is refused. Values of other types are left to the model's validation."""
+    fields = [name for name in file_fields(model) if name in params]
+    if not fields:  # most submissions: no file parameter, no file system call
+        return params
+    policy = policy_for(source_roots, storage, restricted=restricted)
+    out = dict(params)
+    for name in fields:
+        value = params[name]
+        try:
+            if isinstance(value, str):
+                out[name] = normalise(value, storage, policy)
+            elif isinstance(value, list):
+                out[name] = [normalise(v, storage, policy) if isinstance(v, str) else v for v in value]
+        except InvalidInput as exc:
+            raise InvalidInput(f"{name}: {exc}", field=name) from None
+    return out
+
+
+def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
+    """One spelling per file: the scheme lower-cased, local paths absolute with ``..`` and symlinks resolved
+    (``file://`` kept when given). Refused for a restricted caller when outside the zones and roots."""
+    if "\x00" in value:
+        raise InvalidInput("contains a null byte")
+    match = _SCHEME.fullmatch(value)
+    if match is None:
+        if policy.restricted and not Path(value).is_absolute():
+            raise InvalidInput(f"{value!r}: a relative path is ambiguous over HTTP; use a storage URI (bronze://…) "
+                               "or an absolute path inside an allowed root")
+        return str(_local(value, policy))
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme != "file":
+        uri = f"{scheme}://{rest}"
+        if policy.restricted:
+            storage.local_path(uri)  # zone URIs: confined to their zone, symlinks resolved; other schemes refused
+        return uri
+    host, _, path = rest.partition("/")
+    if host.lower() not in ("", "localhost"):
+        raise InvalidInput(f"{value!r}: a file URI names no host other than localhost")
+    return "file://" + str(_local("/" + path, policy))
+
+
+def _local(path: str, policy: PathPolicy) -> Path:
+    resolved = Path(path).expanduser().resolve()
+    if policy.restricted and not any(resolved == r or r in resolved.parents for r in policy.roots):
+        raise InvalidInput(f"{path!r} is outside the allowed roots ({', '.join(str(r) for r in policy.roots)})")
+    return resolved

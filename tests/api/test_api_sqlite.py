@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import shutil
+import time
 from collections.abc import Callable
 from datetime import datetime
 

@@ -90,7 +90,7 @@ def wait_no_other_bench(limit_s: float = 600) -> float:
 def cpu_share(before: list[int], after: list[int]) -> dict[str, float]:
     """Busy and stolen shares of the CPU time between two `cpu_times()`. Steal is time the hypervisor gave this
     VM's virtual CPUs to other guests: a phase with much of it measured a slower machine than it looks."""
-    d = [b - a for a, b in zip(before, after)]
+    d = [b - a for a, b in zip(before, after, strict=True)]
     total = sum(d) or 1
     return {"cpu_busy": 1 - (d[3] + d[4]) / total, "cpu_steal": d[7] / total}
 
@@ -499,7 +499,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
             errs = sum(r["errors"].values())
             err_txt = f"{errs}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['errors'].items())})" if errs else "")
             met = "yes" if r["p99"] <= TARGETS_MS[name] and errs == 0 else "no"
-            per_round = " / ".join(f"{x:.1f} ({steal:.0%})" for x, (_, steal) in zip(r["p99_rounds"], r["cpu"]))
+            per_round = " / ".join(f"{x:.1f} ({steal:.0%})" for x, (_, steal) in zip(r["p99_rounds"], r["cpu"], strict=True))
             lines.append(f"| {DEPLOYMENT[mode]} | {label} | {r['requests']:,} | {args.rate:g}/s | "
                          f"{r['achieved_rps']:.1f}/s | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} | "
                          f"{r['max']:.1f} | {err_txt} | ≤ {TARGETS_MS[name]:g} | {met} | {per_round} |")
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with psycopg.connect(PG_ADMIN_URL) as con:
         pg_version = con.execute("SHOW server_version").fetchone()[0]
-    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    meta = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{os.cpu_count()} CPUs, {platform.platform()}", "postgresql": pg_version,
             "geomill": importlib.metadata.version("geomill"), "python": platform.python_version()}
     wait_no_other_bench()

@@ -44,6 +44,7 @@ import rio_cogeo
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
+
 from common import busy_cpu_seconds, update_section  # bench/ is on sys.path when a script runs
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -57,7 +57,6 @@ def _run(args: tuple[str, str, list[str]]) -> tuple[float, int]:
     which, root, uris = args
     from geomill.engine.context import TaskContext
     from geomill.storage.local import LocalStorage
-
     from geomill.tasks.raster.mosaic import MosaicParams, _mosaicjson_class, create_mosaic
     from geomill.tasks.stac.collection import CreateCollectionParams, create_collection
 

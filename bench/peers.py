@@ -1041,12 +1041,12 @@ def render(args: argparse.Namespace, runs: list[dict[str, Any]], meta: dict[str,
              FULL_COMMAND,
              "# one part only (the other subsections are kept): --parts enqueue recovery; fewer systems: --systems",
              "```", ""]
+    renderers = {"throughput": lambda rs: render_throughput(args, rs, meta),
+                 "enqueue": lambda rs: render_enqueue(rs, meta), "recovery": lambda rs: render_recovery(rs, meta)}
     for part in PARTS:
         mine = [r for r in runs if r.get("part", "throughput") == part]
         if mine:
-            lines += {"throughput": lambda: render_throughput(args, mine, meta),
-                      "enqueue": lambda: render_enqueue(mine, meta),
-                      "recovery": lambda: render_recovery(mine, meta)}[part]()
+            lines += renderers[part](mine)
         elif part in keep:
             lines += keep[part]
         else:
@@ -1100,7 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"missing {PEERS_PY}: python -m venv bench/.venv-peers && "
                  "bench/.venv-peers/bin/pip install -r bench/requirements-peers.txt")
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    meta = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{os.cpu_count()} CPUs, {platform.platform()}", "versions": versions(),
             "recovery": {"tasks": args.recovery_tasks, "task_s": args.recovery_task_s, "lease_s": args.lease_seconds,
                          "limit_s": args.recovery_limit_s}}

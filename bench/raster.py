@@ -192,7 +192,7 @@ def run_geomill(src: Path, runs_dir: Path, tile_size: int, case: str) -> Run:
         raise RuntimeError(f"geomill job ended {report.get('status')}: {json.dumps(report)[:2000]}")
     tiled = report["result"]["tiled"]
     run = Run("geomill", case, m.wall_s, m.max_rss_mb, m.tree_rss_mb, m.cpu_pct, m.others_cores,
-              measured_at=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+              measured_at=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     run.files = len(tiled["tiles"])
     run.output_bytes = sum(t["size_bytes"] for t in tiled["tiles"])
     run.valid = all(cog_validate(t["cog_path"], quiet=True)[0] for t in tiled["tiles"])
@@ -215,7 +215,7 @@ def run_gdal(src: Path, runs_dir: Path, options: dict[str, str], case: str, resa
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEOMILL_", "GDAL_"))}
     m = measured(cmd, env, workdir)
     run = Run("gdal", case, m.wall_s, m.max_rss_mb, m.tree_rss_mb, m.cpu_pct, m.others_cores,
-              measured_at=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+              measured_at=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     run.files, run.output_bytes = 1, output.stat().st_size
     valid, errors, _ = cog_validate(str(output), quiet=True)
     run.valid = bool(valid and not errors)

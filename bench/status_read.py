@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import pg_create_db, pg_drop_db, publish  # (bench/ is on sys.path when a script runs)
 from psycopg.rows import dict_row
+
+from common import pg_create_db, pg_drop_db, publish  # (bench/ is on sys.path when a script runs)
 
 SECTION = "## Status read cost by job size (bench/status_read.py)"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/{db}"

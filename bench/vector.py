@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+
 from common import PG_ADMIN_URL, pg_create_db, pg_drop_db, update_section
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Make the services the integration tests use ready on this machine: PostgreSQL 15 (+ PostGIS) on 127.0.0.1:5432.
-# Idempotent: installs only what is missing, starts only what is down. Needs root (apt-get) for a first install.
+# Make the services the integration tests use ready on this machine: PostgreSQL 15 (+ PostGIS) on 127.0.0.1:5432 and
+# RabbitMQ on 127.0.0.1:5672 (guest/guest, which RabbitMQ allows on loopback only).
+# Idempotent: installs only what is missing, starts only what is down, never restarts a running server.
+# Needs root (apt-get) for a first install. Exits 1 when a service is still not up (after trying the others).
 set -euo pipefail
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+# The AMQP listener opens only once the broker has booted, so an open port means clients can connect.
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
 apt_updated=0
 apt_install() {
@@ -13,31 +17,70 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+# Each ensure_* runs under `||`, where bash ignores set -e: a failed step returns 1 explicitly.
 
-if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
-  echo "services: installing PostgreSQL 15" >&2
-  apt_install postgresql-15
-fi
-if ! dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1; then
-  echo "services: installing PostGIS (postgresql-15-postgis-3)" >&2
-  apt_install postgresql-15-postgis-3
-fi
-
-version="$(ls /etc/postgresql | sort -V | tail -n 1)"
-hba="/etc/postgresql/${version}/main/pg_hba.conf"
-# The tests connect as postgres over TCP without a password (a throwaway local server).
-if ! grep -Eq '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
-  sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-  pg_up && pg_ctlcluster --skip-systemctl-redirect "$version" main reload
-fi
-
-if ! pg_up; then
-  echo "services: starting PostgreSQL ${version}" >&2
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for _ in $(seq 1 60); do
-    pg_up && break
+wait_for() {  # wait_for CHECK SECONDS: poll every half second
+  local check="$1" tries=$(($2 * 2))
+  for _ in $(seq 1 "$tries"); do
+    "$check" && return 0
     sleep 0.5
   done
-fi
-pg_up || { echo "services: PostgreSQL on 127.0.0.1:5432 did not come up" >&2; exit 1; }
-echo "services: PostgreSQL ${version} ready on 127.0.0.1:5432" >&2
+  "$check"
+}
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    echo "services: installing PostgreSQL 15" >&2
+    apt_install postgresql-15 || return 1
+  fi
+  if ! dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1; then
+    echo "services: installing PostGIS (postgresql-15-postgis-3)" >&2
+    apt_install postgresql-15-postgis-3 || return 1
+  fi
+  local version hba
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  hba="/etc/postgresql/${version}/main/pg_hba.conf"
+  # The tests connect as postgres over TCP without a password (a throwaway local server).
+  if ! grep -Eq '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    pg_up && pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+  if ! pg_up; then
+    echo "services: starting PostgreSQL ${version}" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for pg_up 30 || true
+  fi
+  pg_up || { echo "services: PostgreSQL on 127.0.0.1:5432 did not come up" >&2; return 1; }
+  echo "services: PostgreSQL ${version} ready on 127.0.0.1:5432" >&2
+}
+
+ensure_rabbitmq() {
+  if rabbit_up; then
+    echo "services: RabbitMQ ready on 127.0.0.1:5672" >&2
+    return 0
+  fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "services: installing RabbitMQ (rabbitmq-server)" >&2
+    # Before the first start: a node name that resolves without DNS (a container's hostname may not) and
+    # listeners on loopback only. Neither file is a dpkg conffile, so the install keeps them; existing ones stay.
+    mkdir -p /etc/rabbitmq
+    [ -e /etc/rabbitmq/rabbitmq-env.conf ] || printf '%s\n' 'NODENAME=rabbit@localhost' \
+      'ERL_EPMD_ADDRESS=127.0.0.1' 'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"' \
+      > /etc/rabbitmq/rabbitmq-env.conf
+    [ -e /etc/rabbitmq/rabbitmq.conf ] || echo 'listeners.tcp.local = 127.0.0.1:5672' > /etc/rabbitmq/rabbitmq.conf
+    apt_install rabbitmq-server || return 1
+  fi
+  if ! rabbit_up; then  # apt may have started it (where policy-rc.d allows); start it only if not
+    echo "services: starting RabbitMQ" >&2
+    # No systemd here: the wrapper runs the node as the rabbitmq user, in the background.
+    rabbitmq-server -detached || true
+    wait_for rabbit_up 90 || true
+  fi
+  rabbit_up || { echo "services: RabbitMQ on 127.0.0.1:5672 did not come up" >&2; return 1; }
+  echo "services: RabbitMQ ready on 127.0.0.1:5672" >&2
+}
+
+status=0
+ensure_postgres || status=1
+ensure_rabbitmq || status=1
+exit "$status"

@@ -1,48 +1,34 @@
-"""Where the tests find sample data: the project's own copies, then the shared sample set (``shared/data``, with
-its provenance) that sits beside the checkout.
+"""Where the tests find sample data: files this repository ships, never anything outside the checkout.
 
-The shared set is looked up in ``GEOMILL_SAMPLE_DATA`` when set, else in ``shared/data`` next to the checkout or
-next to any folder above it (a clone in ``/work/ci`` and one in ``/work/ci/nested/x`` both find ``/work/shared``).
-A sample that cannot be found skips its test locally and FAILS it when ``CI`` is set, as a missing service does: a
-green CI run that skipped the raster tests would prove nothing.
+``tests/data`` holds the small real samples the tests need (provenance and licence in ``tests/data/README.md``);
+``src/geomill/examples/data`` holds the two demo rasters the package ships. A missing file is a broken checkout,
+not a missing service, so it fails the test everywhere instead of skipping it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from services import unavailable
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"  # small real samples, copied with their provenance (tests/data/README.md)
 EXAMPLES = REPO / "src" / "geomill" / "examples" / "data"  # RGB.byte.tif and shade.tif ship with the package
 
 
-def _find_shared() -> Path | None:
-    given = os.environ.get("GEOMILL_SAMPLE_DATA")
-    if given:
-        return Path(given).expanduser().resolve()
-    for folder in REPO.parents:
-        if (folder / "shared" / "data").is_dir():
-            return folder / "shared" / "data"
-    return None
-
-
-SHARED = _find_shared()
-
-
-def shared(*parts: str) -> Path:
-    """A file or folder of the shared sample set (``shared("raster", "float.tif")``); skip/fail when missing."""
-    if SHARED is None:
-        unavailable("the shared sample data (shared/data beside the checkout, or GEOMILL_SAMPLE_DATA) was not found")
-    path = SHARED.joinpath(*parts)
+def data(*parts: str) -> Path:
+    """A file or folder of the repository's test data (``data("vector", "grenada.geojson")``); fails when missing."""
+    path = DATA.joinpath(*parts)
     if not path.exists():
-        unavailable(f"sample {path} not found")
+        pytest.fail(f"sample {path} is missing from the checkout (tests/data is part of the repository)")
     return path
 
 
+shared = data  # the old name (the samples used to come from shared/data beside the checkout); other branches use it
+
+
 def raster(name: str) -> Path:
-    """A sample raster: the package's copy when it has one, else the shared set's."""
+    """A sample raster: the package's copy when it has one, else the test data's."""
     if (EXAMPLES / name).is_file():
         return EXAMPLES / name
-    return shared("raster", name)
+    return data("raster", name)

@@ -96,7 +96,7 @@ def test_bad_raster_fails_clearly_without_retries(seeded: Path, tmp_path: Path, 
         expect = "truncated.tif"
     elif case == "no_crs":
         source = str(tmp_path / "float.tif")
-        shutil.copyfile(samples.shared("raster", "float.tif"), source)
+        shutil.copyfile(samples.raster("float.tif"), source)
         expect = "no coordinate reference system"
     else:
         source = str(tmp_path / "notes.tif")

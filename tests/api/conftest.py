@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import Api, api_settings
 from fastapi.testclient import TestClient
 
+from api_helpers import Api, api_settings
 from geomill.api import create_app
 from geomill.runtime import Runtime
 from geomill.service.keys import create_key

@@ -187,7 +187,7 @@ def test_create_collection_validates_and_upserts(ctx: TaskContext, storage: Loca
     mosaic = create_mosaic(MosaicParams(cogs=[c.cog_uri for c in cogs], name="pair"), ctx)
     params = CreateCollectionParams(
         collection_id="pair", title="Two scenes", items=[
-            {"cog_uri": c.cog_uri, "source": str(sample(n)), "item_id": n.split(".")[0]} for c, n in zip(cogs, SAME_CRS)
+            {"cog_uri": c.cog_uri, "source": str(sample(n)), "item_id": n.split(".")[0]} for c, n in zip(cogs, SAME_CRS, strict=True)
         ], mosaic=mosaic.model_dump(),
     )
     first = create_collection(params, ctx)

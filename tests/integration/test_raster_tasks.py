@@ -121,7 +121,7 @@ def test_validate_refuses_a_text_file(ctx: TaskContext, tmp_path: Path) -> None:
 
 
 def test_validate_refuses_a_shapefile(ctx: TaskContext) -> None:
-    shp = samples.shared("vector", "coutwildrnp.shp")
+    shp = samples.data("vector", "coutwildrnp.shp")
     with pytest.raises(InvalidInput, match=r"coutwildrnp\.shp.*not a raster"):
         validate_raster(ValidateRasterParams(source=str(shp)), ctx)
 

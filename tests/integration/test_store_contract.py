@@ -32,8 +32,8 @@ from geomill.domain import (
     NewTask,
     NotFound,
     Stage,
-    StoreError,
     StageSpec,
+    StoreError,
     TaskSpec,
     TaskStatus,
     make_task_id,
@@ -183,7 +183,7 @@ def finish(rt: Runtime, job_id: str, timeout: float = 60.0) -> Job:
 
 def test_migrations_are_applied_once_and_recorded(rt: Runtime, store: Store) -> None:
     store.migrate()  # a second start changes nothing
-    dialect = getattr(store, "dialect")
+    dialect = store.dialect
     assert store.schema_version() == max(v for v, _ in migrations(dialect))  # type: ignore[attr-defined]
 
 

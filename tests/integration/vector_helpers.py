@@ -23,8 +23,8 @@ SAMPLES = {"coutwildrnp.shp": 67, "grenada.geojson": 1, "rmnp.geojson": 1}
 
 
 def copy_samples(bronze: Path) -> None:
-    """The shared sample vectors, copied into the test's bronze zone (never read in place)."""
-    for f in samples.shared("vector").iterdir():
+    """The sample vectors (tests/data/vector), copied into the test's bronze zone (never read in place)."""
+    for f in samples.data("vector").iterdir():
         shutil.copy(f, bronze / f.name)
 
 

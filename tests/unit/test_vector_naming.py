@@ -110,8 +110,8 @@ def test_wkb_to_ewkb_hex_matches_shapely() -> None:
         hexed = wkb_to_ewkb_hex(array, 2056)
         back = shapely.from_wkb(hexed.to_numpy(zero_copy_only=False))
         assert [g is None for g in back] == [g is None for g in part]
-        assert all(a is None or (a.equals(b) or a.is_empty and b.is_empty) for a, b in zip(part, back))
-        assert all(shapely.get_srid(g) == 2056 for g, p in zip(back, part) if p is not None)
+        assert all(a is None or (a.equals(b) or a.is_empty and b.is_empty) for a, b in zip(part, back, strict=True))
+        assert all(shapely.get_srid(g) == 2056 for g, p in zip(back, part, strict=True) if p is not None)
         assert hexed[0].as_py() is None or hexed[0].as_py().startswith("01")
     assert wkb_to_ewkb_hex(wkb, 4326)[0].as_py() == "0101000020E6100000000000000000F03F0000000000000040"
     extended = pa.array(shapely.to_wkb(geoms[3:4], byte_order=1, flavor="extended"), type=pa.binary())

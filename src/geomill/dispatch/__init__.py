@@ -1,18 +1,21 @@
-"""How workers learn of work: SQLite polling, PostgreSQL LISTEN/NOTIFY; brokers plug in here."""
+"""How workers learn of work: SQLite polling or PostgreSQL LISTEN/NOTIFY wake-ups, or a broker (RabbitMQ) whose
+messages name the work; the choice is made once, when the runtime is built (`open_dispatch`, `open_broker`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from geomill.dispatch.polling import PollingDispatch
 
 if TYPE_CHECKING:
     from geomill.config import Settings
+    from geomill.engine.dispatch_ports import Broker
     from geomill.engine.ports import Dispatch
 
 
 def open_dispatch(settings: Settings) -> Dispatch:
-    """LISTEN/NOTIFY when the database is PostgreSQL, adaptive polling otherwise."""
+    """Database wake-ups: LISTEN/NOTIFY when the database is PostgreSQL, adaptive polling otherwise."""
     from geomill.store import is_postgres_url
 
     url = settings.resolved_database_url
@@ -23,4 +26,22 @@ def open_dispatch(settings: Settings) -> Dispatch:
     return PollingDispatch(max_interval=settings.poll_interval_seconds)
 
 
-__all__ = ["PollingDispatch", "open_dispatch"]
+def open_broker(settings: Settings) -> Broker | None:
+    """The broker workers consume from, or None: the database is the queue (no connection is opened here)."""
+    if not settings.broker_url:
+        return None
+    from geomill.dispatch.rabbitmq import RabbitBroker
+
+    return RabbitBroker(settings.broker_url, settings.queue_names)
+
+
+def dispatch_health(wakeups: Any, broker: Broker | None, queues: Sequence[str],
+                    queue_names: dict[str, str]) -> dict[str, Any]:
+    """What /api/health and `geomill health` show of dispatch: the backend, and with a broker each queue's ready
+    messages and consumers (DispatchError when the broker is unreachable)."""
+    if broker is None:
+        return {"backend": type(wakeups).__name__}
+    return {"backend": broker.backend, "queues": broker.queue_stats([queue_names.get(q, q) for q in queues])}
+
+
+__all__ = ["PollingDispatch", "dispatch_health", "open_broker", "open_dispatch"]

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from geomill.dispatch.rabbitmq import REASON_HEADER, RabbitPublisher, decode
 from geomill.domain import FailurePolicy, NewJob, NewTask, make_task_id
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import open_store
-from procs import cli, geomill_env, start, start_worker, stop, submit, tasks, wait_for, wait_terminal
+from procs import GEOMILL, cli, geomill_env, start, start_worker, stop, submit, tasks, wait_for, wait_terminal
 from services import fresh_vhost, rabbitmqctl, wait_rabbitmq_app
 
 WORK_QUEUES = ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
@@ -370,3 +373,21 @@ def test_a_dead_letter_nobody_can_record_still_leaves_the_work_queue(tmp_path: P
     _, props, body = _channel(amqp_url).basic_get(DEAD_LETTER, auto_ack=True)
     assert body == b"\x00" and props.headers["x-death"][0]["reason"] == "rejected"
     assert _depth(amqp_url, "default-tasks")[0] == 0
+
+
+def test_a_worker_process_stops_on_sigterm_without_a_traceback(tmp_path: Path, pg_url: str, amqp_url: str) -> None:
+    """Issue 20: the consumer thread's `_stop` attribute shadowed Thread._stop, so every RabbitMQ worker process
+    crashed in Thread.join on shutdown with "TypeError: 'Event' object is not callable"."""
+    env = geomill_env(tmp_path / "d", pg_url, workers=1, broker_url=amqp_url)
+    proc = subprocess.Popen([*GEOMILL, "worker", "--processes", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: _consumed(amqp_url, WORK_QUEUES), 60, "the worker consuming every queue")
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert "Traceback" not in err and "not callable" not in err, err
+    assert proc.returncode == 0, err

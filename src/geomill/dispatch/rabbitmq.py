@@ -155,6 +155,7 @@ class QueueConsumer(threading.Thread):
             log.info("consuming %s from RabbitMQ", ",".join(self.queues))
             while not self._stopping.is_set():
                 conn.process_data_events(time_limit=0.2)
+            conn.process_data_events(time_limit=0)  # settlements handed over just before the stop go out first
         finally:
             self._conn, self._channel = None, None
             self.connected.clear()

@@ -7,7 +7,7 @@ import base64
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from geomill.dispatch.messages import REASON_HEADER
 from geomill.dispatch.outbox import publish_outbox
 from geomill.dispatch.rabbitmq import QueueConsumer
 from geomill.dispatch.stub import StubBroker
-from geomill.domain import DispatchError, NewJob, StoreError
+from geomill.domain import DispatchError, NewJob, StoreError, Task
 from geomill.runtime import Runtime
 from geomill.worker.consumer import BrokerConsumer
 from geomill.worker.loop import WorkerLoop
@@ -33,8 +33,15 @@ class Harness:
         self.broker = StubBroker()
         rt.broker = self.broker
         self.started: list[str] = []
-        self.loop = WorkerLoop(rt, ["jobs", Q], on_task=lambda t: t is not None and self.started.append(t.task_id))
+        self.stop_after_first = False
+        self.loop = WorkerLoop(rt, ["jobs", Q], on_task=self.on_task)
         self.consumer = BrokerConsumer(self.loop, self.broker)
+
+    def on_task(self, task: Task | None) -> None:
+        if task is not None:
+            self.started.append(task.task_id)
+            if self.stop_after_first:
+                self.loop.stop.set()
 
     def submit(self, n: int, tag: str = "") -> str:
         job, _ = self.rt.store.create_job(NewJob(job_id=f"j{n}{tag}", job_type="fanout", params={"n": n, "tag": tag},
@@ -65,7 +72,7 @@ class Harness:
 
 
 @pytest.fixture
-def h(make_runtime: Callable[..., Runtime]) -> Harness:
+def h(make_runtime: Callable[..., Runtime]) -> Iterator[Harness]:
     harness = Harness(make_runtime(broker_max_deliveries=3))
     yield harness
     harness.consumer.close()
@@ -165,7 +172,10 @@ def test_after_a_long_task_messages_are_claimed_one_at_a_time(h: Harness, monkey
     h.plan(3)
     calls: list[int] = []
     claim = h.rt.store.claim_tasks_by_ids
-    monkeypatch.setattr(h.rt.store, "claim_tasks_by_ids", lambda ids, *a: calls.append(len(ids)) or claim(ids, *a))
+    def counting(task_ids: list[str], *args: Any) -> Any:
+        calls.append(len(task_ids))
+        return claim(task_ids, *args)
+    monkeypatch.setattr(h.rt.store, "claim_tasks_by_ids", counting)
     monkeypatch.setattr(h.loop, "_last_task_seconds", 5.0)
     assert h.consumer.poll(timeout=1.0)
     assert calls == [1] and h.depth(Q) == 2
@@ -188,7 +198,7 @@ def test_on_stop_claimed_but_unstarted_tasks_are_given_back_and_republished(h: H
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     ids = h.plan(3)
     monkeypatch.setattr(h.loop, "_last_task_seconds", 0.0)
-    h.loop.on_task = lambda t: t is not None and (h.started.append(t.task_id), h.loop.stop.set())
+    h.stop_after_first = True
     assert h.consumer.poll(timeout=1.0)
     assert len(h.started) == 1
     waiting = [h.rt.store.get_task(i) for i in ids if i not in h.started]

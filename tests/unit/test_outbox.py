@@ -63,3 +63,14 @@ def test_with_a_broker_health_shows_each_queue_and_the_dead_letter_queue(
         "prod-default": {"messages": 1, "consumers": 0},
         "jobs": {"messages": 0, "consumers": 0, "absent": 1},
         "geomill.dead-letter": {"messages": 0, "consumers": 0}}}
+
+
+def test_dispatch_and_the_store_agree_on_wake_up_channels_and_database_urls() -> None:
+    """dispatch/ imports nothing from store/, so the two names it shares with the store are checked here."""
+    from geomill.dispatch import POSTGRES_SCHEMES
+    from geomill.engine.dispatch_ports import wake_channel
+    from geomill.store import POSTGRES_SCHEMES as STORE_SCHEMES
+    from geomill.store.postgres_queries import channel_for
+
+    assert wake_channel("raster-tasks") == channel_for("raster-tasks") == "geomill_raster-tasks"
+    assert POSTGRES_SCHEMES == STORE_SCHEMES

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from geomill.dispatch.polling import PollingDispatch
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # as the store's (dispatch imports nothing from store/)
+
 if TYPE_CHECKING:
     from geomill.config import Settings
     from geomill.engine.dispatch_ports import Broker
@@ -16,10 +18,8 @@ if TYPE_CHECKING:
 
 def open_dispatch(settings: Settings) -> Dispatch:
     """Database wake-ups: LISTEN/NOTIFY when the database is PostgreSQL, adaptive polling otherwise."""
-    from geomill.store import is_postgres_url
-
     url = settings.resolved_database_url
-    if is_postgres_url(url):
+    if url.startswith(POSTGRES_SCHEMES):
         from geomill.dispatch.postgres import ListenNotifyDispatch
 
         return ListenNotifyDispatch(url, poll_interval=settings.poll_interval_seconds)

@@ -13,6 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+WAKE_CHANNEL_PREFIX = "geomill_"
+
+
+def wake_channel(queue: str) -> str:
+    """The PostgreSQL LISTEN/NOTIFY channel of a queue: the store NOTIFYs it, the dispatcher LISTENs to it."""
+    return WAKE_CHANNEL_PREFIX + queue
+
+
 QueueStats = dict[str, dict[str, int]]  # queue -> {"messages": ready, "consumers": n} (+ "absent": 1 if undeclared)
 
 

@@ -1,9 +1,11 @@
 """Publishing to RabbitMQ with aio-pika: a batch of messages goes out with all its publisher confirms in flight.
 
 Why a second AMQP library beside pika (the consumer's): pika's BlockingChannel waits for each confirm before the
-next publish, which capped the outbox at about 500 messages/s; pika's asynchronous SelectConnection could pipeline
-confirms too, but would be a hand-written confirm tracker with reconnects, which aio-pika already is. The consumer
-stays on pika's blocking connection, owned by one thread (the worker is threaded, not async).
+next publish. Measured on the 2-core test machine (RabbitMQ 3.10, durable quorum queue, 2,000 persistent
+messages): pika with confirms 136 messages/s, this publisher 4,370 messages/s - and one stage may plan 100,000
+tasks. pika's asynchronous SelectConnection could pipeline confirms too, but only through a hand-written confirm
+tracker with reconnects, which is what aio-pika is. The consumer stays on pika's blocking connection, owned by
+one thread (the worker is threaded, not async), where aio-pika would add an event loop and nothing else.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from geomill.domain import DispatchError
 
 class RabbitPublisher:
     """Persistent messages with publisher confirms, many in flight at once: a batch of N messages costs about one
-    confirm round trip, not N (pika's blocking channel waits for each confirm, which capped the outbox at about
-    500 messages/s). aio-pika runs on a private event-loop thread; callers stay synchronous and get DispatchError
+    confirm round trip, not N (see the module docstring). aio-pika runs on a private event-loop thread; callers stay synchronous and get DispatchError
     unless every message of the batch was confirmed. A retried batch may send some messages twice: harmless, as
     every handler claims by id."""
 
@@ -38,6 +39,7 @@ class RabbitPublisher:
         self._conn: Any = None
         self._channel: Any = None
         self._declared: set[str] = set()
+        self._start_lock = threading.Lock()
 
     def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Send every (queue, body) at once and wait for all the confirms."""
@@ -65,11 +67,13 @@ class RabbitPublisher:
     # the event-loop side
 
     def _run(self, coro: Any, what: str) -> None:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="geomill-publisher", daemon=True)
-            self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        with self._start_lock:  # the runtime's broker may be shared by threads: one event loop, not two
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="geomill-publisher", daemon=True)
+                self._thread.start()
+            loop = self._loop
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             future.result(self.timeout)
         except DispatchError:

@@ -49,16 +49,16 @@ def test_without_a_broker_there_is_no_outbox_and_health_names_the_wake_ups(
         make_runtime: Callable[..., Runtime]) -> None:
     rt = make_runtime()
     assert open_broker(rt.settings) is None and rt.broker is None and Outbox.open(rt) is None
-    assert dispatch_health(rt.dispatch, rt.broker, ["default-tasks"], {}) == {"backend": "PollingDispatch"}
+    assert dispatch_health(rt, ["default-tasks"], {}) == {"backend": "PollingDispatch"}
 
 
 def test_with_a_broker_health_shows_each_queue_and_the_dead_letter_queue(
         make_runtime: Callable[..., Runtime]) -> None:
     rt = make_runtime(broker_url="amqp://guest:guest@127.0.0.1:1/")
     assert isinstance(open_broker(rt.settings), RabbitBroker)  # no connection opened yet
-    broker = StubBroker({"default-tasks": "prod-default"})
-    broker.publish_many([("prod-default", b"x")])
-    doc = dispatch_health(rt.dispatch, broker, ["default-tasks", "jobs"], {"default-tasks": "prod-default"})
+    rt.broker = StubBroker()
+    rt.broker.publish_many([("prod-default", b"x")])
+    doc = dispatch_health(rt, ["default-tasks", "jobs"], {"default-tasks": "prod-default"})
     assert doc == {"backend": "stub", "queues": {
         "prod-default": {"messages": 1, "consumers": 0},
         "jobs": {"messages": 0, "consumers": 0, "absent": 1},

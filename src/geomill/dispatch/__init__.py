@@ -3,7 +3,7 @@ messages name the work; the choice is made once, when the runtime is built (`ope
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geomill.dispatch.polling import PollingDispatch
@@ -12,7 +12,7 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # as the store's (dispatch 
 
 if TYPE_CHECKING:
     from geomill.config import Settings
-    from geomill.engine.dispatch_ports import Broker
+    from geomill.engine.dispatch_ports import Broker, WorkSource
     from geomill.engine.ports import Dispatch
 
 
@@ -35,13 +35,13 @@ def open_broker(settings: Settings) -> Broker | None:
     return RabbitBroker(settings.broker_url, settings.queue_names)
 
 
-def dispatch_health(wakeups: Any, broker: Broker | None, queues: Sequence[str],
-                    queue_names: dict[str, str]) -> dict[str, Any]:
-    """What /api/health and `geomill health` show of dispatch: the backend, and with a broker each queue's ready
-    messages and consumers (DispatchError when the broker is unreachable)."""
-    if broker is None:
-        return {"backend": type(wakeups).__name__}
-    return {"backend": broker.backend, "queues": broker.queue_stats([queue_names.get(q, q) for q in queues])}
+def dispatch_health(source: WorkSource, queues: Sequence[str], queue_names: Mapping[str, str]) -> dict[str, Any]:
+    """What /api/health and `geomill health` show of dispatch (`source`: the Runtime): the wake-up backend, or
+    the broker's backend with each queue's ready messages and consumers (DispatchError when it is unreachable)."""
+    if source.broker is None:
+        return {"backend": type(source.dispatch).__name__}
+    return {"backend": source.broker.backend,
+            "queues": source.broker.queue_stats([queue_names.get(q, q) for q in queues])}
 
 
 __all__ = ["PollingDispatch", "dispatch_health", "open_broker", "open_dispatch"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ import aiormq.exceptions
 
 from geomill.dispatch.messages import DELIVERY_LIMIT, REASON_HEADER, SOURCE_HEADER, dead_letter_name
 from geomill.domain import DispatchError
+
+log = logging.getLogger(__name__)
 
 
 class RabbitPublisher:
@@ -58,8 +61,8 @@ class RabbitPublisher:
             return
         try:
             asyncio.run_coroutine_threadsafe(self._close(), loop).result(5)
-        except Exception:  # closing a connection the broker already dropped
-            pass
+        except Exception as exc:  # noqa: BLE001 - closing a connection the broker already dropped
+            log.debug("publisher close: %r", exc)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         self._loop = self._thread = None
@@ -96,7 +99,7 @@ class RabbitPublisher:
                     for key, body, headers in messages))
                 return
             except (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError,
-                    asyncio.TimeoutError) as exc:
+                    TimeoutError) as exc:
                 await self._close()
                 if attempt == 2:
                     raise DispatchError(f"cannot publish to RabbitMQ: {exc!r}") from exc
@@ -115,8 +118,8 @@ class RabbitPublisher:
         if conn is not None and not conn.is_closed:
             try:
                 await conn.close()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - it is being thrown away either way
+                log.debug("publisher connection close: %r", exc)
 
 
 async def _declare_async(channel: Any, queues: Sequence[str], dead_letter: str) -> None:

@@ -88,3 +88,14 @@ class Broker(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WorkSource(Protocol):
+    """How a worker loop receives claimable work, chosen once at the composition root (the Runtime is one): with
+    no `broker` it waits on `dispatch` wake-ups and claims from the store; with one it consumes its deliveries."""
+
+    @property
+    def dispatch(self) -> WakeUps: ...
+
+    @property
+    def broker(self) -> Broker | None: ...

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geomill.config import Settings
-from geomill.dispatch import open_dispatch
+from geomill.dispatch import open_broker, open_dispatch
+from geomill.engine.dispatch_ports import Broker
 from geomill.engine.orchestrator import Orchestrator
 from geomill.engine.ports import Dispatch, Store
 from geomill.engine.registry import Registry
@@ -22,6 +23,7 @@ class Runtime:
     store: Store
     storage: LocalStorage
     dispatch: Dispatch
+    broker: Broker | None = None  # set: workers consume its messages instead of waiting on database wake-ups
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -32,7 +34,8 @@ class Runtime:
         if migrate:
             store.migrate()
         registry = build_registry(settings.plugins)
-        return cls(settings, registry, store, storage, open_dispatch(settings))
+        return cls(settings, registry, store, storage, open_dispatch(settings),
+                   broker=open_broker(settings))
 
     @property
     def router(self) -> Router:
@@ -48,4 +51,6 @@ class Runtime:
         close_dispatch = getattr(self.dispatch, "close", None)
         if close_dispatch is not None:
             close_dispatch()
+        if self.broker is not None:
+            self.broker.close()
         self.store.close()

@@ -5,8 +5,12 @@ processes (`geomill worker` / `geomill serve`)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import shutil
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +27,7 @@ from geomill.dispatch.rabbitmq import REASON_HEADER, RabbitPublisher, decode
 from geomill.domain import FailurePolicy, NewJob, NewTask, make_task_id
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import open_store
-from procs import cli, geomill_env, start, start_worker, stop, submit, tasks, wait_for, wait_terminal
+from procs import GEOMILL, cli, geomill_env, start, start_worker, stop, submit, tasks, wait_for, wait_terminal
 from services import fresh_vhost, rabbitmqctl, wait_rabbitmq_app
 
 WORK_QUEUES = ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
@@ -239,23 +243,32 @@ def test_broker_restart_mid_job_loses_and_duplicates_nothing(tmp_path: Path, pg_
 
 
 def test_a_message_whose_handler_keeps_crashing_is_dead_lettered(tmp_path: Path, pg_url: str, amqp_url: str) -> None:
-    from geomill.dispatch.rabbitmq import Delivery
     from geomill.runtime import Runtime
     from geomill.worker.consumer import BrokerConsumer
     from geomill.worker.loop import WorkerLoop
 
     rt = Runtime.open(Settings(data_dir=tmp_path, database_url=pg_url, broker_url=amqp_url, broker_max_deliveries=3))
+    assert rt.broker is not None
     try:
-        consumer = BrokerConsumer(WorkerLoop(rt, ["default-tasks"]), amqp_url)
+        consumer = BrokerConsumer(WorkerLoop(rt, ["default-tasks"]), rt.broker)
         body = json.dumps({"kind": "task", "task_id": "t", "job_id": "j", "stage": 1}).encode()
-        consumer.handle(Delivery("default-tasks", body, 1, delivery_count=3, channel=None))  # x-delivery-count
-        consumer.publisher.close()
+        consumer.open()
+        rt.broker.publish_many([("default-tasks", body)])
+        subscription = consumer.open()
+        for _ in range(3):  # three failed deliveries: x-delivery-count is 3 on the fourth
+            delivery = subscription.next_delivery(10.0)
+            assert delivery is not None
+            subscription.requeue(delivery)
+        assert consumer.poll(timeout=10.0)
+        consumer.close()
         (dead,) = rt.store.list_dead_letters()
     finally:
         rt.close()
     assert dead["source"] == "broker:default-tasks" and "3 deliveries" in dead["reason"]
+    assert wait_for(lambda: _depth(amqp_url, DEAD_LETTER)[0] == 1, 10, "the dead letter")
     _, props, dead_body = _channel(amqp_url).basic_get(DEAD_LETTER, auto_ack=True)
     assert dead_body == body and "3 deliveries" in props.headers[REASON_HEADER]
+    assert _depth(amqp_url, "default-tasks")[0] == 0
 
 
 def _queued_messages(url: str, queue: str) -> int:
@@ -298,3 +311,83 @@ def test_health_reports_broker_queues_and_fails_without_the_broker(tmp_path: Pat
     bad = cli(geomill_env(tmp_path / "d", None, broker_url="amqp://guest:guest@127.0.0.1:1/"), "health", "--json")
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["components"]["dispatch"]["status"] == "down"
+
+
+def _consumer(tmp_path: Path, pg_url: str, amqp_url: str) -> tuple[Any, Any]:
+    from geomill.runtime import Runtime
+    from geomill.worker.consumer import BrokerConsumer
+    from geomill.worker.loop import WorkerLoop
+
+    rt = Runtime.open(Settings(data_dir=tmp_path, database_url=pg_url, broker_url=amqp_url))
+    return rt, BrokerConsumer(WorkerLoop(rt, ["default-tasks"]), rt.broker)
+
+
+def _poll_until_idle(consumer: Any) -> int:
+    handled = 0
+    while consumer.poll(timeout=2.0):
+        handled += 1
+        assert handled < 20, "messages keep coming back"
+    return handled
+
+
+def test_any_bytes_are_dead_lettered_and_recorded_in_postgres(tmp_path: Path, pg_url: str, amqp_url: str) -> None:
+    """Issue 20: a body holding a NUL byte could not be recorded (PostgreSQL JSON text has no \\u0000), so it was
+    requeued forever. Now the body is recorded as base64 with its length."""
+    bodies = [b"\x00not json", bytes(range(256)), b'{"kind": "task", "task_id": "\\u0000", "job_id": "j", "stage": 1}']
+    rt, consumer = _consumer(tmp_path, pg_url, amqp_url)
+    try:
+        rt.broker.publish_many([("default-tasks", b) for b in bodies])
+        assert _poll_until_idle(consumer) == len(bodies)
+        consumer.close()
+        dead = rt.store.list_dead_letters()
+    finally:
+        rt.close()
+    recorded = sorted(base64.b64decode(d["payload"]["body_base64"]) for d in dead)
+    assert recorded == sorted(bodies) and all("undecodable" in d["reason"] for d in dead)
+    assert sorted(d["payload"]["body_bytes"] for d in dead) == sorted(map(len, bodies))
+    wait_for(lambda: _depth(amqp_url, DEAD_LETTER)[0] == len(bodies), 10, "the dead letters")
+    assert _depth(amqp_url, "default-tasks")[0] == 0
+
+
+def test_a_dead_letter_nobody_can_record_still_leaves_the_work_queue(tmp_path: Path, pg_url: str, amqp_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the database nor the dead-letter publish takes it: the message is rejected, and the queue's own
+    dead-letter exchange moves it (no reason header then, but no endless redelivery either)."""
+    from geomill.domain import DispatchError, StoreError
+
+    def refuse_publish(*args: Any) -> None:
+        raise DispatchError("no confirm")
+
+    def refuse_record(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("cannot record")
+    rt, consumer = _consumer(tmp_path, pg_url, amqp_url)
+    try:
+        rt.broker.publish_many([("default-tasks", b"\x00")])
+        monkeypatch.setattr(rt.broker, "dead_letter", refuse_publish)
+        monkeypatch.setattr(rt.store, "add_dead_letter", refuse_record)
+        assert _poll_until_idle(consumer) == 1
+        consumer.close()
+    finally:
+        rt.close()
+    wait_for(lambda: _depth(amqp_url, DEAD_LETTER)[0] == 1, 10, "the rejected message on the dead-letter queue")
+    _, props, body = _channel(amqp_url).basic_get(DEAD_LETTER, auto_ack=True)
+    assert body == b"\x00" and props.headers["x-death"][0]["reason"] == "rejected"
+    assert _depth(amqp_url, "default-tasks")[0] == 0
+
+
+def test_a_worker_process_stops_on_sigterm_without_a_traceback(tmp_path: Path, pg_url: str, amqp_url: str) -> None:
+    """Issue 20: the consumer thread's `_stop` attribute shadowed Thread._stop, so every RabbitMQ worker process
+    crashed in Thread.join on shutdown with "TypeError: 'Event' object is not callable"."""
+    env = geomill_env(tmp_path / "d", pg_url, workers=1, broker_url=amqp_url)
+    proc = subprocess.Popen([*GEOMILL, "worker", "--processes", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: _consumed(amqp_url, WORK_QUEUES), 60, "the worker consuming every queue")
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert "Traceback" not in err and "not callable" not in err, err
+    assert proc.returncode == 0, err

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from geomill.store.postgres_queries import channel_for
+from geomill.engine.dispatch_ports import wake_channel
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class ListenNotifyDispatch:
                 log.warning("cannot open the LISTEN connection (%s); polling meanwhile", str(exc).strip())
                 self._schedule_reconnect()
                 return None
-        channels = {channel_for(x) for x in queues} - self._listening
+        channels = {wake_channel(x) for x in queues} - self._listening
         try:
             for channel in sorted(channels):
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

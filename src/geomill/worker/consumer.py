@@ -1,11 +1,12 @@
-"""A worker fed by RabbitMQ instead of polling the database (selected by GEOMILL_BROKER_URL).
+"""A worker fed by a broker (RabbitMQ, or the in-memory stub in tests) instead of polling the database.
 
 Each message names a task or an orchestration event. The handler claims that row with a guarded update and
 acknowledges the message once the claim has committed, before the task runs: the task's lease and heartbeat cover
 its life from then on, so RabbitMQ's consumer timeout never applies to task execution. A message that claims
 nothing (a duplicate, or stale: the task ran or is running) is acknowledged and dropped. A message that cannot be
-handled at all - undecodable, naming an unknown task or job, or whose handler crashed on every delivery - goes to
-the dead-letter exchange with the reason in a header, and is recorded in the database's dead letters.
+handled at all - any bytes that do not decode, naming an unknown task or job, or whose handler crashed on every
+delivery - goes to the dead-letter queue with the reason, and is recorded in the database's dead letters; it
+leaves its work queue even when recording it fails, so nothing is redelivered in a loop.
 While tasks are short, several messages are handled at once (see BrokerConsumer).
 """
 
@@ -16,17 +17,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from geomill.dispatch.messages import EventMessage, TaskMessage, UndecodableMessage, dead_letter_payload, decode
 from geomill.dispatch.outbox import publish_outbox
-from geomill.dispatch.rabbitmq import (
-    Delivery,
-    EventMessage,
-    QueueConsumer,
-    RabbitPublisher,
-    TaskMessage,
-    UndecodableMessage,
-    decode,
-)
 from geomill.domain import DispatchError, NotFound, StoreError
+from geomill.engine.dispatch_ports import Broker, Delivery, Subscription
 from geomill.worker.loop import SHORT_TASK
 
 if TYPE_CHECKING:
@@ -34,50 +28,68 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-class BrokerConsumer:
-    """Feeds a WorkerLoop from RabbitMQ: claim by id, acknowledge, run through the loop's `execute`.
 
-    Batching, as the database-native loop does it: while tasks are short (< SHORT_TASK), the consumer's prefetch
-    is raised to ``settings.prefetch`` and the messages already received are handled together - one claim
+class BrokerConsumer:
+    """Feeds a WorkerLoop from a broker: claim by id, acknowledge, run through the loop's `execute`.
+
+    Batching, as the database-native loop does it: while tasks are short (< SHORT_TASK), the subscription's
+    prefetch is raised to ``settings.prefetch`` and the messages already received are handled together - one claim
     statement for all their tasks, one commit for their successes. After a long task the prefetch drops back to 1,
     so a worker busy with long work does not sit on messages another worker could take.
     """
 
-    def __init__(self, loop: WorkerLoop, broker_url: str) -> None:
+    def __init__(self, loop: WorkerLoop, broker: Broker) -> None:
         self.loop = loop
+        self.broker = broker
         self.settings = loop.rt.settings
         self.store = loop.rt.store
-        names = self.settings.queue_names
         self.batch_limit = max(1, self.settings.prefetch)
-        self.consumer = QueueConsumer(broker_url, loop.wait_queues, names, prefetch=1)
-        self.publisher = RabbitPublisher(broker_url, names)
-        self._acked: set[int] = set()  # ids of the deliveries of the current batch acknowledged already
+        self.subscription: Subscription | None = None
+        self._settled: set[int] = set()  # ids of the deliveries of the current batch acknowledged or rejected
 
     def run(self) -> None:
         """Consume until the loop's stop flag is set; the running task is always finished first."""
-        self.consumer.start()
         try:
             while not self.loop.stop.is_set():
-                first = self.consumer.next_delivery(timeout=0.5)
-                if first is None:
-                    continue
-                short = self.loop.last_task_seconds < SHORT_TASK
-                self.consumer.set_prefetch(self.batch_limit if short else 1)
-                more = self.consumer.drain(self.batch_limit - 1) if short else []
-                self._handle_batch([first, *more])
+                self.poll(timeout=0.5)
         finally:
-            self.consumer.stop()
-            self.publisher.close()
+            self.close()
+
+    def poll(self, timeout: float) -> bool:
+        """Wait up to `timeout` for a delivery and handle it with the others already received; False if none."""
+        subscription = self.open()
+        first = subscription.next_delivery(timeout)
+        if first is None:
+            return False
+        short = self.loop.last_task_seconds < SHORT_TASK
+        subscription.set_prefetch(self.batch_limit if short else 1)
+        more = subscription.drain(self.batch_limit - 1) if short else []
+        self.handle_batch([first, *more])
+        return True
+
+    def open(self) -> Subscription:
+        if self.subscription is None:
+            self.subscription = self.broker.consume(self.loop.wait_queues, prefetch=1)
+        return self.subscription
+
+    def close(self) -> None:
+        """Stop consuming: deliveries received but not settled go back to their queues."""
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
 
     def handle(self, delivery: Delivery) -> None:
         """Decide what one message means and settle it."""
-        self._handle_batch([delivery])
+        self.handle_batch([delivery])
 
-    def _handle_batch(self, batch: list[Delivery]) -> None:
-        self._acked.clear()
+    def handle_batch(self, batch: list[Delivery]) -> None:
+        self._settled.clear()
+        if self.loop.stop.is_set():  # stopping: nothing new is claimed, the messages go to another worker
+            self._give_back(batch)
+            return
         tasks: list[tuple[Delivery, TaskMessage]] = []
         for delivery in batch:
-            self._guarded([delivery], lambda d=delivery: self._sort(d, tasks))
+            self._guarded([delivery], lambda d=delivery: self._sort(d, tasks))  # type: ignore[misc]
         if tasks:
             self._guarded([d for d, _ in tasks], lambda: self._tasks(tasks))
 
@@ -93,15 +105,15 @@ class BrokerConsumer:
             self._give_back(deliveries)
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
-        """Back to their queue, unless acknowledged already (a task that failed after its claim: its lease expires
-        and the janitor re-queues it)."""
+        """Back to their queue, unless settled already (a task that failed after its claim: its lease expires and
+        the janitor re-queues it)."""
         for delivery in deliveries:
-            if id(delivery) not in self._acked:
-                self.consumer.requeue(delivery)
+            if id(delivery) not in self._settled:
+                self.open().requeue(delivery)
 
     def _ack(self, delivery: Delivery) -> None:
-        self._acked.add(id(delivery))
-        self.consumer.ack(delivery)
+        self._settled.add(id(delivery))
+        self.open().ack(delivery)
 
     def _sort(self, delivery: Delivery, tasks: list[tuple[Delivery, TaskMessage]]) -> None:
         """Poison messages are dead-lettered and events handled now; task messages are collected for one claim."""
@@ -156,15 +168,27 @@ class BrokerConsumer:
     def publish_outbox(self) -> None:
         """Send what this process just committed; on failure the supervisors' passes send it later."""
         try:
-            publish_outbox(self.store, self.publisher, self.settings.queue_names)
+            publish_outbox(self.store, self.broker, self.settings.queue_names)
         except DispatchError:
             log.warning("could not publish new work now; the supervisor's outbox pass will", exc_info=True)
 
     def dead_letter(self, delivery: Delivery, reason: str, task_id: str | None = None) -> None:
-        """To the dead-letter exchange (reason in a header) and the database's dead letters; then acknowledged."""
-        self.publisher.dead_letter_message(delivery.queue, delivery.body, reason)
-        body = delivery.body.decode("utf-8", errors="replace")[:2000]
-        self.store.add_dead_letter(f"broker:{delivery.queue}", reason, {"queue": delivery.queue, "body": body},
-                                   task_id=task_id)
-        self._ack(delivery)
+        """To the dead-letter queue (reason attached) and the database's dead letters, then acknowledged. Whatever
+        fails here, the message leaves its work queue: rejected, the queue's own dead-letter route takes it."""
+        try:
+            self.broker.dead_letter(delivery.queue, delivery.body, reason)
+            published = True
+        except DispatchError:
+            log.warning("could not publish a dead letter; rejecting it to the dead-letter queue", exc_info=True)
+            published = False
+        try:
+            self.store.add_dead_letter(f"broker:{delivery.queue}", reason,
+                                       dead_letter_payload(delivery.queue, delivery.body), task_id=task_id)
+        except Exception:  # the database refused or is away: the broker's dead-letter queue still holds it
+            log.exception("could not record a dead letter from %s", delivery.queue)
+        self._settled.add(id(delivery))
+        if published:
+            self.open().ack(delivery)
+        else:
+            self.open().reject(delivery)
         log.error("dead-lettered a message from %s: %s", delivery.queue, reason)

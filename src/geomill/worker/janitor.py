@@ -1,11 +1,9 @@
 """The reconciler: reclaims expired leases, re-signals stalled stages, fails overdue jobs. Every repair is logged.
-With a broker, the supervisor also sends the outbox (new work, and work sent long ago but never claimed)."""
+(With a broker, the supervisor also sends the outbox: dispatch/outbox.py.)"""
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
 from geomill.config import Settings
 from geomill.engine.ports import RepairReport, Store
@@ -26,43 +24,3 @@ def reconcile(store: Store, settings: Settings) -> RepairReport:
             store.bump_counter(name, getattr(report, name))
     return report
 
-
-class Outbox:
-    """A supervisor's publisher: new work every publish interval, and the republish pass with the janitor."""
-
-    def __init__(self, store: Store, settings: Settings, publisher: Any) -> None:
-        self.store = store
-        self.settings = settings
-        self.publisher = publisher
-        self._next = 0.0
-
-    @classmethod
-    def open(cls, runtime: Any) -> Outbox | None:
-        """None when no broker is configured (the database is the queue: nothing to send)."""
-        s = runtime.settings
-        if not s.broker_url:
-            return None
-        from geomill.dispatch.rabbitmq import RabbitPublisher
-
-        return cls(runtime.store, s, RabbitPublisher(s.broker_url, s.queue_names))
-
-    def send_due(self, republish_after_seconds: float | None = None) -> int:
-        """Send unsent due work (at most every publish interval unless republishing); never raises."""
-        from geomill.dispatch.outbox import publish_outbox
-
-        now = time.monotonic()
-        if republish_after_seconds is None and now < self._next:
-            return 0
-        self._next = now + self.settings.broker_publish_interval_seconds
-        try:
-            sent = publish_outbox(self.store, self.publisher, self.settings.queue_names,
-                                  republish_after_seconds=republish_after_seconds)
-        except Exception:  # broker or database away: the next pass sends it
-            log.warning("outbox pass failed; retrying next interval", exc_info=True)
-            return 0
-        if sent and republish_after_seconds is not None:
-            self.store.bump_counter("republished_messages", sent)
-        return sent
-
-    def close(self) -> None:
-        self.publisher.close()

@@ -50,11 +50,10 @@ class WorkerLoop:
 
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
-        broker_url = self.rt.settings.broker_url
-        if broker_url:  # messages from RabbitMQ say which task or event to claim; no database polling
+        if self.rt.broker is not None:  # its messages say which task or event to claim; no database polling
             from geomill.worker.consumer import BrokerConsumer
 
-            BrokerConsumer(self, broker_url).run()
+            BrokerConsumer(self, self.rt.broker).run()
             return
         try:
             self._run_until_stopped()

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from geomill.dispatch.outbox import Outbox
 from geomill.domain import TaskTimeout
 from geomill.engine.execution import error_record
 from geomill.runtime import Runtime
-from geomill.worker.janitor import Outbox, reconcile
+from geomill.worker.janitor import reconcile
 from geomill.worker.slots import Slot, child_main
 
 log = logging.getLogger(__name__)

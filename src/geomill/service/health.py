@@ -36,13 +36,9 @@ def _storage(rt: Runtime) -> dict[str, Any]:
 
 
 def _dispatch(rt: Runtime) -> dict[str, Any]:
-    settings = rt.settings
-    if not settings.broker_url:
-        return {"backend": type(rt.dispatch).__name__}
-    from geomill.dispatch.rabbitmq import queue_stats  # only when a broker is configured (pika)
+    from geomill.dispatch import dispatch_health  # the broker's client only loads when one is configured
 
-    queues = MODE_QUEUES[AppMode.STANDALONE]
-    return {"backend": "rabbitmq", "queues": queue_stats(settings.broker_url, queues, settings.queue_names)}
+    return dispatch_health(rt, MODE_QUEUES[AppMode.STANDALONE], rt.settings.queue_names)
 
 
 def _workers(rt: Runtime) -> dict[str, Any]:
@@ -68,7 +64,7 @@ def health_document(rt: Runtime, role: Role, *, has_http: bool = True) -> tuple[
     }
     if components["workers"].get("count") == 0:
         components["workers"]["status"] = "degraded"
-    required = ("database", "storage", "dispatch") if settings.broker_url else ("database", "storage")
+    required = ("database", "storage", "dispatch") if rt.broker is not None else ("database", "storage")
     required_down = any(components[c]["status"] == "down" for c in required)
     degraded = any(c["status"] in ("degraded", "down") for c in components.values())
     overall = "down" if required_down else ("degraded" if degraded else "ok")

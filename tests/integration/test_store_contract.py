@@ -8,6 +8,8 @@ LISTEN/NOTIFY wake-ups, concurrent migrations and surviving killed connections.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 import time
 from collections import Counter
@@ -194,6 +196,23 @@ def finish(rt: Runtime, job_id: str, timeout: float = 60.0) -> Job:
 def test_migrations_are_applied_once_and_recorded(rt: Runtime, store: Store) -> None:
     store.migrate()  # a second start changes nothing
     assert store.schema_version() == max(v for v, _ in migrations(store.dialect))
+
+
+def test_every_shared_statement_compiles_in_this_dialect(store: Store) -> None:
+    """The statements written once (`common_queries`), as this dialect runs them (PostgreSQL: after `pyformat`)."""
+    statements = dataclasses.asdict(store._sql)  # type: ignore[attr-defined]
+    s = store._sql  # type: ignore[attr-defined]  # fragments: as list_jobs / list_tasks put them together
+    statements["list_jobs"] = (s.jobs + s.and_status + s.and_job_type + s.and_created_after + s.and_created_before
+                               + s.and_before_cursor + s.jobs_page)
+    statements["list_tasks"] = s.tasks + s.and_stage + s.and_status + s.tasks_order + s.and_limit
+    for name, sql in statements.items():
+        if sql.startswith(" "):
+            continue
+        names = set(re.findall(r"%\((\w+)\)s", sql) or re.findall(r"(?<![:\w]):(\w+)", sql))
+        try:
+            store._read("EXPLAIN " + sql, {n: None for n in names})  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the test names the statement
+            pytest.fail(f"{name} does not compile on {store.dialect}: {exc}")
 
 
 def test_create_job_is_idempotent_and_emits_one_job_submitted(store: Store) -> None:

@@ -89,16 +89,16 @@ class SQLiteStore(SQLStore):
         """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(q.BEGIN_WRITE)
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite busy or unavailable: {exc}") from exc
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute(q.ROLLBACK)
                 raise
             else:
-                self._conn.execute("COMMIT")
+                self._conn.execute(q.COMMIT)
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:
         """Rows (`sqlite3.Row`: by name or index)."""

@@ -11,6 +11,11 @@ WAL = "PRAGMA journal_mode=WAL"
 SYNCHRONOUS = "PRAGMA synchronous={level}"  # a setting, not a parameter: checked by Settings
 FOREIGN_KEYS = "PRAGMA foreign_keys=ON"
 
+# transactions: the write lock up front, so a reader never has to upgrade (no upgrade deadlocks)
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+
 # migrations: each under the write lock (BEGIN IMMEDIATE), so the "already applied" check is final
 CREATE_MIGRATIONS = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
 APPLIED_VERSIONS = "SELECT version FROM schema_migrations"

@@ -72,6 +72,26 @@ class SQLStore(SharedReads, ServiceState):
     ) -> bool:
         raise NotImplementedError
 
+    # guarded single-statement updates (PostgreSQL: autocommit, one round trip)
+    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+        args = {**self._clock(), "task_id": task_id, "attempt": attempt, "lease": lease_seconds}
+        return self._write(self._sql.heartbeat, args, "heartbeat") == 1
+
+    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
+        args = {"task_id": task_id, "attempt": attempt, "progress": progress, "message": message}
+        return self._write(self._sql.report_progress, args, "report_progress") == 1
+
+    def cancel_task(self, task_id: str, attempt: int) -> bool:
+        args = {**self._clock(), "task_id": task_id, "attempt": attempt}
+        return self._write(self._sql.cancel_running_task, args, "cancel_task") == 1
+
+    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
+        args = {**self._clock(), "name": name, "holder": holder, "seconds": seconds}
+        return self._write(self._sql.acquire_leadership, args, "acquire_leadership") == 1
+
+    def ack_event(self, event_id: int) -> None:
+        self._write(self._sql.ack_event, {"event_id": event_id}, "ack_event")
+
     # claims of one: the batch claim with a batch of one (no extra statement)
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
         claimed = self.claim_tasks(queues, app, lease_seconds, 1)

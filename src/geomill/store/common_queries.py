@@ -43,10 +43,18 @@ def duration_histogram(duration: str) -> str:
 class Statements:
     """One dialect's statements for the shared logic (fields with a default: the same text in both dialects)."""
 
-    # differ by dialect
+    # differ by dialect (their clock)
     task_durations: str  # duration_histogram(...)
     expired_leases: str  # running attempts past their lease (param: limit)
     overdue_jobs: str  # unfinished jobs past their deadline
+    heartbeat: str  # renew the lease of a running attempt (task_id, attempt, lease seconds)
+    cancel_running_task: str  # a running attempt of a cancelled job stops (task_id, attempt)
+    acquire_leadership: str  # take or renew a named lease (name, holder, seconds)
+
+    # guarded single-statement updates
+    report_progress: str = ("UPDATE tasks SET progress = :progress, progress_message = :message "
+                            "WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'")
+    ack_event: str = "DELETE FROM events WHERE event_id = :event_id"
 
     # reads
     job: str = "SELECT * FROM jobs WHERE job_id = :job_id"

@@ -141,8 +141,8 @@ class PostgresStore(SQLStore):
             return cur.rowcount, (cur.fetchall() if cur.description else [])
         return self._run(what, run)
 
-    def _write(self, sql: str, params: Any = ()) -> int:
-        return self._one("write", sql, params)[0]
+    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
+        return self._one(what, sql, params)[0]
 
     def _time_param(self, value: datetime) -> datetime:
         return value
@@ -228,9 +228,6 @@ class PostgresStore(SQLStore):
             return True
         return self._tx("cancel_job", op)
 
-    def cancel_task(self, task_id: str, attempt: int) -> bool:
-        return self._one("cancel_task", q.CANCEL_RUNNING_TASK, {"task_id": task_id, "attempt": attempt})[0] == 1
-
     def retry_task(self, task_id: str) -> bool:
         def op(c: Cursor) -> bool:
             c.execute(q.LOCK_JOB_OF_TASK, {"task_id": task_id})
@@ -250,10 +247,6 @@ class PostgresStore(SQLStore):
         self._one("add_dead_letter", q.INSERT_DEAD_LETTER, {
             "source": source, "reason": reason, "payload": _jsonb(payload), "job_id": job_id, "task_id": task_id})
 
-    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
-        args = {"name": name, "holder": holder, "seconds": seconds}
-        return self._one("acquire_leadership", q.ACQUIRE_LEADERSHIP, args)[0] == 1
-
     # stages and tasks
     def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
         if not queues:
@@ -267,14 +260,6 @@ class PostgresStore(SQLStore):
         args = {"task_id": task_id, "attempt": attempt, "channel_prefix": q.CHANNEL_PREFIX}
         _, rows = self._one("release_task", q.RELEASE_TASK, args)
         return bool(rows[0]["applied"] == 1)
-
-    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
-        args = {"task_id": task_id, "attempt": attempt, "lease": lease_seconds}
-        return self._one("heartbeat", q.HEARTBEAT, args)[0] == 1
-
-    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
-        args = {"task_id": task_id, "attempt": attempt, "progress": progress, "message": message}
-        return self._one("report_progress", q.REPORT_PROGRESS, args)[0] == 1
 
     def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
         return self._finish("complete_task", q.COMPLETE_TASK, task_id, attempt, result=_jsonb(result))
@@ -308,9 +293,6 @@ class PostgresStore(SQLStore):
     def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None:
         _, rows = self._one("claim_event", q.CLAIM_EVENT, {"consumer": consumer, "visibility": visibility_seconds})
         return event_from_row(rows[0]) if rows else None
-
-    def ack_event(self, event_id: int) -> None:
-        self._one("ack_event", q.ACK_EVENT, {"event_id": event_id})
 
     # broker dispatch
     def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:

@@ -212,10 +212,6 @@ UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease)s::flo
 WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
 """
 
-REPORT_PROGRESS = """
-UPDATE tasks SET progress = %(progress)s, progress_message = %(message)s
-WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
-"""
 
 # A finished attempt and its stage accounting in ONE statement (one round trip, atomic on its own): the guarded
 # update of the task, the O(1) decrement of its stage counter, and - from the decrement that reaches zero - the
@@ -316,7 +312,6 @@ WHERE events.event_id = next.event_id
 RETURNING events.event_id, events.kind, events.job_id, events.stage
 """
 
-ACK_EVENT = "DELETE FROM events WHERE event_id = %(event_id)s"
 
 
 # Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal them again.
@@ -392,14 +387,18 @@ def channel_for(queue: str) -> str:
     return CHANNEL_PREFIX + queue
 
 
-STATEMENTS = postgres_statements(
-    task_durations=duration_histogram("extract(epoch FROM finished_at - execution_started_at)"),
-    expired_leases="""
+EXPIRED_LEASES = """
 SELECT task_id, job_id, task_type, attempt, max_attempts FROM tasks
 WHERE status = 'processing' AND lease_expires_at < now() LIMIT %(limit)s
-""",
-    overdue_jobs="""
+"""
+
+OVERDUE_JOBS = """
 SELECT job_id, stage FROM jobs
 WHERE deadline_at IS NOT NULL AND deadline_at < now() AND status IN ('queued', 'processing')
-""",
+"""
+
+STATEMENTS = postgres_statements(
+    task_durations=duration_histogram("extract(epoch FROM finished_at - execution_started_at)"),
+    expired_leases=EXPIRED_LEASES, overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT,
+    cancel_running_task=CANCEL_RUNNING_TASK, acquire_leadership=ACQUIRE_LEADERSHIP,
 )

@@ -22,7 +22,8 @@ class ServiceState:
     def _read(self, sql: str, params: Any = ()) -> Sequence[Mapping[str, Any]]:
         raise NotImplementedError
 
-    def _write(self, sql: str, params: Any = ()) -> int:
+    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
+        """One statement in its own transaction (`what` names it in errors): the rows it changed."""
         raise NotImplementedError
 
     def _since(self, seconds: float) -> Any:

@@ -105,7 +105,7 @@ class SQLiteStore(SQLStore):
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _write(self, sql: str, params: Any = ()) -> int:
+    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
         with self._tx() as c:
             return c.execute(sql, params).rowcount
 
@@ -207,11 +207,6 @@ class SQLiteStore(SQLStore):
             c.execute(q.CANCEL_QUEUED_TASKS, {"job_id": job_id, "now": now})
         return True
 
-    def cancel_task(self, task_id: str, attempt: int) -> bool:
-        with self._tx() as c:
-            return c.execute(q.CANCEL_RUNNING_TASK, {"task_id": task_id, "attempt": attempt,
-                                                     "now": time.time()}).rowcount == 1
-
     def retry_task(self, task_id: str) -> bool:
         now = time.time()
         with self._tx() as c:
@@ -229,12 +224,6 @@ class SQLiteStore(SQLStore):
         with self._tx() as c:
             c.execute(q.INSERT_DEAD_LETTER, {"source": source, "reason": reason, "payload": _json(payload),
                                              "job_id": job_id, "task_id": task_id, "now": time.time()})
-
-    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
-        with self._tx() as c:
-            cur = c.execute(q.ACQUIRE_LEADERSHIP, {"name": name, "holder": holder, "seconds": seconds,
-                                                   "now": time.time()})
-        return cur.rowcount == 1
 
     # stages and tasks
     def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
@@ -257,18 +246,6 @@ class SQLiteStore(SQLStore):
     def release_task(self, task_id: str, attempt: int) -> bool:
         with self._tx() as c:
             cur = c.execute(q.RELEASE_TASK, {"task_id": task_id, "attempt": attempt, "now": time.time()})
-        return cur.rowcount == 1
-
-    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
-        with self._tx() as c:
-            cur = c.execute(q.HEARTBEAT, {"task_id": task_id, "attempt": attempt, "lease": lease_seconds,
-                                          "now": time.time()})
-        return cur.rowcount == 1
-
-    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
-        with self._tx() as c:
-            cur = c.execute(q.REPORT_PROGRESS, {"task_id": task_id, "attempt": attempt, "progress": progress,
-                                                "message": message})
         return cur.rowcount == 1
 
     def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
@@ -324,10 +301,6 @@ class SQLiteStore(SQLStore):
             row = c.execute(q.CLAIM_EVENT, {"now": now, "visibility": visibility_seconds,
                                             "consumer": consumer}).fetchone()
         return None if row is None else event_from_row(row)
-
-    def ack_event(self, event_id: int) -> None:
-        with self._tx() as c:
-            c.execute(q.ACK_EVENT, {"event_id": event_id})
 
     # broker dispatch
     def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:

@@ -132,10 +132,6 @@ UPDATE tasks SET lease_expires_at = :now + :lease
 WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
 """
 
-REPORT_PROGRESS = """
-UPDATE tasks SET progress = :progress, progress_message = :message
-WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
-"""
 
 COMPLETE_TASK = """
 UPDATE tasks SET status = 'completed', result = :result, error = NULL, finished_at = :now,
@@ -232,16 +228,19 @@ UPDATE tasks SET status = 'queued', attempt = attempt - 1, lease_expires_at = NU
 WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
 """
 
-ACK_EVENT = "DELETE FROM events WHERE event_id = :event_id"
 
-STATEMENTS = sqlite_statements(
-    task_durations=duration_histogram("(finished_at - execution_started_at)"),
-    expired_leases="""
+EXPIRED_LEASES = """
 SELECT task_id, job_id, task_type, attempt, max_attempts FROM tasks
 WHERE status = 'processing' AND lease_expires_at < :now LIMIT :limit
-""",
-    overdue_jobs="""
+"""
+
+OVERDUE_JOBS = """
 SELECT job_id, stage FROM jobs
 WHERE deadline_at IS NOT NULL AND deadline_at < :now AND status IN ('queued', 'processing')
-""",
+"""
+
+STATEMENTS = sqlite_statements(
+    task_durations=duration_histogram("(finished_at - execution_started_at)"), expired_leases=EXPIRED_LEASES,
+    overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT, cancel_running_task=CANCEL_RUNNING_TASK,
+    acquire_leadership=ACQUIRE_LEADERSHIP,
 )

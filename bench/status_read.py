@@ -9,7 +9,7 @@ first stage has N tasks (inserted with ``Store.start_stage``, as the orchestrato
 own calls, half of them claimed and completed and 16 more claimed (2 workers x a prefetch of 8), so the stage has
 queued, running and completed tasks, as a job has while it runs. Side by side in one process, alternating read by read:
 
-- **geomill**: ``reads.job_view_pg_sql``, the statement behind ``GET /api/jobs/status/{id}`` (the job row with
+- **geomill**: ``postgres_queries.JOB_VIEW``, the statement behind ``GET /api/jobs/status/{id}`` (the job row with
   each stage's counters row, counting only its running and cancelled tasks);
 - **count all** (the read before 2026-12-03): the same job row with each stage's tasks counted by status
   (``COUNT(*) ... GROUP BY stage, status`` over the job's tasks).
@@ -90,10 +90,10 @@ def q(values: list[float], p: float) -> float:
 
 
 def measure(store: Any, con: psycopg.Connection, job_id: str, reads: int) -> dict[str, Any]:
-    from geomill.store.reads import job_view_pg_sql
+    from geomill.store.postgres_queries import JOB_VIEW
 
     times: dict[str, list[float]] = {"geomill": [], "count_all": []}
-    statements = {"geomill": job_view_pg_sql(), "count_all": COUNT_ALL_SQL}
+    statements = {"geomill": JOB_VIEW, "count_all": COUNT_ALL_SQL}
     for i in range(reads + 20):
         for name, sql in statements.items():
             t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def render(results: dict[int, dict[str, Any]], args: argparse.Namespace, pg_vers
         g, c = r["geomill"], r["count_all"]
         lines.append(f"| {n:,} | {g['p50']:.2f} | {g['p99']:.2f} | {g['pg_ms']:.3f} | {c['p50']:.2f} | {c['p99']:.2f} "
                      f"| {c['pg_ms']:.3f} | {c['p50'] / g['p50']:.1f}× |")
-    lines += ["", "geomill: `reads.job_view_pg_sql`, the statement behind `GET /api/jobs/status/{id}` (each stage's "
+    lines += ["", "geomill: `postgres_queries.JOB_VIEW`, the statement behind `GET /api/jobs/status/{id}` (each stage's "
               "counts from its counters row; only running and cancelled tasks are counted). count all: the statement "
               "it replaced on 2026-12-03, every task of the job counted by status. Both prepared, run the same way.",
               ""]

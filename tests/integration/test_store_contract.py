@@ -8,6 +8,8 @@ LISTEN/NOTIFY wake-ups, concurrent migrations and surviving killed connections.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 import time
 from collections import Counter
@@ -39,15 +41,18 @@ from geomill.domain import (
     make_task_id,
 )
 from geomill.engine.orchestrator import CHUNK, FIRST_CHUNK
-from geomill.engine.ports import Store
-from geomill.engine.registry import JobType, Registry
+from geomill.engine.ports import ExpiredLease, Store
+from geomill.engine.registry import JobType, Registry, TaskType
+from geomill.engine.retry import RetryPolicy
 from geomill.jobs import demo as demo_jobs
 from geomill.runtime import Runtime
 from geomill.storage import LocalStorage
 from geomill.store import open_store
+from geomill.store.common_queries import pyformat
 from geomill.store.postgres import PostgresStore
 from geomill.store.sql import migrations
 from geomill.tasks import demo as demo_tasks
+from geomill.worker.janitor import lease_retry
 from geomill.worker.loop import WorkerLoop
 from services import terminate_sessions
 
@@ -110,11 +115,12 @@ def make_rt(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Runtime
 def assert_counts_follow_from_the_counters(store: Store) -> None:
     """Checked after every test here, whatever state it left: the tasks by status that a status read derives from
     each stage's counters (reads.stage_counts) are the tasks counted by status."""
-    m = store._mark  # type: ignore[attr-defined]
+    by_status = "SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = :job_id GROUP BY stage, status"
+    if store.dialect == "postgres":
+        by_status = pyformat(by_status)
     for job_id in sorted({r["job_id"] for r in store._read("SELECT job_id FROM stages")}):  # type: ignore[attr-defined]
         counted: dict[int, dict[str, int]] = {}
-        for r in store._read(f"SELECT stage, status, COUNT(*) AS n FROM tasks WHERE job_id = {m} "  # type: ignore[attr-defined]
-                             "GROUP BY stage, status", (job_id,)):
+        for r in store._read(by_status, {"job_id": job_id}):  # type: ignore[attr-defined]
             counted.setdefault(r["stage"], {})[r["status"]] = r["n"]
         for stage in store.get_stages(job_id):
             assert stage.counts == counted.get(stage.stage, {}), (job_id, stage)
@@ -140,8 +146,9 @@ def new_job(store: Store, tag: str, *, stage_count: int = 2, deadline: float | N
     return job_id
 
 
-def new_tasks(job_id: str, stage: int, n: int, *, max_attempts: int = 3, queue: str = QUEUE) -> list[NewTask]:
-    return [NewTask(make_task_id(job_id, stage, f"k{i}"), f"k{i}", "demo.work", {"key": f"k{i}"}, queue,
+def new_tasks(job_id: str, stage: int, n: int, *, max_attempts: int = 3, queue: str = QUEUE,
+              task_type: str = "demo.work") -> list[NewTask]:
+    return [NewTask(make_task_id(job_id, stage, f"k{i}"), f"k{i}", task_type, {"key": f"k{i}"}, queue,
                     max_attempts, 60.0) for i in range(n)]
 
 
@@ -149,6 +156,11 @@ def start(store: Store, job_id: str, stage: int, n: int, **kwargs: Any) -> list[
     tasks = new_tasks(job_id, stage, n, **kwargs)
     assert store.start_stage(job_id, stage, f"stage-{stage}", FailurePolicy.FAIL_JOB, tasks)
     return tasks
+
+
+def at_once(lease: ExpiredLease) -> float | None:
+    """A lost lease retried at once while the task has attempts left (tests that claim the next attempt)."""
+    return 0.0 if lease.attempt < lease.max_attempts else None
 
 
 def stage_of(store: Store, job_id: str, stage: int = 1) -> Stage:
@@ -183,8 +195,24 @@ def finish(rt: Runtime, job_id: str, timeout: float = 60.0) -> Job:
 
 def test_migrations_are_applied_once_and_recorded(rt: Runtime, store: Store) -> None:
     store.migrate()  # a second start changes nothing
-    dialect = store.dialect
-    assert store.schema_version() == max(v for v, _ in migrations(dialect))  # type: ignore[attr-defined]
+    assert store.schema_version() == max(v for v, _ in migrations(store.dialect))
+
+
+def test_every_shared_statement_compiles_in_this_dialect(store: Store) -> None:
+    """The statements written once (`common_queries`), as this dialect runs them (PostgreSQL: after `pyformat`)."""
+    statements = dataclasses.asdict(store._sql)  # type: ignore[attr-defined]
+    s = store._sql  # type: ignore[attr-defined]  # fragments: as list_jobs / list_tasks put them together
+    statements["list_jobs"] = (s.jobs + s.and_status + s.and_job_type + s.and_created_after + s.and_created_before
+                               + s.and_before_cursor + s.jobs_page)
+    statements["list_tasks"] = s.tasks + s.and_stage + s.and_status + s.tasks_order + s.and_limit
+    for name, sql in statements.items():
+        if sql.startswith(" "):
+            continue
+        names = set(re.findall(r"%\((\w+)\)s", sql) or re.findall(r"(?<![:\w]):(\w+)", sql))
+        try:
+            store._read("EXPLAIN " + sql, {n: None for n in names})  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the test names the statement
+            pytest.fail(f"{name} does not compile on {store.dialect}: {exc}")
 
 
 def test_create_job_is_idempotent_and_emits_one_job_submitted(store: Store) -> None:
@@ -252,11 +280,11 @@ def test_claim_heartbeat_complete_are_fenced_by_attempt(store: Store) -> None:
     assert store.get_task(first.task_id).progress_message == "half"
 
     time.sleep(SHORT * 2)  # worker-a hangs past its lease
-    assert store.reclaim_expired_leases() == 1
+    assert store.reclaim_expired_leases(at_once) == 1
     reclaimed = store.get_task(first.task_id)
     assert (reclaimed.status, reclaimed.attempt, reclaimed.error["type"]) == (TaskStatus.QUEUED, 1, "LeaseExpired")
     assert stage_of(store, job_id).remaining == 1  # a reclaim is a retry: not counted down
-    assert store.reclaim_expired_leases() == 0
+    assert store.reclaim_expired_leases(at_once) == 0
     second = store.claim_task([QUEUE], "worker-b", 30)
     assert second is not None and (second.attempt, second.executed_by_app) == (2, "worker-b")
 
@@ -513,11 +541,57 @@ def test_an_expired_lease_on_the_last_attempt_fails_the_task_and_counts_down(sto
     start(store, job_id, 1, 1, max_attempts=1)
     task = store.claim_task([QUEUE], "w", 0.05)
     time.sleep(0.2)
-    assert store.reclaim_expired_leases() == 1
+    assert store.reclaim_expired_leases(at_once) == 1
     failed = store.get_task(task.task_id)
     assert (failed.status, failed.error["type"], failed.error["attempt"]) == (TaskStatus.FAILED, "LeaseExpired", 1)
     assert (stage_of(store, job_id).remaining, stage_of(store, job_id).failed) == (0, 1)
     assert drain_events(store) == [("stage_complete", job_id, 1)]
+
+
+class _Nothing(BaseModel):
+    pass
+
+
+def lease_registry() -> Registry:
+    """Task types whose RetryPolicy differs from the task rows' max_attempts (3): the policy must decide."""
+    registry = Registry()
+    for name, policy in (("lease.once", RetryPolicy(max_attempts=1)),
+                         ("lease.backoff", RetryPolicy(max_attempts=3, backoff_base_seconds=60.0, jitter=0))):
+        registry.register_task_type(TaskType(name, lambda p, ctx: _Nothing(), _Nothing, _Nothing, QUEUE,
+                                             retry=policy))
+    return registry
+
+
+def test_an_expired_lease_is_failed_when_its_retry_policy_allows_no_retry(store: Store) -> None:
+    job_id = new_job(store, "policy-once")
+    drain_events(store)
+    start(store, job_id, 1, 1, task_type="lease.once")  # the row allows 3 attempts; the policy only 1
+    task = store.claim_task([QUEUE], "w", 0.05)
+    time.sleep(0.2)
+    assert store.reclaim_expired_leases(lease_retry(lease_registry())) == 1
+    failed = store.get_task(task.task_id)
+    assert (failed.status, failed.attempt, failed.finished_at is not None) == (TaskStatus.FAILED, 1, True)
+    assert (failed.error["type"], failed.error["retryable"]) == ("LeaseExpired", False)
+    assert "lost its lease" in failed.error["message"] and "no attempts left" in failed.error["message"]
+    assert (stage_of(store, job_id).remaining, stage_of(store, job_id).failed) == (0, 1)  # counted down
+    assert drain_events(store) == [("stage_complete", job_id, 1)]
+    assert store.claim_task([QUEUE], "w", 30) is None
+
+
+def test_an_expired_lease_is_retried_after_its_retry_policys_backoff(store: Store) -> None:
+    job_id = new_job(store, "policy-backoff")
+    drain_events(store)
+    start(store, job_id, 1, 1, task_type="lease.backoff")
+    task = store.claim_task([QUEUE], "w", 0.05)
+    time.sleep(0.2)
+    before = time.time()
+    assert store.reclaim_expired_leases(lease_retry(lease_registry())) == 1
+    queued = store.get_task(task.task_id)
+    assert (queued.status, queued.error["type"], queued.error["retryable"]) == (TaskStatus.QUEUED, "LeaseExpired", True)
+    assert before + 55 < queued.available_at.timestamp() < time.time() + 65  # the policy's 60 s backoff
+    assert store.claim_task([QUEUE], "w", 30) is None  # not due yet
+    assert stage_of(store, job_id).remaining == 1  # a retry is not counted down
+    assert store.reclaim_expired_leases(lease_retry(lease_registry())) == 0
 
 
 # events

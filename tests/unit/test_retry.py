@@ -69,3 +69,25 @@ def test_should_retry_boundaries(max_attempts: int, attempt: int, expected: bool
 def test_max_attempts_below_one_is_rejected(bad: int) -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=bad)
+
+
+def test_next_delay_is_none_when_the_policy_or_the_tasks_own_cap_is_used_up() -> None:
+    p = RetryPolicy(max_attempts=3, backoff_base_seconds=1.0, jitter=0)
+    assert [p.next_delay(a) for a in (1, 2, 3)] == [1.0, 2.0, None]
+    assert p.next_delay(1, max_attempts=1) is None  # the task row allows fewer attempts than the policy
+    assert p.next_delay(3, max_attempts=4) is None  # a manual retry raised the row's cap: the policy still ends it
+
+
+def test_a_lost_lease_follows_its_task_types_policy_and_an_unknown_type_retries_at_once() -> None:
+    from geomill.engine.ports import ExpiredLease
+    from geomill.engine.registry import Registry
+    from geomill.tasks import demo
+    from geomill.worker.janitor import lease_retry
+
+    registry = Registry()
+    demo.register(registry)  # demo.work: 3 attempts, backoff from 0.2 s
+    retry_in = lease_retry(registry)
+    assert 0.15 < retry_in(ExpiredLease("t", "j", "demo.work", 1, 3)) < 0.25  # type: ignore[operator]
+    assert retry_in(ExpiredLease("t", "j", "demo.work", 3, 3)) is None
+    assert retry_in(ExpiredLease("t", "j", "elsewhere.task", 1, 2)) == 0.0
+    assert retry_in(ExpiredLease("t", "j", "elsewhere.task", 2, 2)) is None

@@ -24,6 +24,7 @@ from geomill.domain import (
     TaskStatus,
     make_task_id,
 )
+from geomill.engine.ports import ExpiredLease
 from geomill.runtime import Runtime
 from geomill.store import rows as rows_module
 from geomill.store import sqlite_queries as q
@@ -35,6 +36,11 @@ from geomill.worker.loop import WorkerLoop
 QUEUE = ["default-tasks"]
 TASK_QUEUES = ["raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
 LEASE = 0.05
+
+
+def at_once(lease: ExpiredLease) -> float | None:
+    """A lost lease retried at once while the task has attempts left (tests that claim the next attempt)."""
+    return 0.0 if lease.attempt < lease.max_attempts else None
 
 
 def _plan_first_stage(rt: Runtime) -> None:
@@ -68,12 +74,12 @@ def test_an_expired_lease_is_reclaimed_and_the_late_attempt_is_fenced(
     assert store.heartbeat(first.task_id, 1, LEASE)
 
     time.sleep(LEASE * 2)  # worker-a hangs past its lease
-    assert store.reclaim_expired_leases() == 1
+    assert store.reclaim_expired_leases(at_once) == 1
     reclaimed = store.get_task(first.task_id)
     assert (reclaimed.status, reclaimed.attempt) == (TaskStatus.QUEUED, 1)
     assert reclaimed.error["type"] == "LeaseExpired" and reclaimed.lease_expires_at is None
     assert _stage(store, job_id).remaining == 1  # a reclaim is a retry: the stage is not counted down
-    assert store.reclaim_expired_leases() == 0
+    assert store.reclaim_expired_leases(at_once) == 0
 
     second = store.claim_task(QUEUE, "worker-b", 30)
     assert second is not None and second.task_id == first.task_id
@@ -134,7 +140,7 @@ def test_lease_expiry_on_the_last_attempt_fails_the_task_and_counts_the_stage_do
             task = store.claim_task(QUEUE, "w", 30)
         assert task.attempt == attempt
         _expire(db, victim_id)
-        assert store.reclaim_expired_leases() == 1
+        assert store.reclaim_expired_leases(at_once) == 1
     failed = store.get_task(victim_id)
     assert (failed.status, failed.attempt) == (TaskStatus.FAILED, 3)
     assert failed.error["type"] == "LeaseExpired" and failed.error["attempt"] == 3
@@ -159,7 +165,7 @@ def test_heartbeat_renews_the_lease_and_notices_when_its_attempt_was_fenced(
     assert store.get_task(task.task_id).lease_expires_at.timestamp() > time.time() + 25  # renewed to 30 s
 
     _expire(db, task.task_id)
-    assert store.reclaim_expired_leases() == 1
+    assert store.reclaim_expired_leases(at_once) == 1
     assert store.claim_task(QUEUE, "b", 30).attempt == 2
     with Heartbeat(store, task, 30, 0.01) as stale:  # the cut-off worker, still on attempt 1
         deadline = time.monotonic() + 5
@@ -175,7 +181,7 @@ def test_worker_drops_the_outcome_of_a_fenced_attempt(
     _plan_first_stage(runtime)
     stale = store.claim_task(QUEUE, "a", 30)
     _expire(db, stale.task_id)
-    store.reclaim_expired_leases()
+    store.reclaim_expired_leases(at_once)
     current = store.claim_task(QUEUE, "b", 30)
     WorkerLoop(runtime, QUEUE).execute(stale)  # the cut-off worker finishes its (stale) attempt 1
     task = store.get_task(stale.task_id)
@@ -266,7 +272,7 @@ def test_overdue_job_still_waiting_for_its_first_stage_fails(
 ) -> None:
     job_id = runtime.orchestrator.submit("hello_world", {"n": 1}).job.job_id
     db.execute("UPDATE jobs SET deadline_at = ?", (time.time() - 1,))
-    report = reconcile(store, runtime.settings)
+    report = reconcile(store, runtime.settings, runtime.registry)
     assert report.overdue_jobs == 1
     job = finish(runtime, job_id)  # the job_submitted event is handled and changes nothing
     assert (job.status, job.stage, job.advances) == (JobStatus.FAILED, 0, 1)
@@ -289,9 +295,9 @@ def test_reconcile_reports_every_kind_of_repair(
     _plan_first_stage(runtime)
     task = store.claim_task(QUEUE, "w", 30)
     _expire(db, task.task_id)
-    report = reconcile(store, runtime.settings)
+    report = reconcile(store, runtime.settings, runtime.registry)
     assert (report.reclaimed_leases, report.resignalled_stages, report.overdue_jobs) == (1, 0, 0)
-    assert reconcile(store, runtime.settings) == type(report)()
+    assert reconcile(store, runtime.settings, runtime.registry) == type(report)()
 
 
 # claiming
@@ -458,9 +464,15 @@ def test_schema_has_every_column_the_row_readers_use(
 
 def test_every_named_query_compiles_against_the_schema(db: sqlite3.Connection) -> None:
     queries = {name: sql for name, sql in vars(q).items() if name.isupper() and isinstance(sql, str)}
-    assert len(queries) >= 15
+    shared = q.STATEMENTS  # fragments (`and_...`) are compiled as list_jobs / list_tasks put them together
+    queries.update({f"STATEMENTS.{name}": sql for name, sql in dataclasses.asdict(shared).items()
+                    if not sql.startswith(" ")})
+    queries["list_jobs"] = (shared.jobs + shared.and_status + shared.and_job_type + shared.and_created_after
+                            + shared.and_created_before + shared.and_before_cursor + shared.jobs_page)
+    queries["list_tasks"] = shared.tasks + shared.and_stage + shared.and_status + shared.tasks_order + shared.and_limit
+    assert len(queries) >= 60
     for name, sql in queries.items():
-        text = sql.format(sources="'queued'", queues="'default-tasks'", limit=1) if "{" in sql else sql
+        text = sql.format(sources="'queued'", queues="'default-tasks'", limit=1, level="NORMAL") if "{" in sql else sql
         names = set(re.findall(r":(\w+)", text))
         try:
             db.execute("EXPLAIN " + text, {n: None for n in names})

@@ -28,7 +28,7 @@ from geomill.domain import (
     make_job_id,
     make_task_id,
 )
-from geomill.engine.ports import Store
+from geomill.engine.ports import JobStore
 from geomill.engine.registry import JobType, Registry
 from geomill.engine.routing import Router
 
@@ -76,7 +76,7 @@ def submitted(job: Job, created: bool) -> Submission:
 class Orchestrator:
     """Turns events into stage plans; every advance is a compare-and-set on the job's stage."""
 
-    def __init__(self, registry: Registry, store: Store, router: Router | None = None) -> None:
+    def __init__(self, registry: Registry, store: JobStore, router: Router | None = None) -> None:
         self.registry = registry
         self.store = store
         self.router = router or Router()

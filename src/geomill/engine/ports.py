@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from geomill.domain import Event, FailurePolicy, Job, JobStatus, NewJob, NewTask, Stage, Task, TaskStatus
@@ -65,27 +66,73 @@ class AsyncStore(Protocol):
         ...
 
     async def create_job(self, job: NewJob) -> tuple[Job, bool]:
-        """As `Store.create_job`."""
+        """As `JobStore.create_job`."""
         ...
 
     async def close(self) -> None: ...
 
 
-class Store(Protocol):
-    """All state. Every state-changing method is guarded by the state it expects and says if it applied."""
+class JobReads(Protocol):
+    """The read side: what status documents, listings and the faces (API, CLI) read."""
 
-    def migrate(self) -> None: ...
+    def get_job(self, job_id: str) -> Job:
+        """NotFound for an unknown id."""
+        ...
 
-    def close(self) -> None: ...
+    def find_jobs(self, prefix: str) -> list[Job]:
+        """Jobs whose id starts with `prefix` (at most 3: enough to tell unique from ambiguous)."""
+        ...
 
-    # jobs
+    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100,
+                  created_after: datetime | None = None, created_before: datetime | None = None,
+                  after: tuple[datetime, str] | None = None) -> list[Job]:
+        """Newest first; `after` is a keyset cursor, the (created_at, job_id) of the previous page's last job."""
+        ...
+
+    def get_stages(self, job_id: str) -> list[Stage]:
+        """The job's stages, each with its tasks counted by status."""
+        ...
+
+    def job_view(self, job_id: str) -> JobView:
+        """The job, its stages with counts and its failed/running tasks (PostgreSQL: one round trip when none)."""
+        ...
+
+    def stage_tasks(self, job_id: str, stage: int) -> list[Task]:
+        """Every task of one stage, by key."""
+        ...
+
+    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None,
+                   limit: int | None = None) -> list[Task]:
+        """A job's tasks by stage and key, optionally of one stage and one status."""
+        ...
+
+    def get_task(self, task_id: str) -> Task:
+        """NotFound for an unknown id."""
+        ...
+
+    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters first."""
+        ...
+
+
+class JobStore(Protocol):
+    """What the orchestrator and the job use cases change: submission, stage advance, finish, cancel, retry."""
+
     def create_job(self, job: NewJob) -> tuple[Job, bool]:
         """Insert the job and its job_submitted event in one transaction; an existing id returns (job, False)."""
         ...
 
-    def get_job(self, job_id: str) -> Job: ...
+    def get_job(self, job_id: str) -> Job:
+        """NotFound for an unknown id."""
+        ...
 
-    def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100) -> list[Job]: ...
+    def get_stage(self, job_id: str, stage: int) -> Stage | None:
+        """One stage's counter row, without per-status counts (cheap: read per event)."""
+        ...
+
+    def stage_outcomes(self, job_id: str, stage: int) -> list[tuple[str, str, Any, Any]]:
+        """(task_key, status, result, error) of the stage's completed and failed tasks."""
+        ...
 
     def start_stage(
         self, job_id: str, stage: int, name: str, policy: FailurePolicy, tasks: Sequence[NewTask],
@@ -112,32 +159,33 @@ class Store(Protocol):
         judges the stage wins over the judgement."""
         ...
 
-    def cancel_job(self, job_id: str) -> bool: ...
-
-    # stages and tasks
-    def get_stages(self, job_id: str) -> list[Stage]: ...
-
-    def job_view(self, job_id: str) -> JobView:
-        """The job, its stages with counts and its failed/running tasks (PostgreSQL: one round trip when none)."""
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a queued or processing job and its queued tasks; False when it had already finished."""
         ...
 
-    def get_stage(self, job_id: str, stage: int) -> Stage | None: ...
-
-    def stage_outcomes(self, job_id: str, stage: int) -> list[tuple[str, str, Any, Any]]:
-        """(task_key, status, result, error) of the stage's completed and failed tasks."""
+    def retry_task(self, task_id: str) -> bool:
+        """Re-queue a failed task (one more attempt), re-opening its stage, and its job if that stage failed it.
+        False when the task is not failed or its job has already moved past the task's stage."""
         ...
 
-    def stage_tasks(self, job_id: str, stage: int) -> list[Task]: ...
 
-    def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None,
-                   limit: int | None = None) -> list[Task]: ...
+class TaskQueue(Protocol):
+    """What workers do: claim tasks and events, renew leases, finish attempts; every update is fenced by attempt."""
 
-    def get_task(self, task_id: str) -> Task: ...
-
-    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None: ...
+    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
+        """The oldest due task of `queues`, with a lease; None when there is none."""
+        ...
 
     def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
         """Up to `limit` due tasks in one round trip (prefetch for short tasks); each has its own lease."""
+        ...
+
+    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
+        """Claim this task if it is still queued and due; None for a duplicate or stale message."""
+        ...
+
+    def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
+        """`claim_task_by_id` for many messages in one transaction: the tasks claimed, in the order given."""
         ...
 
     def release_task(self, task_id: str, attempt: int) -> bool:
@@ -148,7 +196,25 @@ class Store(Protocol):
         """Renew the lease of this attempt; False means fenced (the task moved on without us)."""
         ...
 
-    def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome: ...
+    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
+        """Record the attempt's progress; False when fenced."""
+        ...
+
+    def is_job_cancelled(self, job_id: str) -> bool:
+        """True once the job was cancelled (a running attempt then stops)."""
+        ...
+
+    def get_task(self, task_id: str) -> Task:
+        """NotFound for an unknown id."""
+        ...
+
+    def get_job(self, job_id: str) -> Job:
+        """NotFound for an unknown id."""
+        ...
+
+    def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
+        """Finish the attempt with its result and count its stage down (one atomic change)."""
+        ...
 
     def complete_tasks(self, done: Sequence[tuple[str, int, dict[str, Any]]]) -> list[TaskOutcome]:
         """`complete_task` for many ``(task_id, attempt, result)`` in one transaction (one commit), each guarded and
@@ -161,46 +227,71 @@ class Store(Protocol):
         """Retry after a backoff (`retry_in_seconds`) or fail for good (None), counting the stage down."""
         ...
 
-    def is_job_cancelled(self, job_id: str) -> bool: ...
-
     def cancel_task(self, task_id: str, attempt: int) -> bool:
         """A running attempt whose job was cancelled stops as cancelled (no stage accounting: the job is over)."""
         ...
 
-    def retry_task(self, task_id: str) -> bool:
-        """Re-queue a failed task (one more attempt), re-opening its stage, and its job if that stage failed it.
-        False when the task is not failed or its job has already moved past the task's stage."""
-        ...
-
-    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool: ...
-
-    def find_jobs(self, prefix: str) -> list[Job]:
-        """Jobs whose id starts with `prefix` (at most 3: enough to tell unique from ambiguous)."""
-        ...
-
-    # dead letters: work that cannot be processed at all (unknown task type, undecodable parameters)
-    def add_dead_letter(self, source: str, reason: str, payload: dict[str, Any], job_id: str | None = None,
-                        task_id: str | None = None) -> None: ...
-
-    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]: ...
-
-    # orchestration events (the jobs queue when the database is the queue)
-    def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None: ...
-
-    def ack_event(self, event_id: int) -> None: ...
-
-    # broker dispatch: a message names one task or event; the claim by id is the guarded update
-    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
-        """Claim this task if it is still queued and due; None for a duplicate or stale message."""
-        ...
-
-    def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
-        """`claim_task_by_id` for many messages in one transaction: the tasks claimed, in the order given."""
+    def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None:
+        """The oldest visible orchestration event, hidden for `visibility_seconds` (the database as jobs queue)."""
         ...
 
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         """Claim this event if it is still pending and visible; None when it was handled (or is being handled)."""
         ...
+
+    def ack_event(self, event_id: int) -> None:
+        """The event was handled: delete it (twice is harmless)."""
+        ...
+
+    def add_dead_letter(self, source: str, reason: str, payload: dict[str, Any], job_id: str | None = None,
+                        task_id: str | None = None) -> None:
+        """Keep work that cannot be processed at all (unknown task type, undecodable parameters)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExpiredLease:
+    """A running attempt whose lease ran out (its worker died or hung): the reconciler decides its fate."""
+
+    task_id: str
+    job_id: str
+    task_type: str
+    attempt: int
+    max_attempts: int
+
+
+# Seconds until the next attempt of an expired lease (0: at once), or None: fail the task for good.
+LeaseRetry = Callable[[ExpiredLease], float | None]
+
+
+class Reconciler(Protocol):
+    """The janitor's repairs, run by whoever holds the janitor lease."""
+
+    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the named lease (e.g. "janitor") for `holder`; False while another holder has it."""
+        ...
+
+    def reclaim_expired_leases(self, retry_in: LeaseRetry, limit: int = 500) -> int:
+        """Each expired attempt (at most `limit`) is requeued after ``retry_in(lease)`` seconds or, when that is
+        None, failed for good with a LeaseExpired error and its stage counted down; returns how many applied."""
+        ...
+
+    def resignal_stalled_stages(self, grace_seconds: float) -> int:
+        """Stages at zero (or submitted jobs) that did not move for `grace_seconds` and have no pending event get
+        their event again; returns how many."""
+        ...
+
+    def fail_overdue_jobs(self) -> list[str]:
+        """Fail the unfinished jobs past their deadline; their ids."""
+        ...
+
+    def bump_counter(self, name: str, n: int = 1) -> None:
+        """Add `n` to a repair counter (for metrics)."""
+        ...
+
+
+class OutboxStore(Protocol):
+    """The outbox: due work the broker has not been told of yet."""
 
     def take_unpublished_work(self, limit: int, republish_after_seconds: float | None = None) -> list[PendingMessage]:
         """Due tasks and pending events not yet sent to the broker, stamped as sent in the same transaction.
@@ -211,16 +302,75 @@ class Store(Protocol):
         """A publish failed: send these again on the next pass (rows claimed meanwhile are left alone)."""
         ...
 
-    # janitor
-    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
-        """Take or renew the named lease (e.g. "janitor") for `holder`; False while another holder has it."""
+
+class ServiceStore(Protocol):
+    """Service-side state: API keys, idempotency keys, live workers, counters, metrics, the schema."""
+
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgres"."""
         ...
 
-    def reclaim_expired_leases(self) -> int: ...
+    def schema_version(self) -> int:
+        """The highest migration applied (0 before any)."""
+        ...
 
-    def resignal_stalled_stages(self, grace_seconds: float) -> int: ...
+    def create_api_key(self, key_id: str, name: str, key_hash: str, scopes: Sequence[str]) -> None:
+        """Store a new key; only a hash of its secret."""
+        ...
 
-    def fail_overdue_jobs(self) -> list[str]: ...
+    def api_key_by_hash(self, key_hash: str) -> dict[str, Any] | None:
+        """The key (key_id, name, scopes, revoked) whose secret hashes to `key_hash`, or None."""
+        ...
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """False when there is no such key or it was already revoked."""
+        ...
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every key, oldest first, without hashes."""
+        ...
+
+    def remember_idempotency_key(self, key: str, job_id: str) -> str:
+        """The job id first stored for `key` (this one, if the key is new)."""
+        ...
+
+    def job_for_idempotency_key(self, key: str) -> str | None:
+        """The job id stored for `key`, or None."""
+        ...
+
+    def record_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        """A supervisor reports itself alive (inserted or refreshed)."""
+        ...
+
+    def list_workers(self, seen_within_seconds: float) -> list[dict[str, Any]]:
+        """Workers seen within the last `seen_within_seconds`."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """The repair counters by name."""
+        ...
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Jobs by type and status, queue depths, task durations as histogram buckets, retries, dead letters."""
+        ...
+
+    def stuck_jobs(self, idle_seconds: float) -> list[dict[str, Any]]:
+        """Unfinished jobs that have not moved for `idle_seconds` and have no task running on a live lease."""
+        ...
+
+
+class Store(JobReads, JobStore, TaskQueue, Reconciler, OutboxStore, ServiceStore, Protocol):
+    """All state, for the composition root; each caller is typed by the narrow port it uses. Every state-changing
+    method is guarded by the state it expects and says if it applied."""
+
+    def migrate(self) -> None:
+        """Apply the migrations not applied yet (safe to run from several processes at once)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
 
 
 class Dispatch(Protocol):

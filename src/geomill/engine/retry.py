@@ -22,6 +22,13 @@ class RetryPolicy:
         """True when the attempt that just failed (1-based) leaves attempts for a retry."""
         return attempt < self.max_attempts
 
+    def next_delay(self, attempt: int, max_attempts: int | None = None) -> float | None:
+        """Seconds until the retry of failed attempt `attempt`, or None when no attempt is left (under this policy
+        and under the task's own `max_attempts`, which a manual retry raises)."""
+        if not self.should_retry(attempt) or (max_attempts is not None and attempt >= max_attempts):
+            return None
+        return self.delay(attempt)
+
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based) before the next."""
         raw = self.backoff_base_seconds * self.backoff_factor ** max(attempt - 1, 0)

@@ -17,20 +17,11 @@ from geomill.domain import Job, NewJob, StoreError, Task, TaskStatus
 from geomill.engine.ports import JobView, Store
 from geomill.store import postgres_queries as q
 from geomill.store.postgres import create_job_params
-from geomill.store.reads import (
-    VIEW_TASKS,
-    job_and_stages_from_view_row,
-    job_from_rows,
-    job_sql,
-    job_view_pg_sql,
-    tasks_by_status_sql,
-    view_statuses,
-)
+from geomill.store.reads import VIEW_TASKS, job_and_stages_from_view_row, job_from_rows, view_statuses
 from geomill.store.rows import task_from_row
 
 log = logging.getLogger(__name__)
 ASYNC_POOL_SIZE = 2
-_JOB_VIEW = job_view_pg_sql()
 
 
 class ThreadedAsyncStore:
@@ -84,7 +75,7 @@ class PostgresAsyncStore:
             cur = await conn.execute(q.CREATE_JOB, create_job_params(job))
             rows = await cur.fetchall()
             if not rows:  # a concurrent submission of the same job committed after our snapshot
-                cur = await conn.execute(job_sql("%s"), (job_id,))
+                cur = await conn.execute(q.STATEMENTS.job, {"job_id": job_id})
                 rows = [{**r, "created": False} for r in await cur.fetchall()]
             return rows
         rows = await self._run(run, job.job_id)
@@ -92,12 +83,13 @@ class PostgresAsyncStore:
 
     @staticmethod
     async def _view_rows(conn: Any, job_id: str) -> list[dict[str, Any]]:
-        cur = await conn.execute(_JOB_VIEW, (job_id,))
+        cur = await conn.execute(q.JOB_VIEW, (job_id,))
         return await cur.fetchall()
 
     async def _tasks(self, job_id: str, status: TaskStatus) -> list[Task]:
         async def run(conn: Any, job_id: str) -> list[dict[str, Any]]:
-            cur = await conn.execute(tasks_by_status_sql("%s"), (job_id, str(status), VIEW_TASKS))
+            args = {"job_id": job_id, "status": str(status), "limit": VIEW_TASKS}
+            cur = await conn.execute(q.STATEMENTS.tasks_by_status, args)
             return await cur.fetchall()
         return [task_from_row(r) for r in await self._run(run, job_id)]
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -54,14 +54,13 @@ from geomill.domain.status import job_sources
 from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.store import postgres_queries as q
+from geomill.store.base import SQLStore, event_from_row, pending_messages
 from geomill.store.postgres_queries import channel_for
-from geomill.store.reads import SharedReads, job_and_stages_from_view_row, job_view_pg_sql
-from geomill.store.service_sql import ServiceState
-from geomill.store.rows import job_from_row, task_from_row, ts
+from geomill.store.reads import job_and_stages_from_view_row
+from geomill.store.rows import job_from_row, task_from_row
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
-_JOB_VIEW = job_view_pg_sql()
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
@@ -85,13 +84,11 @@ def create_job_params(job: NewJob) -> dict[str, Any]:
     }
 
 
-class PostgresStore(SharedReads, ServiceState):
-    _mark = "%s"
-    _duration = "extract(epoch FROM finished_at - execution_started_at)"
-
+class PostgresStore(SQLStore):
     """All state in PostgreSQL, through a bounded pool; every method retries over a lost connection (see above)."""
 
     dialect = "postgres"
+    _sql = q.STATEMENTS
 
     def __init__(self, url: str, *, pool_size: int = 4, retry_seconds: float = 60.0,
                  connect_timeout: float = 5.0) -> None:
@@ -144,8 +141,8 @@ class PostgresStore(SharedReads, ServiceState):
             return cur.rowcount, (cur.fetchall() if cur.description else [])
         return self._run(what, run)
 
-    def _write(self, sql: str, params: Any = ()) -> int:
-        return self._one("write", sql, params)[0]
+    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
+        return self._one(what, sql, params)[0]
 
     def _time_param(self, value: datetime) -> datetime:
         return value
@@ -155,17 +152,13 @@ class PostgresStore(SharedReads, ServiceState):
 
     def _job_and_stages(self, job_id: str) -> tuple[Job, list[Stage]]:
         """Both parts of a status report in one statement."""
-        return job_and_stages_from_view_row(job_id, self._read(_JOB_VIEW, (job_id,)))
+        return job_and_stages_from_view_row(job_id, self._read(q.JOB_VIEW, (job_id,)))
 
     def migrate(self) -> None:
         """Apply numbered migrations not yet applied, each in its own transaction under an advisory lock."""
         for version, sql in migrations("postgres"):
             if self._tx(f"migration {version:03d}", partial(_apply_migration, version, sql)):
                 log.info("applied migration %03d", version)
-
-    def schema_version(self) -> int:
-        rows = self._read("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        return int(rows[0]["v"])
 
     def close(self) -> None:
         self._pool.close()
@@ -235,13 +228,6 @@ class PostgresStore(SharedReads, ServiceState):
             return True
         return self._tx("cancel_job", op)
 
-    def is_job_cancelled(self, job_id: str) -> bool:
-        rows = self._read("SELECT status FROM jobs WHERE job_id = %s", (job_id,))
-        return bool(rows) and rows[0]["status"] == JobStatus.CANCELLED
-
-    def cancel_task(self, task_id: str, attempt: int) -> bool:
-        return self._one("cancel_task", q.CANCEL_RUNNING_TASK, {"task_id": task_id, "attempt": attempt})[0] == 1
-
     def retry_task(self, task_id: str) -> bool:
         def op(c: Cursor) -> bool:
             c.execute(q.LOCK_JOB_OF_TASK, {"task_id": task_id})
@@ -261,19 +247,7 @@ class PostgresStore(SharedReads, ServiceState):
         self._one("add_dead_letter", q.INSERT_DEAD_LETTER, {
             "source": source, "reason": reason, "payload": _jsonb(payload), "job_id": job_id, "task_id": task_id})
 
-    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._read("SELECT * FROM dead_letters ORDER BY id DESC LIMIT %s", (limit,))
-        return [{**r, "created_at": ts(r["created_at"])} for r in rows]
-
-    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
-        args = {"name": name, "holder": holder, "seconds": seconds}
-        return self._one("acquire_leadership", q.ACQUIRE_LEADERSHIP, args)[0] == 1
-
     # stages and tasks
-    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
-        claimed = self.claim_tasks(queues, app, lease_seconds, 1)
-        return claimed[0] if claimed else None
-
     def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
         if not queues:
             return []
@@ -283,24 +257,9 @@ class PostgresStore(SharedReads, ServiceState):
 
     def release_task(self, task_id: str, attempt: int) -> bool:
         """Re-queued with NOTIFY, so another worker can take it at once."""
-        def run(cur: Cursor) -> bool:
-            cur.execute(q.RELEASE_TASK, {"task_id": task_id, "attempt": attempt})
-            released = cur.rowcount == 1
-            if released:
-                cur.execute("SELECT target_queue FROM tasks WHERE task_id = %s", (task_id,))
-                row = cur.fetchone()
-                if row:
-                    cur.execute("SELECT pg_notify(%s, '')", (channel_for(row["target_queue"]),))
-            return released
-        return self._tx("release_task", run)
-
-    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
-        args = {"task_id": task_id, "attempt": attempt, "lease": lease_seconds}
-        return self._one("heartbeat", q.HEARTBEAT, args)[0] == 1
-
-    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
-        args = {"task_id": task_id, "attempt": attempt, "progress": progress, "message": message}
-        return self._one("report_progress", q.REPORT_PROGRESS, args)[0] == 1
+        args = {"task_id": task_id, "attempt": attempt, "channel_prefix": q.CHANNEL_PREFIX}
+        _, rows = self._one("release_task", q.RELEASE_TASK, args)
+        return bool(rows[0]["applied"] == 1)
 
     def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
         return self._finish("complete_task", q.COMPLETE_TASK, task_id, attempt, result=_jsonb(result))
@@ -333,18 +292,9 @@ class PostgresStore(SharedReads, ServiceState):
     # events
     def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None:
         _, rows = self._one("claim_event", q.CLAIM_EVENT, {"consumer": consumer, "visibility": visibility_seconds})
-        if not rows:
-            return None
-        r = rows[0]
-        return Event(r["event_id"], EventKind(r["kind"]), r["job_id"], r["stage"])
-
-    def ack_event(self, event_id: int) -> None:
-        self._one("ack_event", q.ACK_EVENT, {"event_id": event_id})
+        return event_from_row(rows[0]) if rows else None
 
     # broker dispatch
-    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
-        return next(iter(self.claim_tasks_by_ids([task_id], app, lease_seconds)), None)
-
     def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
         if not task_ids:
             return []
@@ -356,17 +306,13 @@ class PostgresStore(SharedReads, ServiceState):
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         args = {"event_id": event_id, "consumer": consumer, "visibility": visibility_seconds}
         _, rows = self._one("claim_event_by_id", q.CLAIM_EVENT_BY_ID, args)
-        if not rows:
-            return None
-        r = rows[0]
-        return Event(r["event_id"], EventKind(r["kind"]), r["job_id"], r["stage"])
+        return event_from_row(rows[0]) if rows else None
 
     def take_unpublished_work(self, limit: int, republish_after_seconds: float | None = None) -> list[PendingMessage]:
         args = {"limit": int(limit), "republish": republish_after_seconds}
         _, events = self._one("take_unpublished_work", q.TAKE_UNPUBLISHED_EVENTS, args)
         _, tasks = self._one("take_unpublished_work", q.TAKE_UNPUBLISHED_TASKS, args)
-        return [PendingMessage(r["job_id"], r["stage"], event_id=r["event_id"]) for r in events] + [
-            PendingMessage(r["job_id"], r["stage"], task_id=r["task_id"], queue=r["target_queue"]) for r in tasks]
+        return pending_messages(events, tasks)
 
     def mark_unpublished(self, messages: Sequence[PendingMessage]) -> None:
         task_ids = [m.task_id for m in messages if m.task_id is not None]
@@ -377,19 +323,6 @@ class PostgresStore(SharedReads, ServiceState):
             self._one("mark_unpublished", q.UNMARK_EVENTS, {"ids": event_ids})
 
     # janitor
-    def reclaim_expired_leases(self, limit: int = 500) -> int:
-        """Expired leases go back to the queue (the attempt counts) or fail when attempts are used up."""
-        reclaimed = 0
-        for r in self._read(q.EXPIRED_LEASES, {"limit": limit}):
-            task_id, attempt = r["task_id"], r["attempt"]
-            error = {"type": "LeaseExpired", "message": f"attempt {attempt} lost its lease (worker died or hung)",
-                     "retryable": True, "attempt": attempt}
-            retry_in = 0.0 if attempt < r["max_attempts"] else None
-            if self.fail_task(task_id, attempt, error, retry_in).applied:
-                reclaimed += 1
-                log.warning("reclaimed expired lease", extra={"task_id": task_id, "attempt": attempt})
-        return reclaimed
-
     def resignal_stalled_stages(self, grace_seconds: float) -> int:
         """Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal again."""
         def op(c: Cursor) -> list[dict[str, Any]]:
@@ -402,23 +335,15 @@ class PostgresStore(SharedReads, ServiceState):
             log.warning("re-signalled stalled stage %d", r["stage"], extra={"job_id": r["job_id"]})
         return len(rows)
 
-    def fail_overdue_jobs(self) -> list[str]:
-        failed = []
-        for r in self._read(q.OVERDUE_JOBS):
-            error = {"type": "DeadlineExceeded", "message": "the job ran past its deadline", "stage": r["stage"]}
-            if self.finish_job(r["job_id"], r["stage"], JobStatus.FAILED, None, error):
-                failed.append(r["job_id"])
-        return failed
-
 
 # statements shared by several methods, each inside the caller's transaction
 def _apply_migration(version: int, sql: str, c: Cursor) -> bool:
     c.execute(q.MIGRATION_LOCK)  # concurrent starters queue here; the check below is then final
     c.execute(q.CREATE_MIGRATIONS)
-    if c.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone():
+    if c.execute(q.IS_APPLIED, {"version": version}).fetchone():
         return False
     c.execute(sql)  # no parameters: the file's several statements run as one script
-    c.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+    c.execute(q.RECORD_MIGRATION, {"version": version})
     return True
 
 

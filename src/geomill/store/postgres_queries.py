@@ -2,7 +2,10 @@
 
 Times come from the server: ``now()`` is the start of the statement's transaction, so every row a transaction
 writes carries the same time. Durations arrive as seconds (``%(lease)s``) and become intervals here.
+`STATEMENTS` holds the statements the shared logic runs.
 """
+
+from geomill.store.common_queries import duration_histogram, postgres_statements, stages_with_counts
 
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7240193100412)"  # any fixed key: 'geomill migrate'
 
@@ -12,6 +15,15 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+IS_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = %(version)s"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version) VALUES (%(version)s)"
+
+# A status read in ONE statement (parameter: the job id): the job's row, with its stage rows (as
+# `STATEMENTS.stages` reads them) as a JSON array `stage_rows`. One round trip, one result, and psycopg prepares the
+# statement once it has run a few times. On the 2-CPU bench machine the API process spends about 0.30 ms of CPU on
+# it, against 0.6-1.1 ms for the two statements in pipeline mode.
+JOB_VIEW = (f"SELECT j.*, (SELECT json_agg(x ORDER BY x.stage) FROM ({stages_with_counts('j.job_id')}) x) "
+            "AS stage_rows FROM jobs j WHERE j.job_id = %s")
 
 # Submission in ONE statement (one round trip, atomic): the job, its job_submitted event and the NOTIFY when it is
 # new; the existing job when it is not (created = false). A concurrent first insert of the same id that committed
@@ -184,10 +196,15 @@ UNMARK_TASKS = "UPDATE tasks SET published_at = NULL WHERE task_id = ANY(%(ids)s
 UNMARK_EVENTS = "UPDATE events SET published_at = NULL WHERE event_id = ANY(%(ids)s::bigint[])"
 
 # Give back a prefetched task this worker will not run (drain): the attempt it took does not count.
+# Re-queued with its queue's NOTIFY, so another worker can take it at once.
 RELEASE_TASK = """
-UPDATE tasks SET status = 'queued', attempt = attempt - 1, lease_expires_at = NULL, executed_by_app = NULL,
-                 execution_started_at = NULL, available_at = now()
-WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+WITH released AS (
+    UPDATE tasks SET status = 'queued', attempt = attempt - 1, lease_expires_at = NULL, executed_by_app = NULL,
+                     execution_started_at = NULL, available_at = now()
+    WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
+    RETURNING target_queue
+)
+SELECT count(*) AS applied, count(pg_notify(%(channel_prefix)s || target_queue, '')) AS notified FROM released
 """
 
 HEARTBEAT = """
@@ -195,10 +212,6 @@ UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease)s::flo
 WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
 """
 
-REPORT_PROGRESS = """
-UPDATE tasks SET progress = %(progress)s, progress_message = %(message)s
-WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND status = 'processing'
-"""
 
 # A finished attempt and its stage accounting in ONE statement (one round trip, atomic on its own): the guarded
 # update of the task, the O(1) decrement of its stage counter, and - from the decrement that reaches zero - the
@@ -299,12 +312,7 @@ WHERE events.event_id = next.event_id
 RETURNING events.event_id, events.kind, events.job_id, events.stage
 """
 
-ACK_EVENT = "DELETE FROM events WHERE event_id = %(event_id)s"
 
-EXPIRED_LEASES = """
-SELECT task_id, attempt, max_attempts FROM tasks
-WHERE status = 'processing' AND lease_expires_at < now() LIMIT %(limit)s
-"""
 
 # Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal them again.
 RESIGNAL_STALLED = """
@@ -324,10 +332,6 @@ FROM (
 RETURNING job_id, stage
 """
 
-OVERDUE_JOBS = """
-SELECT job_id, stage FROM jobs
-WHERE deadline_at IS NOT NULL AND deadline_at < now() AND status IN ('queued', 'processing')
-"""
 
 
 CANCEL_RUNNING_TASK = """
@@ -381,3 +385,20 @@ CHANNEL_PREFIX = "geomill_"
 def channel_for(queue: str) -> str:
     """The LISTEN/NOTIFY channel of a queue (the jobs queue included): ``geomill_raster-tasks``."""
     return CHANNEL_PREFIX + queue
+
+
+EXPIRED_LEASES = """
+SELECT task_id, job_id, task_type, attempt, max_attempts FROM tasks
+WHERE status = 'processing' AND lease_expires_at < now() LIMIT %(limit)s
+"""
+
+OVERDUE_JOBS = """
+SELECT job_id, stage FROM jobs
+WHERE deadline_at IS NOT NULL AND deadline_at < now() AND status IN ('queued', 'processing')
+"""
+
+STATEMENTS = postgres_statements(
+    task_durations=duration_histogram("extract(epoch FROM finished_at - execution_started_at)"),
+    expired_leases=EXPIRED_LEASES, overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT,
+    cancel_running_task=CANCEL_RUNNING_TASK, acquire_leadership=ACQUIRE_LEADERSHIP,
+)

@@ -27,9 +27,8 @@ from geomill.domain import (
 from geomill.domain.status import job_sources
 from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.store import sqlite_queries as q
-from geomill.store.reads import SharedReads
-from geomill.store.service_sql import ServiceState
-from geomill.store.rows import task_from_row, ts
+from geomill.store.base import SQLStore, event_from_row, pending_messages
+from geomill.store.rows import task_from_row
 from geomill.store.sql import migrations
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,9 @@ def _enable_wal(conn: sqlite3.Connection, path: Path, timeout_s: float) -> None:
     delay = 0.01
     while True:
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            if conn.execute(q.JOURNAL_MODE).fetchone()[0] == "wal":
                 return
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(q.WAL)
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
@@ -63,10 +62,11 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
 
-class SQLiteStore(SharedReads, ServiceState):
+class SQLiteStore(SQLStore):
     """One connection per process (and per store object), guarded by a lock for the heartbeat thread."""
 
     dialect = "sqlite"
+    _sql = q.STATEMENTS
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL", busy_timeout_s: float = 60.0) -> None:
         self.path = Path(path)
@@ -80,8 +80,8 @@ class SQLiteStore(SharedReads, ServiceState):
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
         _enable_wal(self._conn, self.path, busy_timeout_s)
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute(q.SYNCHRONOUS.format(level=synchronous))
+        self._conn.execute(q.FOREIGN_KEYS)
 
     # plumbing
     @contextmanager
@@ -89,48 +89,48 @@ class SQLiteStore(SharedReads, ServiceState):
         """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(q.BEGIN_WRITE)
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite busy or unavailable: {exc}") from exc
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute(q.ROLLBACK)
                 raise
             else:
-                self._conn.execute("COMMIT")
+                self._conn.execute(q.COMMIT)
 
-    def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: Any = ()) -> list[Any]:
+        """Rows (`sqlite3.Row`: by name or index)."""
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _write(self, sql: str, params: Any = ()) -> int:
+    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
         with self._tx() as c:
             return c.execute(sql, params).rowcount
 
     def _since(self, seconds: float) -> float:
         return time.time() - seconds
 
+    def _clock(self) -> dict[str, Any]:
+        return {"now": time.time()}
+
     def migrate(self) -> None:
         """Apply numbered migrations not yet applied, each in its own transaction."""
         with self._tx() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
-            done = {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
+            c.execute(q.CREATE_MIGRATIONS)
+            done = {r[0] for r in c.execute(q.APPLIED_VERSIONS)}
         for version, sql in migrations("sqlite"):
             if version in done:
                 continue
             with self._tx() as c:
                 # another process may have applied it since we looked; the write lock makes this check final
-                if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                if c.execute(q.IS_APPLIED, {"version": version}).fetchone():
                     continue
                 for statement in _split_sql(sql):
                     c.execute(statement)
-                c.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+                c.execute(q.RECORD_MIGRATION, {"version": version, "now": time.time()})
             log.info("applied migration %03d", version)
-
-    def schema_version(self) -> int:
-        rows = self._read("SELECT MAX(version) FROM schema_migrations")
-        return rows[0][0] or 0
 
     def close(self) -> None:
         with self._lock:
@@ -207,15 +207,6 @@ class SQLiteStore(SharedReads, ServiceState):
             c.execute(q.CANCEL_QUEUED_TASKS, {"job_id": job_id, "now": now})
         return True
 
-    def is_job_cancelled(self, job_id: str) -> bool:
-        rows = self._read("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-        return bool(rows) and rows[0][0] == JobStatus.CANCELLED
-
-    def cancel_task(self, task_id: str, attempt: int) -> bool:
-        with self._tx() as c:
-            return c.execute(q.CANCEL_RUNNING_TASK, {"task_id": task_id, "attempt": attempt,
-                                                     "now": time.time()}).rowcount == 1
-
     def retry_task(self, task_id: str) -> bool:
         now = time.time()
         with self._tx() as c:
@@ -234,21 +225,7 @@ class SQLiteStore(SharedReads, ServiceState):
             c.execute(q.INSERT_DEAD_LETTER, {"source": source, "reason": reason, "payload": _json(payload),
                                              "job_id": job_id, "task_id": task_id, "now": time.time()})
 
-    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._read("SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,))
-        return [{**dict(r), "payload": json.loads(r["payload"]), "created_at": ts(r["created_at"])} for r in rows]
-
-    def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
-        with self._tx() as c:
-            cur = c.execute(q.ACQUIRE_LEADERSHIP, {"name": name, "holder": holder, "seconds": seconds,
-                                                   "now": time.time()})
-        return cur.rowcount == 1
-
     # stages and tasks
-    def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
-        claimed = self.claim_tasks(queues, app, lease_seconds, 1)
-        return claimed[0] if claimed else None
-
     def claim_tasks(self, queues: Sequence[str], app: str, lease_seconds: float, limit: int) -> list[Task]:
         """Up to `limit` due tasks of `queues`, oldest first, each claimed with its own lease and attempt."""
         now = time.time()
@@ -269,18 +246,6 @@ class SQLiteStore(SharedReads, ServiceState):
     def release_task(self, task_id: str, attempt: int) -> bool:
         with self._tx() as c:
             cur = c.execute(q.RELEASE_TASK, {"task_id": task_id, "attempt": attempt, "now": time.time()})
-        return cur.rowcount == 1
-
-    def heartbeat(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
-        with self._tx() as c:
-            cur = c.execute(q.HEARTBEAT, {"task_id": task_id, "attempt": attempt, "lease": lease_seconds,
-                                          "now": time.time()})
-        return cur.rowcount == 1
-
-    def report_progress(self, task_id: str, attempt: int, progress: float, message: str) -> bool:
-        with self._tx() as c:
-            cur = c.execute(q.REPORT_PROGRESS, {"task_id": task_id, "attempt": attempt, "progress": progress,
-                                                "message": message})
         return cur.rowcount == 1
 
     def complete_task(self, task_id: str, attempt: int, result: dict[str, Any]) -> TaskOutcome:
@@ -307,21 +272,14 @@ class SQLiteStore(SharedReads, ServiceState):
         self, task_id: str, attempt: int, error: dict[str, Any], retry_in_seconds: float | None
     ) -> TaskOutcome:
         now = time.time()
+        args = {"task_id": task_id, "attempt": attempt, "error": _json(error), "now": now, "delay": retry_in_seconds}
         with self._tx() as c:
-            return self._fail_in_tx(c, task_id, attempt, error, retry_in_seconds, now)
-
-    def _fail_in_tx(
-        self, c: sqlite3.Connection, task_id: str, attempt: int, error: dict[str, Any],
-        retry_in: float | None, now: float,
-    ) -> TaskOutcome:
-        args = {"task_id": task_id, "attempt": attempt, "error": _json(error), "now": now, "delay": retry_in}
-        if retry_in is not None:
-            row = c.execute(q.RETRY_TASK, args).fetchone()
-            return TaskOutcome(applied=row is not None)
-        row = c.execute(q.FAIL_TASK, args).fetchone()
-        if row is None:
-            return TaskOutcome(applied=False)
-        return TaskOutcome(applied=True, stage_done=self._count_down(c, row["job_id"], row["stage"], 1, now))
+            if retry_in_seconds is not None:
+                return TaskOutcome(applied=c.execute(q.RETRY_TASK, args).fetchone() is not None)
+            row = c.execute(q.FAIL_TASK, args).fetchone()
+            if row is None:
+                return TaskOutcome(applied=False)
+            return TaskOutcome(applied=True, stage_done=self._count_down(c, row["job_id"], row["stage"], 1, now))
 
     def _count_down(self, c: sqlite3.Connection, job_id: str, stage: int, failed: int, now: float) -> bool:
         """Decrement the stage counter; the decrement that reaches zero emits stage_complete in the same tx."""
@@ -337,23 +295,14 @@ class SQLiteStore(SharedReads, ServiceState):
     # events
     def claim_event(self, consumer: str, visibility_seconds: float) -> Event | None:
         now = time.time()
-        if not self._read("SELECT 1 FROM events WHERE visible_at <= ? LIMIT 1", (now,)):
+        if not self._read(q.ANY_VISIBLE_EVENT, {"now": now}):
             return None
         with self._tx() as c:
             row = c.execute(q.CLAIM_EVENT, {"now": now, "visibility": visibility_seconds,
                                             "consumer": consumer}).fetchone()
-        if row is None:
-            return None
-        return Event(row["event_id"], EventKind(row["kind"]), row["job_id"], row["stage"])
-
-    def ack_event(self, event_id: int) -> None:
-        with self._tx() as c:
-            c.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+        return None if row is None else event_from_row(row)
 
     # broker dispatch
-    def claim_task_by_id(self, task_id: str, app: str, lease_seconds: float) -> Task | None:
-        return next(iter(self.claim_tasks_by_ids([task_id], app, lease_seconds)), None)
-
     def claim_tasks_by_ids(self, task_ids: Sequence[str], app: str, lease_seconds: float) -> list[Task]:
         now = time.time()
         with self._tx() as c:
@@ -365,9 +314,7 @@ class SQLiteStore(SharedReads, ServiceState):
         with self._tx() as c:
             row = c.execute(q.CLAIM_EVENT_BY_ID, {"event_id": event_id, "consumer": consumer,
                                                   "visibility": visibility_seconds, "now": time.time()}).fetchone()
-        if row is None:
-            return None
-        return Event(row["event_id"], EventKind(row["kind"]), row["job_id"], row["stage"])
+        return None if row is None else event_from_row(row)
 
     def take_unpublished_work(self, limit: int, republish_after_seconds: float | None = None) -> list[PendingMessage]:
         args = {"now": time.time(), "limit": int(limit), "republish": republish_after_seconds}
@@ -376,8 +323,7 @@ class SQLiteStore(SharedReads, ServiceState):
             tasks = c.execute(q.UNPUBLISHED_TASKS, args).fetchall()
             c.executemany(q.STAMP_EVENT, [{"id": r["event_id"], "now": args["now"]} for r in events])
             c.executemany(q.STAMP_TASK, [{"id": r["task_id"], "now": args["now"]} for r in tasks])
-        return [PendingMessage(r["job_id"], r["stage"], event_id=r["event_id"]) for r in events] + [
-            PendingMessage(r["job_id"], r["stage"], task_id=r["task_id"], queue=r["target_queue"]) for r in tasks]
+        return pending_messages(events, tasks)
 
     def mark_unpublished(self, messages: Sequence[PendingMessage]) -> None:
         with self._tx() as c:
@@ -385,21 +331,6 @@ class SQLiteStore(SharedReads, ServiceState):
             c.executemany(q.UNMARK_EVENT, [{"id": m.event_id} for m in messages if m.event_id is not None])
 
     # janitor
-    def reclaim_expired_leases(self, limit: int = 500) -> int:
-        """Expired leases go back to the queue (the attempt counts) or fail when attempts are used up."""
-        now = time.time()
-        rows = self._read(q.EXPIRED_LEASES, {"now": now, "limit": limit})
-        reclaimed = 0
-        for task_id, attempt, max_attempts in rows:
-            error = {"type": "LeaseExpired", "message": f"attempt {attempt} lost its lease (worker died or hung)",
-                     "retryable": True, "attempt": attempt}
-            retry_in = 0.0 if attempt < max_attempts else None
-            with self._tx() as c:
-                if self._fail_in_tx(c, task_id, attempt, error, retry_in, now).applied:
-                    reclaimed += 1
-                    log.warning("reclaimed expired lease", extra={"task_id": task_id, "attempt": attempt})
-        return reclaimed
-
     def resignal_stalled_stages(self, grace_seconds: float) -> int:
         """Stages at zero (or submitted jobs) whose job did not move and that have no pending event: signal again."""
         now = time.time()
@@ -410,14 +341,6 @@ class SQLiteStore(SharedReads, ServiceState):
                 c.execute(q.INSERT_EVENT, {"kind": kind, "job_id": job_id, "stage": stage, "now": now})
                 log.warning("re-signalled stalled stage %d", stage, extra={"job_id": job_id})
         return len(rows)
-
-    def fail_overdue_jobs(self) -> list[str]:
-        failed = []
-        for job_id, stage in self._read(q.OVERDUE_JOBS, {"now": time.time()}):
-            error = {"type": "DeadlineExceeded", "message": "the job ran past its deadline", "stage": stage}
-            if self.finish_job(job_id, stage, JobStatus.FAILED, None, error):
-                failed.append(job_id)
-        return failed
 
 
 def _task_row(job_id: str, stage: int, t: NewTask, now: float) -> dict[str, Any]:

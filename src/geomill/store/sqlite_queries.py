@@ -1,4 +1,26 @@
-"""Named SQL statements of the SQLite store. Each state change is guarded by the state it expects."""
+"""Named SQL statements of the SQLite store. Each state change is guarded by the state it expects.
+
+Times are epoch seconds passed in as ``:now``. `STATEMENTS` holds the statements the shared logic runs.
+"""
+
+from geomill.store.common_queries import duration_histogram, sqlite_statements
+
+# connection set-up
+JOURNAL_MODE = "PRAGMA journal_mode"
+WAL = "PRAGMA journal_mode=WAL"
+SYNCHRONOUS = "PRAGMA synchronous={level}"  # a setting, not a parameter: checked by Settings
+FOREIGN_KEYS = "PRAGMA foreign_keys=ON"
+
+# transactions: the write lock up front, so a reader never has to upgrade (no upgrade deadlocks)
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+
+# migrations: each under the write lock (BEGIN IMMEDIATE), so the "already applied" check is final
+CREATE_MIGRATIONS = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+APPLIED_VERSIONS = "SELECT version FROM schema_migrations"
+IS_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = :version"
+RECORD_MIGRATION = "INSERT INTO schema_migrations VALUES (:version, :now)"
 
 INSERT_JOB = """
 INSERT INTO jobs (job_id, job_type, params, status, stage, stage_count, resubmit_of,
@@ -110,10 +132,6 @@ UPDATE tasks SET lease_expires_at = :now + :lease
 WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
 """
 
-REPORT_PROGRESS = """
-UPDATE tasks SET progress = :progress, progress_message = :message
-WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
-"""
 
 COMPLETE_TASK = """
 UPDATE tasks SET status = 'completed', result = :result, error = NULL, finished_at = :now,
@@ -142,6 +160,9 @@ WHERE job_id = :job_id AND stage = :stage AND remaining > 0
 RETURNING remaining
 """
 
+# a cheap read first: an idle poll does not take the write lock
+ANY_VISIBLE_EVENT = "SELECT 1 FROM events WHERE visible_at <= :now LIMIT 1"
+
 CLAIM_EVENT = """
 UPDATE events SET visible_at = :now + :visibility, claimed_by = :consumer, deliveries = deliveries + 1,
                   published_at = NULL
@@ -149,10 +170,6 @@ WHERE event_id = (SELECT event_id FROM events WHERE visible_at <= :now ORDER BY 
 RETURNING event_id, kind, job_id, stage
 """
 
-EXPIRED_LEASES = """
-SELECT task_id, attempt, max_attempts FROM tasks
-WHERE status = 'processing' AND lease_expires_at < :now LIMIT :limit
-"""
 
 STALLED_STAGES = """
 SELECT s.job_id, s.stage FROM stages s JOIN jobs j ON j.job_id = s.job_id AND j.stage = s.stage
@@ -164,10 +181,6 @@ WHERE j.stage = 0 AND j.status = 'queued' AND j.created_at < :before
   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = j.job_id AND e.stage = 0)
 """
 
-OVERDUE_JOBS = """
-SELECT job_id, stage FROM jobs
-WHERE deadline_at IS NOT NULL AND deadline_at < :now AND status IN ('queued', 'processing')
-"""
 
 
 CANCEL_RUNNING_TASK = """
@@ -214,3 +227,20 @@ UPDATE tasks SET status = 'queued', attempt = attempt - 1, lease_expires_at = NU
                  execution_started_at = NULL, available_at = :now
 WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'
 """
+
+
+EXPIRED_LEASES = """
+SELECT task_id, job_id, task_type, attempt, max_attempts FROM tasks
+WHERE status = 'processing' AND lease_expires_at < :now LIMIT :limit
+"""
+
+OVERDUE_JOBS = """
+SELECT job_id, stage FROM jobs
+WHERE deadline_at IS NOT NULL AND deadline_at < :now AND status IN ('queued', 'processing')
+"""
+
+STATEMENTS = sqlite_statements(
+    task_durations=duration_histogram("(finished_at - execution_started_at)"), expired_leases=EXPIRED_LEASES,
+    overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT, cancel_running_task=CANCEL_RUNNING_TASK,
+    acquire_leadership=ACQUIRE_LEADERSHIP,
+)

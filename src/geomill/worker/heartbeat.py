@@ -8,7 +8,7 @@ import time
 from types import TracebackType
 
 from geomill.domain import Task
-from geomill.engine.ports import Store
+from geomill.engine.ports import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Renews the task's lease every `interval`; notices when it was fenced or its job cancelled."""
 
-    def __init__(self, store: Store, task: Task, lease_seconds: float, interval: float) -> None:
+    def __init__(self, store: TaskQueue, task: Task, lease_seconds: float, interval: float) -> None:
         self.store, self.task = store, task
         self.lease_seconds, self.interval = lease_seconds, interval
         self.fenced = False

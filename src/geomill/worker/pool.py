@@ -96,7 +96,7 @@ class WorkerPool:
         lease = self.settings.janitor_interval_seconds * 3
         try:
             if self.rt.store.acquire_leadership("janitor", self.holder, lease):
-                reconcile(self.rt.store, self.settings)
+                reconcile(self.rt.store, self.settings, self.rt.registry)
                 if self.outbox is not None:  # the reconciler part: re-send what was sent but never claimed
                     self.outbox.send_due(republish_after_seconds=self.settings.broker_republish_seconds)
         except Exception:  # the janitor must never take the supervisor down; it runs again next interval

@@ -1,6 +1,7 @@
 """One catalog protocol, two implementations: a static STAC catalog in silver (embedded mode) and pgSTAC (PostgreSQL).
 
-Task handlers call :func:`open_catalog` with their context and never care which one they got. Writes are upserts:
+The worker builds one with :func:`open_catalog` at start-up; task handlers get it in their context and never care
+which one they got. Writes are upserts:
 running a job again updates its items and collections instead of adding copies.
 
 On PostgreSQL the catalog is pgSTAC in the same database, and the static catalog is still written to
@@ -9,10 +10,25 @@ On PostgreSQL the catalog is pgSTAC in the same database, and the static catalog
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from geomill.domain import InvalidInput
+
 CATALOG_KEY = "catalog"  # silver://catalog is the static catalog's root
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def check_id(value: str, what: str) -> str:
+    """Refuse ids that are not safe as a single file or folder name."""
+    if not _SAFE_ID.match(value) or value in {".", ".."}:
+        raise InvalidInput(
+            f"{what} {value!r} is not a valid id: use 1-200 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            field=what.replace(" ", "_"),
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -50,13 +66,19 @@ def is_postgres(database_url: str | None) -> bool:
     return bool(database_url) and database_url.split(":", 1)[0] in {"postgresql", "postgres"}
 
 
-def open_catalog(storage: Any, database_url: str | None = None) -> Catalog:
-    """The catalog for this deployment: pgSTAC (+ the static copy) on PostgreSQL, else the static catalog."""
+def open_catalog(storage: Any, database_url: str | None = None, *, pool: Any = None) -> Catalog:
+    """The catalog for this deployment: pgSTAC (+ the static copy) on PostgreSQL, else the static catalog.
+
+    On PostgreSQL its connections come from `pool` (a worker's resource pool), else from a small pool of its own."""
     from geomill.catalog.static import StaticCatalog
 
     static = StaticCatalog(storage.local_path(f"silver://{CATALOG_KEY}"))
-    if is_postgres(database_url):
+    if database_url and is_postgres(database_url):
         from geomill.catalog.pgstac import PgstacCatalog
 
-        return PgstacCatalog(database_url, static)  # type: ignore[arg-type]
+        if pool is None:
+            from geomill.sinks.pool import ResourcePool
+
+            pool = ResourcePool(database_url)
+        return PgstacCatalog(pool, static)
     return static

@@ -18,7 +18,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +27,7 @@ from typing import Any
 
 import pystac
 
-from geomill.catalog.base import CatalogRef
-from geomill.domain import InvalidInput
+from geomill.catalog.base import CatalogRef, check_id
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +37,6 @@ COLLECTION_FILE = "collection.json"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
 _STRUCTURAL = {"root", "parent", "collection", "self"}
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-def check_id(value: str, what: str) -> str:
-    """Refuse ids that are not safe as a single file or folder name."""
-    if not _SAFE_ID.match(value) or value in {".", ".."}:
-        raise InvalidInput(
-            f"{what} {value!r} is not a valid id: use 1-200 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-            field=what.replace(" ", "_"),
-        )
-    return value
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.errors
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rasterio.io import DatasetReader
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -19,18 +19,13 @@ from rio_cogeo.cogeo import cog_validate
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
-from geomill.storage.base import Storage
+from geomill.engine.context import Storage
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.models import ValidateRasterParams
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "raster.validate"
 PROBE_SIZE = 256  # pixels per side of the windows read to prove the data is there
-DEFAULT_LARGE_RASTER_THRESHOLD_MB = 2048.0  # GEOMILL_LARGE_RASTER_THRESHOLD_MB when there are no settings
-
-
-class ValidateRasterParams(BaseModel):
-    source: str = Field(min_length=1, description="local path or storage URI (bronze://, silver://, file://)")
 
 
 class ProcessingChoice(BaseModel):
@@ -205,7 +200,7 @@ def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSum
     """Handler of ``raster.validate``; decides single vs tiled processing with the worker's threshold."""
     with gdal_env(ctx):
         summary = inspect_raster(params.source, ctx.storage)
-    threshold = getattr(ctx.settings, "large_raster_threshold_mb", DEFAULT_LARGE_RASTER_THRESHOLD_MB)
+    threshold = ctx.limits.large_raster_threshold_mb
     summary.processing = choose_processing(summary, threshold)
     ctx.progress(1.0, "validated")
     logger.info("raster valid", extra={"task_id": ctx.task_id, "source": params.source, "is_cog": summary.is_cog})

@@ -60,6 +60,10 @@ class VectorOptions(_Aliased):
         return check_identifier(value, "schema")
 
 
+class PrepareVectorParams(VectorOptions):
+    pass
+
+
 class ColumnSpec(BaseModel):
     name: str  # safe SQL identifier in the target
     source: str  # the attribute's name in the source file

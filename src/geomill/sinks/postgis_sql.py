@@ -1,4 +1,4 @@
-"""The PostGIS side of a vector load: target checks, a staging table, COPY per chunk, the swap into place.
+"""The SQL of the PostGIS sink: target checks, a staging table, COPY per chunk, the swap into place.
 
 Every identifier was checked against a strict pattern (naming.check_identifier) AND is quoted here with
 ``psycopg.sql.Identifier``; no value is ever formatted into SQL text.
@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from geomill.domain import InvalidInput
-from geomill.tasks.vector.naming import CHUNK_COLUMN, FID_COLUMN, GEOMETRY_COLUMN
+from geomill.sinks import CHUNK_COLUMN, FID_COLUMN, GEOMETRY_COLUMN
 
 CATALOG_TABLE = "geomill_vector_catalog"
 _SETUP_LOCK = 7_400_113  # advisory lock key: one process at a time creates the extension, schema, catalog table
@@ -42,33 +42,6 @@ CATALOG_DDL = """CREATE TABLE IF NOT EXISTS {catalog} (
     load_key text NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 )"""
-
-
-def pg_type(arrow_type: pa.DataType) -> str:
-    """The PostgreSQL column type for a normalized Arrow attribute type (chunks.normalize_column)."""
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_int16(arrow_type):
-        return "smallint"
-    if pa.types.is_int32(arrow_type):
-        return "integer"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_float32(arrow_type):
-        return "real"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    if pa.types.is_time(arrow_type):
-        return "time"
-    return "text"
-
-
-def connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, connect_timeout=30, autocommit=True)  # explicit transaction() blocks only
 
 
 def prepare_database(conn: psycopg.Connection, schema: str) -> None:

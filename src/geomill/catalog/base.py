@@ -69,16 +69,12 @@ def is_postgres(database_url: str | None) -> bool:
 def open_catalog(storage: Any, database_url: str | None = None, *, pool: Any = None) -> Catalog:
     """The catalog for this deployment: pgSTAC (+ the static copy) on PostgreSQL, else the static catalog.
 
-    On PostgreSQL its connections come from `pool` (a worker's resource pool), else from a small pool of its own."""
+    On PostgreSQL its connections come from `pool` (a worker's resource pool), else one per call (the CLI)."""
     from geomill.catalog.static import StaticCatalog
 
     static = StaticCatalog(storage.local_path(f"silver://{CATALOG_KEY}"))
     if database_url and is_postgres(database_url):
-        from geomill.catalog.pgstac import PgstacCatalog
+        from geomill.catalog.pgstac import DirectConnections, PgstacCatalog
 
-        if pool is None:
-            from geomill.sinks.pool import ResourcePool
-
-            pool = ResourcePool(database_url)
-        return PgstacCatalog(pool, static)
+        return PgstacCatalog(pool or DirectConnections(database_url), static)
     return static

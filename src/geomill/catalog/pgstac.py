@@ -103,6 +103,18 @@ def for_pgstac(doc: dict[str, Any], static_path: str | Path) -> dict[str, Any]:
     return out
 
 
+class DirectConnections:
+    """A new connection for each use, closed after it: for short-lived callers (the CLI) that hold no pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.url, autocommit=True) as con:
+            yield con
+
+
 class PgstacCatalog:
     """The ``Catalog`` protocol on pgSTAC, mirroring every write into the static catalog. Connections come from
     `pool` (anything with ``url`` and a ``connection()`` context manager: the worker's bounded resource pool)."""

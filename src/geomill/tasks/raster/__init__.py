@@ -19,7 +19,7 @@ def _task(name: str, handler: str, params: str, result: str, timeout: float, des
                     retry=RetryPolicy(max_attempts=3), description=description)
 
 
-VALIDATE = _task("raster.validate", "validate:validate_raster", "ValidateRasterParams", "validate:RasterSummary",
+VALIDATE = _task("raster.validate", "inputs:validate_raster", "ValidateRasterParams", "models:RasterSummary",
                  300.0, "open a raster, check it is readable and georeferenced")
 CREATE_COG = _task("raster.create_cog", "cog:create_cog", "CreateCogParams", "cog:CogResult", 3600.0,
                    "write a Cloud-Optimized GeoTIFF into the silver zone")

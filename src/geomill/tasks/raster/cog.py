@@ -40,8 +40,7 @@ from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_validate
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
-from geomill.engine.context import TaskContext
-from geomill.engine.context import Storage
+from geomill.engine.context import Storage, TaskContext
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.models import (
     BYTE_ONLY_COMPRESSIONS,

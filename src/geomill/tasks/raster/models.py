@@ -3,11 +3,13 @@ checks and the planner import them without loading rasterio."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from geomill.domain import InvalidInput
+from geomill.engine.context import Storage
 
 DEFAULT_COMPRESSION = "DEFLATE"
 COMPRESSIONS = (
@@ -128,3 +130,49 @@ class ExtractTileParams(BaseModel):
 
 class RemoveIntermediatesParams(BaseModel):
     uri: str = Field(min_length=1, description="a folder under silver://tiles/ to delete")
+
+
+class ProcessingChoice(BaseModel):
+    """How process_raster treats this raster: one COG (``single``) or tiles + mosaic (``tiled``), and why."""
+
+    path: str  # "single" or "tiled"
+    reason: str
+    threshold_mb: float
+    measured_mb: float  # the larger of the file's size and its uncompressed pixel size
+
+
+class RasterSummary(BaseModel):
+    """What a valid raster looks like; NaN nodata is reported as the string "nan" so results stay plain JSON."""
+
+    source: str
+    path: str
+    size_bytes: int
+    driver: str
+    crs: str  # "EPSG:<code>" when the CRS matches an EPSG code, else WKT
+    epsg: int | None
+    width: int
+    height: int
+    count: int
+    dtypes: list[str]
+    nodata: float | str | None
+    bounds: tuple[float, float, float, float]
+    bounds_wgs84: tuple[float, float, float, float]
+    resolution: tuple[float, float]
+    block_shapes: list[tuple[int, int]]
+    tiled: bool
+    has_colormap: bool
+    overview_count: int
+    is_cog: bool
+    cog_errors: list[str] = []
+    cog_warnings: list[str] = []
+    processing: ProcessingChoice | None = None
+
+
+def resolve_source(source: str, storage: Storage) -> Path:
+    """The local file behind `source`, or InvalidInput when there is no such file."""
+    path = storage.local_path(source)  # StorageError is an InvalidInput already
+    if not path.exists():
+        raise InvalidInput(f"raster {source!r} not found: no file at {path}", field="source")
+    if not path.is_file():
+        raise InvalidInput(f"raster {source!r} is not a file ({path} is a directory?)", field="source")
+    return path

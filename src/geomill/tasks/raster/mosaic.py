@@ -39,8 +39,7 @@ from rasterio.warp import transform_bounds
 
 from geomill.catalog.static import check_id
 from geomill.domain import InvalidInput, TaskError
-from geomill.engine.context import TaskContext
-from geomill.engine.context import Storage
+from geomill.engine.context import Storage, TaskContext
 from geomill.storage.base import ZONES
 from geomill.tasks.raster.compat import Shape, check_compatible
 from geomill.tasks.raster.gdal import gdal_env

@@ -49,15 +49,12 @@ from geomill.tasks.raster.cog import (
 )
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.models import (
-    DEFAULT_TILE_SIZE,
     TILES_PREFIX,
     ExtractTileParams,
     Grid,
     RemoveIntermediatesParams,
     TileSchemeParams,
     TileWindow,
-    cog_key,
-    extract_uri,
 )
 from geomill.tasks.raster.validate import check_georeferenced, check_readable, has_colormap, open_raster, resolve_source
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HEAVY = ("rasterio", "osgeo", "pyogrio", "pyarrow", "shapely", "pystac", "pyproj", "pypgstac", "geopandas")
 
 REGISTRY = f"""
@@ -24,6 +26,8 @@ print(",".join(m for m in {HEAVY!r} if m in sys.modules))
 WORKER = f"""
 import sys, time
 from pathlib import Path
+
+import pytest
 from geomill.config import Settings
 from geomill.runtime import Runtime
 from geomill.worker.loop import WorkerLoop
@@ -59,9 +63,18 @@ def test_a_default_tasks_worker_runs_hello_world_without_gdal(tmp_path: Path) ->
     assert heavy == ""
 
 
-def test_a_raster_handler_is_imported_on_first_use_only() -> None:
-    from geomill.tasks.raster import CREATE_COG
+def test_a_handler_reference_is_resolved_on_first_use_and_a_broken_one_is_a_registry_error() -> None:
+    from geomill.domain import RegistryError
+    from geomill.engine.registry import Registry, TaskType
 
-    fresh = type(CREATE_COG)(**{f: object.__getattribute__(CREATE_COG, f) for f in CREATE_COG.__dataclass_fields__})
-    assert not fresh.is_resolved("handler")
-    assert callable(fresh.handler) and fresh.is_resolved("handler")
+    lazy = TaskType("t.cog", "geomill.tasks.raster.cog:create_cog", "geomill.tasks.raster.models:CreateCogParams",
+                    "geomill.tasks.raster.cog:CogResult", "raster-tasks")
+    Registry().register_task_type(lazy)
+    assert not lazy.is_resolved("handler")
+    assert callable(lazy.handler) and lazy.is_resolved("handler")
+    broken = TaskType("t.x", "geomill.tasks.raster.cog:nope", "geomill.tasks.raster.models:CreateCogParams",
+                      "geomill.tasks.raster.cog:CogResult", "raster-tasks")
+    with pytest.raises(RegistryError, match="cannot resolve"):
+        broken.resolve_all()
+    with pytest.raises(RegistryError, match="module:name"):
+        Registry().register_task_type(TaskType("t.y", "no_colon", "a:B", "a:C", "raster-tasks"))

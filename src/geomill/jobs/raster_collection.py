@@ -34,6 +34,7 @@ from geomill.tasks.raster.models import (
     parse_crs,
 )
 from geomill.tasks.stac import CREATE_COLLECTION
+from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
 JOB_NAME = "process_raster_collection"
 MAX_ID = 200
@@ -174,12 +175,10 @@ def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[St
     mosaic = stage_result(previous, "mosaic", "mosaic")
     if cogs is None or mosaic is None:
         return []
-    items = [{"cog_uri": c["cog_uri"], "source": s, "item_id": i}
+    items = [CollectionItemSpec(cog_uri=c["cog_uri"], source=s, item_id=i)
              for c, s, i in zip(cogs, sources, item_ids_for(sources))]
-    return [CREATE_COLLECTION.spec("collection", {
-        "collection_id": collection_id_for(params), "title": None, "description": None,
-        "items": items, "mosaic": mosaic,
-    })]
+    return [CREATE_COLLECTION.spec("collection", CreateCollectionParams(
+        collection_id=collection_id_for(params), items=items, mosaic=MosaicRef.model_validate(mosaic)))]
 
 
 def finalize(params: ProcessRasterCollectionParams, stages: Sequence[StageResults]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from geomill.tasks.raster.models import (
     extract_uri,
 )
 from geomill.tasks.stac import CREATE_COLLECTION
+from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
 
 def processing_choice(params: Any, previous: Sequence[StageResults]) -> dict[str, str] | None:
@@ -101,15 +102,16 @@ def plan_collection(params: Any, previous: Sequence[StageResults]) -> list[TaskS
     if scheme is None:
         return []
     name = scheme["name"]
-    items = [{"cog_uri": cog["cog_uri"], "source": params.source, "item_id": f"{name}-{key}"}
+    items = [CollectionItemSpec(cog_uri=cog["cog_uri"], source=params.source, item_id=f"{name}-{key}")
              for key, cog in _tile_cogs(previous)]
-    return [CREATE_COLLECTION.spec("stac_collection", {
-        "collection_id": name, "title": f"{params.source} in {len(items)} tiles",
-        "description": f"Tiles of {params.source} ({scheme['grid']['width']}x{scheme['grid']['height']} pixels, "
-                       f"{scheme['tile_size']} px tiles{', reprojected' if scheme['reproject'] else ''}), made by "
-                       "geomill's tiled raster path.",
-        "items": items, "mosaic": stage_result(previous, "mosaic", "mosaic"),
-    })]
+    mosaic = stage_result(previous, "mosaic", "mosaic")
+    return [CREATE_COLLECTION.spec("stac_collection", CreateCollectionParams(
+        collection_id=name, title=f"{params.source} in {len(items)} tiles",
+        description=f"Tiles of {params.source} ({scheme['grid']['width']}x{scheme['grid']['height']} pixels, "
+                    f"{scheme['tile_size']} px tiles{', reprojected' if scheme['reproject'] else ''}), made by "
+                    "geomill's tiled raster path.",
+        items=items, mosaic=MosaicRef.model_validate(mosaic) if mosaic else None,
+    ))]
 
 
 def tiled_outcome(params: Any, stages: Sequence[StageResults]) -> dict[str, Any]:

@@ -23,12 +23,11 @@ from geomill.catalog.base import CATALOG_KEY
 from geomill.catalog.static import StaticCatalog, prepare_item
 from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import InvalidInput, TaskError
-from geomill.engine.context import TaskContext
-from geomill.engine.context import Storage
+from geomill.engine.context import Storage, TaskContext
 from geomill.storage.base import ZONES
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
-from geomill.tasks.stac.models import DEFAULT_COLLECTION, CreateItemParams
+from geomill.tasks.stac.models import CreateItemParams
 
 logger = logging.getLogger(__name__)
 

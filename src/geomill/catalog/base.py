@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from geomill.domain import InvalidInput
+from geomill.engine.context import Catalog as TaskCatalog
 
 CATALOG_KEY = "catalog"  # silver://catalog is the static catalog's root
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -41,7 +42,9 @@ class CatalogRef:
     backend: str  # "static" or "pgstac+static"
 
 
-class Catalog(Protocol):
+class Catalog(TaskCatalog, Protocol):
+    """The engine's catalog port (what handlers use) plus the listings the CLI and API read."""
+
     backend: str
 
     def upsert_collection(self, collection: dict[str, Any]) -> CatalogRef:
@@ -63,7 +66,7 @@ class Catalog(Protocol):
 
 
 def is_postgres(database_url: str | None) -> bool:
-    return bool(database_url) and database_url.split(":", 1)[0] in {"postgresql", "postgres"}
+    return database_url is not None and database_url.split(":", 1)[0] in {"postgresql", "postgres"}
 
 
 def open_catalog(storage: Any, database_url: str | None = None, *, pool: Any = None) -> Catalog:

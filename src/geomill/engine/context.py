@@ -25,10 +25,17 @@ class Storage(Protocol):
 class CatalogEntry(Protocol):
     """Where a catalog document landed (geomill.catalog.base.CatalogRef)."""
 
-    id: str
-    collection_id: str | None
-    static_path: str | None
-    backend: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def collection_id(self) -> str | None: ...
+
+    @property
+    def static_path(self) -> str | None: ...
+
+    @property
+    def backend(self) -> str: ...
 
 
 class Catalog(Protocol):

@@ -10,21 +10,14 @@ import psycopg
 import pyogrio
 import pytest
 from pydantic import ValidationError
-from vector_helpers import (
-    SAMPLES,
-    copy_samples,
-    feature,
-    open_runtime,
-    run_vector_job,
-    write_geojson,
-    write_points_gpkg,
-)
 
 from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_dict
 from geomill.domain import InvalidInput, JobStatus
 from geomill.jobs.vector import ProcessVectorParams
 from procs import geomill_env, start_worker, stop, submit, tasks, wait_terminal
+from vector_helpers import SAMPLES, copy_samples, feature, open_runtime, run_vector_job, write_geojson, \
+    write_points_gpkg
 
 pytestmark = pytest.mark.usefixtures("postgres_server")
 

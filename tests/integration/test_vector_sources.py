@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pyogrio
 import pytest
 import shapely
-from vector_helpers import copy_samples, feature, write_geojson
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
 from geomill.sinks.geopackage import GeoPackageSink
 from geomill.storage.local import LocalStorage
 from geomill.tasks.vector.prepare import PrepareVectorParams, prepare_vector
+from vector_helpers import copy_samples, feature, write_geojson
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from vector_helpers import copy_samples
 
 import samples
 from geomill.runtime import RESOURCE_POOL_SIZE
 from procs import geomill_env, start_worker, stop, submit, wait_terminal
 from services import ADMIN_URL
+from vector_helpers import copy_samples
 
 pytestmark = [pytest.mark.usefixtures("postgres_server"),
               pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")]

@@ -88,7 +88,10 @@ class TaskType:
     def spec(self, key: str, params: BaseModel | Mapping[str, Any], *, size_bytes: int | None = None,
              estimated_seconds: float | None = None) -> TaskSpec:
         """A task of this type for a stage plan (params as a model or a JSON-able mapping)."""
-        doc = params.model_dump(mode="json") if isinstance(params, BaseModel) else dict(params)
+        if isinstance(params, BaseModel):
+            doc = params.model_dump(mode="json")
+        else:  # a plain dict is taken as it is: big fan-outs build millions (the planner validates each anyway)
+            doc = params if isinstance(params, dict) else dict(params)
         return TaskSpec(key, self.name, doc, size_bytes=size_bytes, estimated_seconds=estimated_seconds)
 
 

@@ -176,7 +176,7 @@ def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[St
     if cogs is None or mosaic is None:
         return []
     items = [CollectionItemSpec(cog_uri=c["cog_uri"], source=s, item_id=i)
-             for c, s, i in zip(cogs, sources, item_ids_for(sources))]
+             for c, s, i in zip(cogs, sources, item_ids_for(sources), strict=True)]
     return [CREATE_COLLECTION.spec("collection", CreateCollectionParams(
         collection_id=collection_id_for(params), items=items, mosaic=MosaicRef.model_validate(mosaic)))]
 
@@ -189,7 +189,8 @@ def finalize(params: ProcessRasterCollectionParams, stages: Sequence[StageResult
     mosaic = stage_result(stages, "mosaic", "mosaic") or {}
     collection = stage_result(stages, "collection", "collection") or {}
     outputs = []
-    for i, (source, cog, item_id) in enumerate(zip(sources, cogs, item_ids_for(sources))):
+    # strict=False: when the COGs did not all complete, `cogs` is empty and there are no outputs
+    for i, (source, cog, item_id) in enumerate(zip(sources, cogs, item_ids_for(sources), strict=False)):
         checked = validated.get(_key("validate", i)) or {}
         outputs.append({
             "source": source, "cog_uri": cog["cog_uri"], "cog_path": cog["path"], "size_bytes": cog["size_bytes"],

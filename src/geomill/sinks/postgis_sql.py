@@ -206,7 +206,7 @@ def catalog_row(conn: psycopg.Connection, schema: str, table: str) -> dict[str, 
     cur = conn.execute(sql.SQL("SELECT * FROM {} WHERE table_name = %s").format(
         sql.Identifier(schema, CATALOG_TABLE)), (table,))
     row = cur.fetchone()
-    return dict(zip([d.name for d in cur.description], row)) if row else None
+    return dict(zip([d.name for d in cur.description or []], row, strict=True)) if row else None
 
 
 def swap_into_place(conn: psycopg.Connection, load: Any, catalog_values: dict[str, Any],

@@ -51,7 +51,7 @@ def check_compatible(names: Sequence[str], shapes: Sequence[Shape], *, field: st
     if not shapes:
         return
     majority = Counter(shapes).most_common(1)[0][0]
-    odd = [(name, shape) for name, shape in zip(names, shapes) if shape != majority]
+    odd = [(name, shape) for name, shape in zip(names, shapes, strict=True) if shape != majority]
     if not odd:
         return
     same = len(shapes) - len(odd)

@@ -140,7 +140,7 @@ def create_collection(params: CreateCollectionParams, ctx: TaskContext) -> Colle
     ids = item_ids(params.items)
     items = []
     with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):
-        for n, (spec, item_id) in enumerate(zip(params.items, ids), start=1):
+        for n, (spec, item_id) in enumerate(zip(params.items, ids, strict=True), start=1):
             if ctx.cancelled:
                 raise TaskError("cancelled while describing the COGs")
             items.append(build_collection_item(spec, item_id, collection_id, ctx, static))

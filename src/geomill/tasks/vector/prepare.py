@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +144,7 @@ def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path
 
 def _source_datetime(params: VectorOptions, ctx: TaskContext) -> str:
     path = resolve_file(params.source, ctx.storage)
-    when = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
+    when = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
     return when.isoformat().replace("+00:00", "Z")
 
 
@@ -187,7 +187,7 @@ def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[
     sink = ctx.vector_sink
     loads: list[VectorLoad] = []
     mapping: dict[str, dict[str, str]] = {}
-    for index, (layer, table) in enumerate(zip(layers, tables)):
+    for index, (layer, table) in enumerate(zip(layers, tables, strict=True)):
         ctx.progress(index / len(layers), f"reading {layer.label}")
         key = load_key(params, index)
         folder = ctx.storage.local_path(f"silver://vector/{key}")

@@ -40,7 +40,7 @@ _NO_POOL = object()  # stands in for pypgstac's pool: see _client
 
 
 def _installed(con: psycopg.Connection) -> str | None:
-    if con.execute("SELECT to_regclass('pgstac.migrations')").fetchone()[0] is None:
+    if (con.execute("SELECT to_regclass('pgstac.migrations')").fetchone() or (None,))[0] is None:
         return None
     row = con.execute("SELECT version FROM pgstac.migrations ORDER BY datetime DESC, version DESC LIMIT 1")
     found = row.fetchone()
@@ -143,7 +143,7 @@ class PgstacCatalog:
         # the static collection now covers these items (created or grown): the database gets the same extent
         self._load_collection(CatalogRef(collection_id, None, str(self.static.collection_path(collection_id)),
                                          "static"))
-        docs = [for_pgstac(self.static.get_item(ref.id, collection_id) or {}, ref.static_path) for ref in refs]
+        docs = [for_pgstac(self.static.get_item(ref.id, collection_id) or {}, ref.static_path or "") for ref in refs]
         with self._loader() as loader:
             loader.load_items(iter(docs), insert_mode=Methods.upsert)
         logger.info("pgstac items upserted", extra={"collection_id": collection_id, "count": len(docs)})

@@ -111,7 +111,9 @@ def plan_stac(params: ProcessRasterParams, previous: Sequence[StageResults]) -> 
 def finalize(params: ProcessRasterParams, stages: Sequence[StageResults]) -> dict[str, Any]:
     """``{"source", "path", "reason", "outputs": [...]}``; single path: one output (cog_*, stac_item_*, bbox,
     validate); tiled path: ``outputs`` empty and ``tiled`` = {tiling, tiles, mosaic, collection}."""
-    choice = tiling.processing_choice(params, stages) or {"path": None, "reason": "the raster was not validated"}
+    decided = tiling.processing_choice(params, stages)
+    choice: dict[str, str | None] = (dict(decided) if decided is not None
+                                     else {"path": None, "reason": "the raster was not validated"})
     checked = stage_result(stages, "validate", "validate") or {}
     if choice["path"] == "tiled":
         return {"source": params.source, **choice, "outputs": [],

@@ -52,7 +52,7 @@ class ProcessRasterCollectionParams(CogOptions):
     @field_validator("collection_id")
     @classmethod
     def _safe_collection_id(cls, value: str | None) -> str | None:
-        return None if value is None else _as_value_error(lambda v: check_id(v, "collection id"), value)
+        return None if value is None else _as_value_error(lambda v: check_id(v or "", "collection id"), value)
 
     @field_validator("sources")
     @classmethod
@@ -145,8 +145,9 @@ def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[S
     """Check the validated rasters are compatible, then one COG task per raster, big ones routed to long-tasks."""
     sources = source_list(params, previous)
     validated = stage_results(previous, "validate")
-    summaries = [validated.get(_key("validate", i)) for i in range(len(sources))]
-    if not sources or any(s is None for s in summaries):
+    found = [validated.get(_key("validate", i)) for i in range(len(sources))]
+    summaries = [s for s in found if s is not None]
+    if not sources or len(summaries) != len(found):
         return []  # a failed validation has already failed the job
     check_compatible(sources, summaries, params.target_crs)
     return [CREATE_COG.spec(_key("cog", i), CreateCogParams(
@@ -157,8 +158,9 @@ def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[S
 
 def _cogs(previous: Sequence[StageResults], count: int) -> list[dict[str, Any]] | None:
     done = stage_results(previous, "create_cog")
-    cogs = [done.get(_key("cog", i)) for i in range(count)]
-    return None if not cogs or any(c is None for c in cogs) else cogs
+    found = [done.get(_key("cog", i)) for i in range(count)]
+    cogs = [c for c in found if c is not None]
+    return cogs if cogs and len(cogs) == len(found) else None
 
 
 def plan_mosaic(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:

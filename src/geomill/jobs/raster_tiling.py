@@ -52,6 +52,7 @@ def plan_tile_scheme(params: Any, previous: Sequence[StageResults]) -> list[Task
     if not is_tiled(params, previous):
         return []
     checked = stage_result(previous, "validate", "validate")
+    assert checked is not None  # is_tiled read it
     return [TILE_SCHEME.spec("tile_scheme", TileSchemeParams(
         source=checked["source"], target_crs=params.target_crs, tile_size=params.tile_size,
         compression=params.compression, resampling=params.resampling,

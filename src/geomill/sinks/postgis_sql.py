@@ -44,6 +44,12 @@ CATALOG_DDL = """CREATE TABLE IF NOT EXISTS {catalog} (
 )"""
 
 
+def _first(row: tuple[Any, ...] | None) -> Any:
+    """The first column of a row an aggregate or RETURNING always yields."""
+    assert row is not None
+    return row[0]
+
+
 def prepare_database(conn: psycopg.Connection, schema: str) -> None:
     """PostGIS, the target schema and its catalog table exist afterwards (created once, under an advisory lock)."""
     with conn.transaction():
@@ -106,7 +112,7 @@ def copy_chunk(conn: psycopg.Connection, load: Any, chunk_index: int, names: lis
         cur.execute(sql.SQL("INSERT INTO {} (chunk, rows) VALUES (%s, -1) ON CONFLICT (chunk) DO UPDATE "
                             "SET rows = -1 RETURNING (xmax = 0) AS inserted").format(_chunks_table(load)),
                     (chunk_index,))
-        if not cur.fetchone()[0]:
+        if not _first(cur.fetchone()):
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(staging, sql.Identifier(CHUNK_COLUMN)),
                         (chunk_index,))
         sent = 0
@@ -127,7 +133,7 @@ def loaded_rows(conn: psycopg.Connection, load: Any) -> int | None:
     """Rows the committed chunks loaded into staging, or None when staging is gone (already swapped)."""
     if not table_exists(conn, load.schema_, f"{load.staging}_chunks"):
         return None
-    return conn.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {}").format(_chunks_table(load))).fetchone()[0]
+    return _first(conn.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {}").format(_chunks_table(load))).fetchone())
 
 
 def _index_names(table: str) -> tuple[str, str]:
@@ -183,8 +189,8 @@ def _append(conn: psycopg.Connection, load: Any) -> None:
                            field="if_exists")
     names = [c.name for c in load.columns] + [GEOMETRY_COLUMN]
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    offset = conn.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
-        sql.Identifier(FID_COLUMN), target)).fetchone()[0]
+    offset = _first(conn.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
+        sql.Identifier(FID_COLUMN), target)).fetchone())
     conn.execute(sql.SQL("INSERT INTO {} ({}, {}) SELECT {} + %s, {} FROM {}").format(
         target, sql.Identifier(FID_COLUMN), cols, sql.Identifier(FID_COLUMN), cols,
         sql.Identifier(schema, load.staging)), (offset,))
@@ -222,10 +228,12 @@ def swap_into_place(conn: psycopg.Connection, load: Any, catalog_values: dict[st
         count, bbox = loaded
         if load.if_exists == "append" and table_exists(conn, schema, table):
             _append(conn, load)
-            count, xmin, ymin, xmax, ymax = conn.execute(sql.SQL(
+            row = conn.execute(sql.SQL(
                 "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
                 "(SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) s").format(
                     sql.Identifier(GEOMETRY_COLUMN), target)).fetchone()
+            assert row is not None  # an aggregate always yields a row
+            count, xmin, ymin, xmax, ymax = row
             bbox = [xmin, ymin, xmax, ymax] if xmin is not None else []
         else:
             _swap_in(conn, load)

@@ -33,7 +33,8 @@ def bbox_to_wgs84(bbox: list[float], srid: int) -> list[float]:
     if srid == 4326:
         return [float(v) for v in bbox]
     transformer = Transformer.from_crs(f"EPSG:{srid}", "EPSG:4326", always_xy=True)
-    return list(transformer.transform_bounds(*bbox, densify_pts=21))
+    west, south, east, north = bbox
+    return list(transformer.transform_bounds(west, south, east, north, densify_pts=21))
 
 
 def build_item(load: VectorLoad, count: int, bbox_wgs84: list[float], href: str, media_type: str | None,

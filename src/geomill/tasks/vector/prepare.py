@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ from geomill.engine.context import TaskContext
 from geomill.tasks.vector.chunks import ChunkWriter, normalize_column, pg_type
 from geomill.tasks.vector.geometry import family_masks, needs_conversion, repair, target_type, to_wkb_column
 from geomill.tasks.vector.models import (
+    Backend,
     ChunkRef,
     ColumnSpec,
     LoadTarget,
@@ -156,7 +158,7 @@ def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, pre
     columns = [ColumnSpec(name=safe, source=src, pg_type=pg_type(types[safe]))
                for src, safe in preparer.mapping.items()]
     sink = ctx.vector_sink
-    target = LoadTarget(key=key, backend=sink.backend, schema=params.schema_, table=table,
+    target = LoadTarget(key=key, backend=cast(Backend, sink.backend), schema_=params.schema_, table=table,
                         staging=sink.staging_name(key, params.schema_, table),
                         if_exists=params.if_exists, geometry_type=target_type(writer.stats), srid=preparer.info.srid,
                         has_z=writer.stats.has_z, convert=needs_conversion(writer.stats), columns=columns)

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-
 from common import update_section  # bench/ is on sys.path when a script runs
 
 SECTION = "## Mosaic and STAC collection scaling (bench/mosaic.py)"
@@ -55,6 +54,7 @@ def make_tiles(root: Path, count: int) -> list[str]:
 def _run(args: tuple[str, str, list[str]]) -> tuple[float, int]:
     """In a fresh process: run one handler, return (seconds, peak RSS in KiB)."""
     which, root, uris = args
+    from geomill.catalog.base import open_catalog
     from geomill.engine.context import TaskContext
     from geomill.storage.local import LocalStorage
     from geomill.tasks.raster.mosaic import MosaicParams, _mosaicjson_class, create_mosaic
@@ -62,7 +62,8 @@ def _run(args: tuple[str, str, list[str]]) -> tuple[float, int]:
 
     _mosaicjson_class()  # imports (cogeo-mosaic, rio-tiler) are not part of the measure
     storage = LocalStorage(Path(root))
-    ctx = TaskContext(task_id="bench", job_id="bench", stage=1, attempt=1, storage=storage)
+    ctx = TaskContext(task_id="bench", job_id="bench", stage=1, attempt=1, storage=storage,
+                      catalog=open_catalog(storage))
     start = time.perf_counter()
     if which == "mosaic":
         create_mosaic(MosaicParams(cogs=uris, name="bench"), ctx)

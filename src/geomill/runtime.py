@@ -1,11 +1,14 @@
-"""The composition root: settings in, a wired registry, store, storage and dispatcher out."""
+"""The composition root: settings in, a wired registry, store, storage, dispatcher and task resources out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from geomill.config import Settings
 from geomill.dispatch import open_broker, open_dispatch
+from geomill.engine.context import Limits, TaskResources
 from geomill.engine.dispatch_ports import Broker
 from geomill.engine.orchestrator import Orchestrator
 from geomill.engine.ports import Dispatch, Store
@@ -14,6 +17,8 @@ from geomill.engine.routing import Router
 from geomill.jobs import build_registry
 from geomill.storage import LocalStorage
 from geomill.store import open_store
+
+RESOURCE_POOL_SIZE = 2  # connections of the PostGIS sink and pgSTAC catalog per process (on top of the store's)
 
 
 @dataclass
@@ -24,6 +29,7 @@ class Runtime:
     storage: LocalStorage
     dispatch: Dispatch
     broker: Broker | None = None  # set: workers consume its messages instead of waiting on database wake-ups
+    _resources: TaskResources | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -47,10 +53,70 @@ class Runtime:
     def orchestrator(self) -> Orchestrator:
         return Orchestrator(self.registry, self.store, self.router)
 
+    @property
+    def resources(self) -> TaskResources:
+        """This process's task resources, built on first use (a process that runs no task builds none)."""
+        if self._resources is None:
+            self._resources = open_task_resources(self.settings, self.storage)
+        return self._resources
+
     def close(self) -> None:
+        if self._resources is not None:
+            self._resources.close()
         close_dispatch = getattr(self.dispatch, "close", None)
         if close_dispatch is not None:
             close_dispatch()
         if self.broker is not None:
             self.broker.close()
         self.store.close()
+
+
+class _Deferred:
+    """A resource built on its first use: a worker that runs only raster tasks never imports the vector sink's
+    libraries nor opens its pool, and `geomill --help` builds nothing."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._target: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._build is not None:
+            self._target, self._build = self._build(), None
+        return getattr(self._target, name)
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(gdal_cache_mb=settings.gdal_cache_mb, gdal_threads=settings.gdal_threads,
+                  vector_chunk_rows=settings.vector_chunk_rows,
+                  large_raster_threshold_mb=settings.large_raster_threshold_mb)
+
+
+def open_task_resources(settings: Settings, storage: LocalStorage, *, database_url: str | None = None,
+                        pool_size: int = RESOURCE_POOL_SIZE) -> TaskResources:
+    """Storage, catalog (pgSTAC on PostgreSQL, else static STAC), vector sink (PostGIS or GeoPackage) and limits,
+    once per process. On PostgreSQL the sink and the catalog share one pool of `pool_size` connections."""
+    from geomill.catalog.base import is_postgres, open_catalog
+
+    url = database_url or settings.resolved_database_url
+    if not is_postgres(url):
+        return TaskResources(storage=storage, catalog=cast(Any, _Deferred(lambda: open_catalog(storage))),
+                             vector_sink=cast(Any, _Deferred(lambda: _geopackage_sink(storage))),
+                             limits=limits_from(settings))
+    from geomill.sinks.pool import ResourcePool
+
+    pool = ResourcePool(url, pool_size, settings.app_name)
+    return TaskResources(storage=storage, catalog=cast(Any, _Deferred(lambda: open_catalog(storage, url, pool=pool))),
+                         vector_sink=cast(Any, _Deferred(lambda: _postgis_sink(pool))),
+                         limits=limits_from(settings), closers=[pool.close])
+
+
+def _geopackage_sink(storage: LocalStorage) -> Any:
+    from geomill.sinks.geopackage import GeoPackageSink
+
+    return GeoPackageSink(storage)
+
+
+def _postgis_sink(pool: Any) -> Any:
+    from geomill.sinks.postgis import PostgisSink
+
+    return PostgisSink(pool)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from geomill.engine.context import TaskContext
+from geomill.engine.context import Limits, TaskContext
 from geomill.tasks.raster.gdal import gdal_env
 
 
@@ -23,6 +23,6 @@ def _cache_max() -> int:
 
 
 def test_cache_setting_is_mebibytes() -> None:
-    ctx = TaskContext("t", "j", 1, 1, storage=None, gdal_cache_mb=48)
+    ctx = TaskContext("t", "j", 1, 1, storage=None, limits=Limits(gdal_cache_mb=48))
     with gdal_env(ctx):
         assert _cache_max() == 48 * 1024 * 1024

@@ -23,10 +23,10 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 import samples
+from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_dict
-from geomill.config import Settings
 from geomill.domain.models import StageResults
-from geomill.engine.context import TaskContext
+from geomill.engine.context import Limits, TaskContext
 from geomill.engine.registry import Registry
 from geomill.jobs import build_registry
 from geomill.jobs.large_raster import ProcessLargeRasterParams
@@ -66,9 +66,8 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 
 def context(storage: LocalStorage, threshold_mb: float) -> TaskContext:
-    settings = Settings(large_raster_threshold_mb=threshold_mb)
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, gdal_cache_mb=16,
-                       settings=settings)
+    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage),
+                       limits=Limits(gdal_cache_mb=16, large_raster_threshold_mb=threshold_mb))
 
 
 def run_job(registry: Registry, job_name: str, params, ctx: TaskContext) -> tuple[dict, list[StageResults]]:

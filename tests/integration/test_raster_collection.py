@@ -66,7 +66,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 @pytest.fixture
 def ctx(storage: LocalStorage) -> TaskContext:
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage)
+    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage))
 
 
 def run(env: dict[str, str], *params: str, force: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 
 import samples
+from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import (
     StacValidationFailed,
     install_offline_validator,
@@ -52,7 +53,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 @pytest.fixture
 def ctx(storage: LocalStorage) -> TaskContext:
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, gdal_cache_mb=64)
+    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage))
 
 
 def make_cog(ctx: TaskContext, name: str = "RGB.byte.tif", **options):
@@ -363,7 +364,7 @@ def test_stac_item_refuses_unsafe_ids(ctx: TaskContext) -> None:
 def _add_item_in_another_process(args: tuple[str, str, str, str]) -> str:
     root, cog_uri, source, item_id = args
     store = LocalStorage(Path(root))
-    ctx = TaskContext(task_id=item_id, job_id="j", stage=3, attempt=1, storage=store)
+    ctx = TaskContext(task_id=item_id, job_id="j", stage=3, attempt=1, storage=store, catalog=open_catalog(store))
     return create_item(CreateItemParams(cog_uri=cog_uri, source=source, item_id=item_id), ctx).item_id
 
 

@@ -159,13 +159,12 @@ def test_failed_upload_leaves_nothing_behind_and_the_old_table_intact(rt, pg_url
 
 def test_upload_rerun_replaces_its_own_rows(rt, pg_url: str) -> None:
     """Running an upload task twice (a retried attempt after its commit) does not duplicate its rows."""
-    from geomill.engine.context import TaskContext
     from geomill.tasks.vector.finalize import FinalizeParams, finalize_vector
     from geomill.tasks.vector.prepare import PrepareVectorParams, prepare_vector
     from geomill.tasks.vector.upload import UploadParams, upload_chunk
 
     copy_samples(bronze(rt))
-    ctx = TaskContext(task_id="t", job_id="j", stage=1, attempt=2, storage=rt.storage, database_url=pg_url)
+    ctx = rt.resources.context("t", "j", 1, 2)
     prepared = prepare_vector(PrepareVectorParams(source="bronze://coutwildrnp.shp", chunk_rows=1000), ctx)
     load = prepared.loads[0]
     for _ in range(3):
@@ -176,16 +175,14 @@ def test_upload_rerun_replaces_its_own_rows(rt, pg_url: str) -> None:
 
 def test_cancelled_upload_drops_the_staging_table(rt, pg_url: str) -> None:
     from geomill.domain import TaskError
-    from geomill.engine.context import TaskContext
     from geomill.tasks.vector.prepare import PrepareVectorParams, prepare_vector
     from geomill.tasks.vector.upload import UploadParams, upload_chunk
 
     copy_samples(bronze(rt))
-    ctx = TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=rt.storage, database_url=pg_url)
+    ctx = rt.resources.context("t", "j", 1, 1)
     load = prepare_vector(PrepareVectorParams(source="bronze://rmnp.geojson"), ctx).loads[0]
     assert load.target.staging in geo_tables(pg_url)
-    cancelled = TaskContext(task_id="t", job_id="j", stage=2, attempt=1, storage=rt.storage, database_url=pg_url,
-                            _cancelled=lambda: True)
+    cancelled = rt.resources.context("t", "j", 2, 1, _cancelled=lambda: True)
     with pytest.raises(TaskError, match="cancelled"):
         upload_chunk(UploadParams(target=load.target, chunk=load.chunks[0]), cancelled)
     assert geo_tables(pg_url) == {"geomill_vector_catalog"}

@@ -16,6 +16,7 @@ import shapely
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
+from geomill.sinks.geopackage import GeoPackageSink
 from geomill.storage.local import LocalStorage
 from geomill.tasks.vector.prepare import PrepareVectorParams, prepare_vector
 from vector_helpers import copy_samples, feature, write_geojson
@@ -32,7 +33,8 @@ def storage(tmp_path: Path) -> LocalStorage:
 @pytest.fixture
 def ctx(storage: LocalStorage) -> TaskContext:
     """Embedded mode (no PostgreSQL): prepare writes chunks and a staging GeoPackage."""
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, database_url=None)
+    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage,
+                       vector_sink=GeoPackageSink(storage))
 
 
 def bronze(storage: LocalStorage) -> Path:

@@ -13,10 +13,11 @@ PREPARE = """
 import sys
 from pathlib import Path
 from geomill.engine.context import TaskContext
+from geomill.sinks.geopackage import GeoPackageSink
 from geomill.storage.local import LocalStorage
 from geomill.tasks.vector.prepare import PrepareVectorParams, prepare_vector
 storage = LocalStorage(Path(sys.argv[2])); storage.ensure_zones()
-ctx = TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, database_url=None)
+ctx = TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, vector_sink=GeoPackageSink(storage))
 if sys.argv[1] != "-":
     load = prepare_vector(PrepareVectorParams(source=sys.argv[1]), ctx).loads[0]
     print(load.feature_count, len(load.chunks))

@@ -145,3 +145,20 @@ def test_demo_registry_routes_every_task_type_to_a_known_queue(registry: Registr
     assert {j.name for j in registry.job_types()} == {"hello_world", "fanout"}
     for tt in registry.task_types():
         assert tt.queue in registry.queues
+
+
+def test_a_task_spec_is_built_from_the_task_type() -> None:
+    tt = task_type()
+    spec = tt.spec("k", P(n=5), size_bytes=10)
+    assert (spec.key, spec.task_type, spec.params, spec.size_bytes) == ("k", "t.ok", {"n": 5}, 10)
+    assert tt.spec("k2", {"n": 2}).params == {"n": 2}
+
+
+def test_previous_results_are_read_by_stage_name() -> None:
+    from geomill.domain.models import StageResults
+    from geomill.jobs.results import stage, stage_errors, stage_result, stage_results
+
+    done = [StageResults("a", {"x": {"v": 1}}, {}), StageResults("b", {}, {"y": {"type": "E"}})]
+    assert stage(done, "b") is done[1] and stage(done, "zz") is None
+    assert stage_result(done, "a", "x") == {"v": 1} and stage_result(done, "a", "nope") is None
+    assert stage_results(done, "missing") == {} and stage_errors(done, "b") == {"y": {"type": "E"}}

@@ -12,7 +12,8 @@ from geomill.domain import InvalidInput
 from geomill.domain.models import StageResults
 from geomill.jobs import build_registry
 from geomill.jobs.vector import ProcessVectorParams, plan_finalize, plan_upload
-from geomill.tasks.vector.geometry import GeometryStats, needs_conversion, promote, target_type, wkb_to_ewkb_hex
+from geomill.sinks.ewkb import wkb_to_ewkb_hex
+from geomill.tasks.vector.geometry import GeometryStats, needs_conversion, promote, target_type
 from geomill.tasks.vector.naming import (
     check_identifier,
     detect_wkt_column,

@@ -1,6 +1,7 @@
 """One catalog protocol, two implementations: a static STAC catalog in silver (embedded mode) and pgSTAC (PostgreSQL).
 
-Task handlers call :func:`open_catalog` with their context and never care which one they got. Writes are upserts:
+The worker builds one with :func:`open_catalog` at start-up; task handlers get it in their context and never care
+which one they got. Writes are upserts:
 running a job again updates its items and collections instead of adding copies.
 
 On PostgreSQL the catalog is pgSTAC in the same database, and the static catalog is still written to
@@ -9,10 +10,26 @@ On PostgreSQL the catalog is pgSTAC in the same database, and the static catalog
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from geomill.domain import InvalidInput
+from geomill.engine.context import Catalog as TaskCatalog
+
 CATALOG_KEY = "catalog"  # silver://catalog is the static catalog's root
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def check_id(value: str, what: str) -> str:
+    """Refuse ids that are not safe as a single file or folder name."""
+    if not _SAFE_ID.match(value) or value in {".", ".."}:
+        raise InvalidInput(
+            f"{what} {value!r} is not a valid id: use 1-200 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            field=what.replace(" ", "_"),
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -25,7 +42,9 @@ class CatalogRef:
     backend: str  # "static" or "pgstac+static"
 
 
-class Catalog(Protocol):
+class Catalog(TaskCatalog, Protocol):
+    """The engine's catalog port (what handlers use) plus the listings the CLI and API read."""
+
     backend: str
 
     def upsert_collection(self, collection: dict[str, Any]) -> CatalogRef:
@@ -47,16 +66,18 @@ class Catalog(Protocol):
 
 
 def is_postgres(database_url: str | None) -> bool:
-    return bool(database_url) and database_url.split(":", 1)[0] in {"postgresql", "postgres"}
+    return database_url is not None and database_url.split(":", 1)[0] in {"postgresql", "postgres"}
 
 
-def open_catalog(storage: Any, database_url: str | None = None) -> Catalog:
-    """The catalog for this deployment: pgSTAC (+ the static copy) on PostgreSQL, else the static catalog."""
+def open_catalog(storage: Any, database_url: str | None = None, *, pool: Any = None) -> Catalog:
+    """The catalog for this deployment: pgSTAC (+ the static copy) on PostgreSQL, else the static catalog.
+
+    On PostgreSQL its connections come from `pool` (a worker's resource pool), else one per call (the CLI)."""
     from geomill.catalog.static import StaticCatalog
 
     static = StaticCatalog(storage.local_path(f"silver://{CATALOG_KEY}"))
-    if is_postgres(database_url):
-        from geomill.catalog.pgstac import PgstacCatalog
+    if database_url and is_postgres(database_url):
+        from geomill.catalog.pgstac import DirectConnections, PgstacCatalog
 
-        return PgstacCatalog(database_url, static)  # type: ignore[arg-type]
+        return PgstacCatalog(pool or DirectConnections(database_url), static)
     return static

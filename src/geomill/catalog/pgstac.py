@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -34,38 +36,53 @@ _MIGRATE_LOCK = 0x67_6D_73_74  # pg_advisory_lock key: "gmst"
 _LINKS_DROPPED = {"child", "item", "self"}  # the database lists members itself; a row has no self file
 _ready: set[str] = set()
 _ready_lock = threading.Lock()
+_NO_POOL = object()  # stands in for pypgstac's pool: see _client
+
+
+def _installed(con: psycopg.Connection) -> str | None:
+    if (con.execute("SELECT to_regclass('pgstac.migrations')").fetchone() or (None,))[0] is None:
+        return None
+    row = con.execute("SELECT version FROM pgstac.migrations ORDER BY datetime DESC, version DESC LIMIT 1")
+    found = row.fetchone()
+    return found[0] if found else None
 
 
 def installed_version(database_url: str) -> str | None:
     """The pgSTAC version installed in the database, or None when there is none."""
     with psycopg.connect(database_url, autocommit=True) as con:
-        if con.execute("SELECT to_regclass('pgstac.migrations')").fetchone()[0] is None:
-            return None
-        row = con.execute("SELECT version FROM pgstac.migrations ORDER BY datetime DESC, version DESC LIMIT 1")
-        found = row.fetchone()
-        return found[0] if found else None
+        return _installed(con)
+
+
+def _ensure(con: psycopg.Connection, key: str) -> str:
+    """Install or migrate pgSTAC on `con` under an advisory lock, once per database and process."""
+    with _ready_lock:
+        if key in _ready:
+            return PGSTAC_VERSION
+        con.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
+        try:
+            current = _installed(con)
+            if current != PGSTAC_VERSION:
+                logger.warning("installing pgSTAC %s (was %s)", PGSTAC_VERSION, current or "absent")
+                Migrate(_client(con)).run_migration()
+        finally:
+            con.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
+        _ready.add(key)
+        return PGSTAC_VERSION
 
 
 def ensure_pgstac(database_url: str) -> str:
     """Install or migrate pgSTAC to the version pypgstac ships (idempotent, one migrator at a time)."""
-    with _ready_lock:
-        if database_url in _ready:
-            return PGSTAC_VERSION
-        with psycopg.connect(database_url, autocommit=True) as lock:
-            lock.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
-            try:
-                current = installed_version(database_url)
-                if current != PGSTAC_VERSION:
-                    logger.warning("installing pgSTAC %s (was %s)", PGSTAC_VERSION, current or "absent")
-                    db = PgstacDB(dsn=database_url)
-                    try:
-                        Migrate(db).run_migration()
-                    finally:
-                        db.close()
-            finally:
-                lock.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
-        _ready.add(database_url)
+    if database_url in _ready:
         return PGSTAC_VERSION
+    with psycopg.connect(database_url, autocommit=True) as con:
+        return _ensure(con, database_url)
+
+
+def _client(con: psycopg.Connection) -> PgstacDB:
+    """pypgstac's client on a connection we own: it never opens a pool or connection of its own (a pool is set, so
+    it does not make one; a live connection is set, so it does not take one), and we never close it through it."""
+    con.execute("SELECT set_config('search_path', 'pgstac, public', false)")  # pgSTAC's functions need it
+    return PgstacDB(pool=cast(Any, _NO_POOL), connection=con)
 
 
 def _absolute(entry: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -86,19 +103,33 @@ def for_pgstac(doc: dict[str, Any], static_path: str | Path) -> dict[str, Any]:
     return out
 
 
+class DirectConnections:
+    """A new connection for each use, closed after it: for short-lived callers (the CLI) that hold no pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.url, autocommit=True) as con:
+            yield con
+
+
 class PgstacCatalog:
-    """The ``Catalog`` protocol on pgSTAC, mirroring every write into the static catalog."""
+    """The ``Catalog`` protocol on pgSTAC, mirroring every write into the static catalog. Connections come from
+    `pool` (anything with ``url`` and a ``connection()`` context manager: the worker's bounded resource pool)."""
 
     backend = "pgstac+static"
 
-    def __init__(self, database_url: str, static: StaticCatalog) -> None:
-        self.database_url = database_url
+    def __init__(self, pool: Any, static: StaticCatalog) -> None:
+        self.pool = pool
         self.static = static
 
-    def _loader(self) -> tuple[PgstacDB, Loader]:
-        ensure_pgstac(self.database_url)
-        db = PgstacDB(dsn=self.database_url)
-        return db, Loader(db)
+    @contextmanager
+    def _loader(self) -> Iterator[Loader]:
+        with self.pool.connection() as con:
+            _ensure(con, self.pool.url)
+            yield Loader(_client(con))
 
     def upsert_collection(self, collection: dict[str, Any]) -> CatalogRef:
         ref = self.static.upsert_collection(collection)
@@ -112,31 +143,24 @@ class PgstacCatalog:
         # the static collection now covers these items (created or grown): the database gets the same extent
         self._load_collection(CatalogRef(collection_id, None, str(self.static.collection_path(collection_id)),
                                          "static"))
-        docs = [for_pgstac(self.static.get_item(ref.id, collection_id) or {}, ref.static_path) for ref in refs]
-        db, loader = self._loader()
-        try:
+        docs = [for_pgstac(self.static.get_item(ref.id, collection_id) or {}, ref.static_path or "") for ref in refs]
+        with self._loader() as loader:
             loader.load_items(iter(docs), insert_mode=Methods.upsert)
-        finally:
-            db.close()
         logger.info("pgstac items upserted", extra={"collection_id": collection_id, "count": len(docs)})
         return [CatalogRef(ref.id, collection_id, ref.static_path, self.backend) for ref in refs]
 
     def _load_collection(self, ref: CatalogRef) -> None:
         doc = self.static.get_collection(ref.id)
         assert doc is not None and ref.static_path is not None
-        db, loader = self._loader()
-        try:
+        with self._loader() as loader:
             loader.load_collections(iter([for_pgstac(doc, ref.static_path)]), insert_mode=Methods.upsert)
-        finally:
-            db.close()
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> Any:
-        ensure_pgstac(self.database_url)
-        with psycopg.connect(self.database_url, autocommit=True) as con:
+        with self.pool.connection() as con:
+            _ensure(con, self.pool.url)
             con.execute("SELECT set_config('search_path', 'pgstac, public', false)")  # pgSTAC's functions need it
             row = con.execute(sql, args).fetchone()
         return row[0] if row else None
-
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:
         return self._query("SELECT pgstac.get_collection(%s)", (collection_id,))
 

@@ -18,18 +18,16 @@ import fcntl
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pystac
 
-from geomill.catalog.base import CatalogRef
-from geomill.domain import InvalidInput
+from geomill.catalog.base import CatalogRef, check_id
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +37,6 @@ COLLECTION_FILE = "collection.json"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
 _STRUCTURAL = {"root", "parent", "collection", "self"}
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-def check_id(value: str, what: str) -> str:
-    """Refuse ids that are not safe as a single file or folder name."""
-    if not _SAFE_ID.match(value) or value in {".", ".."}:
-        raise InvalidInput(
-            f"{what} {value!r} is not a valid id: use 1-200 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-            field=what.replace(" ", "_"),
-        )
-    return value
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
@@ -89,7 +75,7 @@ def _ensure_link(doc: dict[str, Any], link: dict[str, Any]) -> None:
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
 def _item_interval(item: dict[str, Any]) -> tuple[str, str]:
@@ -163,7 +149,7 @@ class StaticCatalog:
         paths = [self.item_path(collection_id, doc["id"]) for doc in docs]
         collection_path = self.collection_path(collection_id)
         with self.locked():
-            for doc, path in zip(docs, paths):
+            for doc, path in zip(docs, paths, strict=True):
                 write_json_atomic(path, doc)
             collection = _read_json(collection_path) or _new_collection(collection_id, docs[0])
             for doc in docs:
@@ -172,7 +158,7 @@ class StaticCatalog:
             write_json_atomic(collection_path, collection)
             self._update_catalog(collection_id)
         logger.info("stac items written", extra={"collection_id": collection_id, "count": len(docs)})
-        return [CatalogRef(doc["id"], collection_id, str(path), self.backend) for doc, path in zip(docs, paths)]
+        return [CatalogRef(doc["id"], collection_id, str(path), self.backend) for doc, path in zip(docs, paths, strict=True)]
 
     def upsert_collection(self, collection: dict[str, Any]) -> CatalogRef:
         """Write `collection` as given (its extent, assets, summaries), keeping the item links already there."""

@@ -1,11 +1,113 @@
-"""What a task handler receives besides its parameters. Handlers never see the store or the broker."""
+"""What a task handler receives besides its parameters: typed resources built once per worker process.
+
+Handlers never see the store, the broker, a database URL or the settings: they get the storage, the catalog, a
+vector sink and a few limits. The protocols are declared here; adapters (storage/, catalog/, sinks/) implement them
+and the composition root (runtime.py) builds them.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+
+class Storage(Protocol):
+    """Storage zones as local paths and URIs (geomill.storage)."""
+
+    def local_path(self, uri: str) -> Path: ...
+
+    def uri_for(self, zone: str, key: str) -> str: ...
+
+
+class CatalogEntry(Protocol):
+    """Where a catalog document landed (geomill.catalog.base.CatalogRef)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def collection_id(self) -> str | None: ...
+
+    @property
+    def static_path(self) -> str | None: ...
+
+    @property
+    def backend(self) -> str: ...
+
+
+class Catalog(Protocol):
+    """STAC upserts: the static catalog, or pgSTAC plus the static copy (geomill.catalog)."""
+
+    backend: str
+
+    def upsert_collection(self, collection: dict[str, Any]) -> CatalogEntry: ...
+
+    def upsert_items(self, items: list[dict[str, Any]], collection_id: str) -> list[Any]: ...
+
+    def get_item(self, item_id: str, collection_id: str | None = None) -> dict[str, Any] | None: ...
+
+    def get_collection(self, collection_id: str) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class FinalTable:
+    """A vector load in place: its row count and bbox, a location to show, and where a STAC asset points."""
+
+    count: int
+    bbox: list[float]
+    location: str  # "schema.table" or the GeoPackage's storage URI
+    url: str | None = None  # a database table (credentials left out)
+    path: Path | None = None  # a local file (the STAC asset gets a relative href)
+    media_type: str | None = None
+
+
+class VectorSink(Protocol):
+    """Where vector loads land (geomill.sinks): staging, one chunk at a time, then one swap into place.
+
+    `target` is a LoadTarget and `load` a VectorLoad (geomill.tasks.vector.models)."""
+
+    backend: str  # "postgis" or "geopackage"
+
+    def staging_name(self, key: str, schema: str, table: str) -> str: ...
+
+    def prepare(self, schema: str) -> None: ...
+
+    def refuse_existing(self, schema: str, table: str, if_exists: str) -> None: ...
+
+    def create_staging(self, target: Any, chunk_schema: Any) -> None: ...
+
+    def write_chunk(self, target: Any, chunk_index: int, table: Any) -> int: ...
+
+    def drop_staging(self, target: Any) -> None: ...
+
+    def swap_into_place(self, load: Any, to_wgs84: Callable[[list[float]], list[float]]) -> FinalTable: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The few numbers handlers tune themselves with (from GEOMILL_* settings at the composition root)."""
+
+    gdal_cache_mb: int = 64
+    gdal_threads: str = "ALL_CPUS"
+    vector_chunk_rows: int = 100_000
+    large_raster_threshold_mb: float = 2048.0
+
+
+class _Unavailable:
+    """Stands for a resource this context was not given: any use says which one."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"this task context has no {self._what} (give one to TaskContext)")
+
+
+def _missing(what: str) -> Any:
+    return cast(Any, _Unavailable(what))
 
 
 @dataclass
@@ -14,11 +116,10 @@ class TaskContext:
     job_id: str
     stage: int
     attempt: int
-    storage: Any  # geomill.storage.base.Storage; typed loosely so engine stays free of adapters
-    gdal_cache_mb: int = 64
-    gdal_threads: str = "ALL_CPUS"
-    database_url: str | None = None  # the resolved GEOMILL_DATABASE_URL: PostGIS loads and pgSTAC use it when PostgreSQL
-    settings: Any = None  # geomill.config.Settings of the worker process (read-only), None in bare unit tests
+    storage: Storage
+    catalog: Catalog = field(default_factory=lambda: _missing("catalog"))
+    vector_sink: VectorSink = field(default_factory=lambda: _missing("vector sink"))
+    limits: Limits = field(default_factory=Limits)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("geomill.task"))
     _progress: Callable[[float, str], None] | None = None
     _cancelled: Callable[[], bool] | None = None
@@ -32,3 +133,25 @@ class TaskContext:
     def cancelled(self) -> bool:
         """True once the job was cancelled; long handlers check it between steps."""
         return bool(self._cancelled and self._cancelled())
+
+
+@dataclass
+class TaskResources:
+    """The resources of one worker process, built once (runtime.py) and handed to every TaskContext."""
+
+    storage: Storage
+    catalog: Catalog
+    vector_sink: VectorSink
+    limits: Limits
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def context(self, task_id: str, job_id: str, stage: int, attempt: int, **extra: Any) -> TaskContext:
+        """A TaskContext for one task attempt carrying these resources."""
+        return TaskContext(task_id=task_id, job_id=job_id, stage=stage, attempt=attempt, storage=self.storage,
+                           catalog=self.catalog, vector_sink=self.vector_sink, limits=self.limits, **extra)
+
+    def close(self) -> None:
+        """Close pools the resources opened (idempotent)."""
+        closers, self.closers = self.closers, []
+        for close in closers:
+            close()

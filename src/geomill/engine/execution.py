@@ -40,7 +40,8 @@ def error_record(exc: BaseException, attempt: int, *, permanent: bool) -> dict[s
 
 def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
     """Validate params, call the handler, validate its result; classify any failure."""
-    tt = registry.task_type(task.task_type)
+    task_type = registry.task_type(task.task_type)
+    tt = task_type.resolve_all()
     try:
         params = tt.params_model.model_validate(task.params)
     except ValidationError as exc:
@@ -59,8 +60,8 @@ def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
     except Exception as exc:  # anything else is transient: retried with backoff up to max_attempts
         log.warning("task attempt %d failed: %r", task.attempt, exc,
                     extra={"task_id": task.task_id, "job_id": task.job_id})
-        retry = tt.retry.should_retry(task.attempt) and task.attempt < task.max_attempts
-        delay = tt.retry.delay(task.attempt) if retry else None
+        retry = task_type.retry.should_retry(task.attempt) and task.attempt < task.max_attempts
+        delay = task_type.retry.delay(task.attempt) if retry else None
         return Outcome(error=error_record(exc, task.attempt, permanent=False), retry_in=delay)
 
 

@@ -1,14 +1,20 @@
-"""Explicit registries of task types and job types, checked when something is registered."""
+"""Explicit registries of task types and job types, checked when something is registered.
+
+A task type's handler and models may be given as references (``"geomill.tasks.raster.cog:create_cog"``), imported
+the first time they are used: building the registry then imports no GDAL, pyogrio or pyarrow, and a worker imports
+only the handlers of the tasks it runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from geomill.domain import RegistryError, StageSpec, UnknownJobType
+from geomill.domain import RegistryError, StageSpec, TaskSpec, UnknownJobType
 from geomill.domain.models import StageResults
 from geomill.engine.context import TaskContext
 from geomill.engine.retry import RetryPolicy
@@ -20,18 +26,73 @@ Handler = Callable[[Any, TaskContext], BaseModel]
 FinalizeFn = Callable[[Any, Sequence[StageResults]], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class TaskType:
-    """A handler with its parameter and result models, its queue, time limit and retry policy."""
-
-    name: str
+class ResolvedTaskType(NamedTuple):
     handler: Handler
     params_model: type[BaseModel]
     result_model: type[BaseModel]
+
+
+_LAZY_FIELDS = frozenset({"handler", "params_model", "result_model"})
+
+
+def resolve(reference: str) -> Any:
+    """The object a ``"package.module:attribute"`` reference names (imports the module)."""
+    module, _, attribute = reference.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"cannot resolve {reference!r}: {exc}") from exc
+
+
+def _is_reference(value: object) -> bool:
+    return isinstance(value, str) and value.count(":") == 1 and all(value.partition(":")[::2])
+
+
+def _check_model(owner: str, label: str, model: object) -> None:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise RegistryError(f"task type {owner!r}: {label} model must be a pydantic model")
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A handler with its parameter and result models, its queue, time limit and retry policy.
+
+    `handler`, `params_model` and `result_model` may be references ("module:attribute"), resolved on first access."""
+
+    name: str
+    handler: Handler | str
+    params_model: type[BaseModel] | str
+    result_model: type[BaseModel] | str
     queue: str
     timeout_seconds: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     description: str = ""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name in _LAZY_FIELDS and isinstance(value, str):
+            value = resolve(value)
+            if name != "handler":
+                _check_model(object.__getattribute__(self, "name"), name.split("_")[0], value)
+            object.__setattr__(self, name, value)  # resolved once; later reads are plain attribute reads
+        return value
+
+    def is_resolved(self, field_name: str = "handler") -> bool:
+        """False while `field_name` is still an unimported reference."""
+        return not isinstance(object.__getattribute__(self, field_name), str)
+
+    def resolve_all(self) -> ResolvedTaskType:
+        """The handler and models, imported now if still references (RegistryError if one is broken)."""
+        return ResolvedTaskType(self.handler, self.params_model, self.result_model)  # type: ignore[arg-type]
+
+    def spec(self, key: str, params: BaseModel | Mapping[str, Any], *, size_bytes: int | None = None,
+             estimated_seconds: float | None = None) -> TaskSpec:
+        """A task of this type for a stage plan (params as a model or a JSON-able mapping)."""
+        if isinstance(params, BaseModel):
+            doc = params.model_dump(mode="json")
+        else:  # a plain dict is taken as it is: big fan-outs build millions (the planner validates each anyway)
+            doc = params if isinstance(params, dict) else dict(params)
+        return TaskSpec(key, self.name, doc, size_bytes=size_bytes, estimated_seconds=estimated_seconds)
 
 
 @dataclass(frozen=True)
@@ -62,9 +123,14 @@ class Registry:
                 f"task type {task_type.name!r} routes to unknown queue {task_type.queue!r}; "
                 f"known queues: {', '.join(self.queues)}"
             )
-        for label, model in (("params", task_type.params_model), ("result", task_type.result_model)):
-            if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise RegistryError(f"task type {task_type.name!r}: {label} model must be a pydantic model")
+        for label in ("handler", "params_model", "result_model"):
+            raw = object.__getattribute__(task_type, label)
+            if isinstance(raw, str):  # a reference: checked for form now, resolved (and checked) on first use
+                if not _is_reference(raw):
+                    raise RegistryError(f"task type {task_type.name!r}: {label} {raw!r} is not a 'module:name' "
+                                        "reference")
+            elif label != "handler":
+                _check_model(task_type.name, label.split("_")[0], raw)
         if task_type.timeout_seconds <= 0:
             raise RegistryError(f"task type {task_type.name!r}: timeout must be positive")
         self._task_types[task_type.name] = task_type

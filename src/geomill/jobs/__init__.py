@@ -28,9 +28,8 @@ def build_registry(plugins: Sequence[str] = ()) -> Registry:
 
 
 def _register_raster(registry: Registry) -> None:
-    from geomill.jobs import large_raster
+    from geomill.jobs import large_raster, raster_collection
     from geomill.jobs import raster as raster_jobs
-    from geomill.jobs import raster_collection
     from geomill.tasks import raster, stac
 
     raster.register(registry)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from geomill.domain import FailurePolicy, StageResults, StageSpec, TaskSpec
 from geomill.engine.registry import JobType, Registry
+from geomill.tasks.demo import GREET, REPLY, WORK
 
 
 class HelloWorldParams(BaseModel):
@@ -16,12 +17,12 @@ class HelloWorldParams(BaseModel):
 
 
 def plan_greetings(params: HelloWorldParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
-    return [TaskSpec(f"greet-{i:06d}", "demo.greet", {"index": i}) for i in range(params.n)]
+    return [GREET.spec(f"greet-{i:06d}", {"index": i}) for i in range(params.n)]
 
 
 def plan_replies(params: HelloWorldParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     greetings = previous[-1].results
-    return [TaskSpec(f"reply-{key}", "demo.reply", {"greeting": r["greeting"]}) for key, r in sorted(greetings.items())]
+    return [REPLY.spec(f"reply-{key}", {"greeting": r["greeting"]}) for key, r in sorted(greetings.items())]
 
 
 def finalize_hello(params: HelloWorldParams, stages: Sequence[StageResults]) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def _plan_work(params: FanoutParams, previous: Sequence[StageResults]) -> Iterat
     stage = len(previous) + 1
     bad = set(params.invalid_keys)
     for i in range(params.n):
-        yield TaskSpec(f"s{stage}-{i:07d}", "demo.work", {
+        yield WORK.spec(f"s{stage}-{i:07d}", {
             "key": f"s{stage}-{i:07d}", "sleep_s": params.sleep_s, "fail_attempts": params.fail_attempts,
             "invalid": i in bad, "marker_dir": params.marker_dir,
         })

@@ -16,8 +16,20 @@ from geomill.domain import InvalidInput, StageSpec, TaskSpec
 from geomill.domain.models import StageResults
 from geomill.engine.registry import JobType, Registry
 from geomill.jobs import raster_tiling as tiling
-from geomill.tasks.raster.cog import COMPRESSIONS, RESAMPLINGS, normalize_compression, normalize_resampling, parse_crs
-from geomill.tasks.raster.tiles import DEFAULT_TILE_SIZE
+from geomill.jobs.results import stage_result
+from geomill.tasks.raster import CREATE_COG, VALIDATE
+from geomill.tasks.raster.models import (
+    COMPRESSIONS,
+    DEFAULT_TILE_SIZE,
+    RESAMPLINGS,
+    CreateCogParams,
+    ValidateRasterParams,
+    normalize_compression,
+    normalize_resampling,
+    parse_crs,
+)
+from geomill.tasks.stac import CREATE_ITEM
+from geomill.tasks.stac.models import CreateItemParams
 
 JOB_NAME = "process_raster"
 SUMMARY_FIELDS = ("driver", "crs", "epsg", "width", "height", "count", "dtypes", "nodata", "size_bytes",
@@ -69,47 +81,46 @@ class ProcessRasterParams(CogOptions):
     always_tiled: ClassVar[bool] = False  # process_large_raster: tiled whatever the size
 
 
-_result = tiling.stage_result
-
-
 def plan_validate(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
-    return [TaskSpec("validate", "raster.validate", {"source": params.source})]
+    return [VALIDATE.spec("validate", ValidateRasterParams(source=params.source))]
 
 
 def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     """One COG of the whole raster; on the tiled path, one COG per extracted tile."""
     if tiling.is_tiled(params, previous):
         return tiling.plan_tile_cogs(params, previous)
-    checked = _result(previous, "validate", "validate")
+    checked = stage_result(previous, "validate", "validate")
     if checked is None:
         return []
-    return [TaskSpec("create_cog", "raster.create_cog", {
-        "source": checked["source"], "target_crs": params.target_crs,
-        "compression": params.compression, "resampling": params.resampling,
-    }, size_bytes=checked.get("size_bytes"))]  # a big input routes to long-tasks
+    return [CREATE_COG.spec("create_cog", CreateCogParams(
+        source=checked["source"], target_crs=params.target_crs,
+        compression=params.compression, resampling=params.resampling,
+    ), size_bytes=checked.get("size_bytes"))]  # a big input routes to long-tasks
 
 
 def plan_stac(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     """A STAC item for the COG; on the tiled path, a collection with an item per tile."""
     if tiling.is_tiled(params, previous):
         return tiling.plan_collection(params, previous)
-    cog = _result(previous, "create_cog", "create_cog")
+    cog = stage_result(previous, "create_cog", "create_cog")
     if cog is None:
         return []
-    return [TaskSpec("stac_item", "stac.create_item", {"cog_uri": cog["cog_uri"], "source": params.source})]
+    return [CREATE_ITEM.spec("stac_item", CreateItemParams(cog_uri=cog["cog_uri"], source=params.source))]
 
 
 def finalize(params: ProcessRasterParams, stages: Sequence[StageResults]) -> dict[str, Any]:
     """``{"source", "path", "reason", "outputs": [...]}``; single path: one output (cog_*, stac_item_*, bbox,
     validate); tiled path: ``outputs`` empty and ``tiled`` = {tiling, tiles, mosaic, collection}."""
-    choice = tiling.processing_choice(params, stages) or {"path": None, "reason": "the raster was not validated"}
-    checked = _result(stages, "validate", "validate") or {}
+    decided = tiling.processing_choice(params, stages)
+    choice: dict[str, str | None] = (dict(decided) if decided is not None
+                                     else {"path": None, "reason": "the raster was not validated"})
+    checked = stage_result(stages, "validate", "validate") or {}
     if choice["path"] == "tiled":
         return {"source": params.source, **choice, "outputs": [],
                 "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},
                 "tiled": tiling.tiled_outcome(params, stages)}
-    cog = _result(stages, "create_cog", "create_cog")
-    item = _result(stages, "stac_item", "stac_item") or {}
+    cog = stage_result(stages, "create_cog", "create_cog")
+    item = stage_result(stages, "stac_item", "stac_item") or {}
     outputs = []
     if cog is not None:
         outputs.append({

@@ -12,19 +12,29 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
-from rasterio.crs import CRS
 
-from geomill.catalog.static import check_id
-from geomill.domain import InvalidInput, StageSpec, TaskSpec, canonical_json
+from geomill.catalog.base import check_id
+from geomill.domain import StageSpec, TaskSpec, canonical_json
 from geomill.domain.models import StageResults
 from geomill.engine.registry import JobType, Registry
 from geomill.jobs.raster import SUMMARY_FIELDS, CogOptions, _as_value_error
-from geomill.tasks.raster.cog import parse_crs
+from geomill.jobs.results import stage_result, stage_results
+from geomill.tasks.raster import CREATE_COG, LIST_SOURCES, MOSAIC, VALIDATE
+from geomill.tasks.raster.compat import Shape
+from geomill.tasks.raster.compat import check_compatible as check_shapes
+from geomill.tasks.raster.models import (
+    CreateCogParams,
+    ListSourcesParams,
+    MosaicParams,
+    ValidateRasterParams,
+    parse_crs,
+)
+from geomill.tasks.stac import CREATE_COLLECTION
+from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
 JOB_NAME = "process_raster_collection"
 MAX_ID = 200
@@ -42,7 +52,7 @@ class ProcessRasterCollectionParams(CogOptions):
     @field_validator("collection_id")
     @classmethod
     def _safe_collection_id(cls, value: str | None) -> str | None:
-        return None if value is None else _as_value_error(lambda v: check_id(v, "collection id"), value)
+        return None if value is None else _as_value_error(lambda v: check_id(v or "", "collection id"), value)
 
     @field_validator("sources")
     @classmethod
@@ -85,89 +95,36 @@ def _key(stage: str, index: int) -> str:
     return f"{stage}-{index:05d}"
 
 
-def _stage(previous: Sequence[StageResults], name: str) -> StageResults | None:
-    return next((done for done in previous if done.name == name), None)
-
-
-def _result(previous: Sequence[StageResults], stage: str, key: str) -> dict[str, Any] | None:
-    """The result of task `key` of the earlier stage `stage`, or None when it did not complete."""
-    done = _stage(previous, stage)
-    return done.results.get(key) if done else None
-
-
 def source_list(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[str]:
     """The sources as given, or as listed by the first stage."""
     if params.sources is not None:
         return list(params.sources)
-    listed = _result(previous, "list_sources", "list")
+    listed = stage_result(previous, "list_sources", "list")
     return list(listed["sources"]) if listed else []
 
 
 # ------------------------------------------------------------------------------------------------ compatibility
 
 
-@dataclass(frozen=True)
-class Shape:
-    """What must agree for rasters to make one mosaic: CRS (unless reprojected), band count, data types."""
-
-    crs: str | None
-    count: int
-    dtypes: tuple[str, ...]
-    alpha_added: bool  # reprojected and without nodata: the COG gains an alpha band
-
-
 def _crs_key(summary: dict[str, Any]) -> str:
     return f"EPSG:{summary['epsg']}" if summary.get("epsg") else summary["crs"]
 
 
-def shape_of(summary: dict[str, Any], target: CRS | None) -> Shape:
-    reprojected = target is not None and CRS.from_user_input(summary["crs"]) != target
+def shape_of(summary: dict[str, Any], target: Any) -> Shape:
+    """The mosaic-relevant shape of a validated raster; `target` is the parsed target CRS (None: kept)."""
+    reprojected = target is not None and parse_crs(summary["crs"]) != target
     return Shape(
         crs=None if target is not None else _crs_key(summary), count=summary["count"],
         dtypes=tuple(summary["dtypes"]), alpha_added=reprojected and summary.get("nodata") is None,
     )
 
 
-def _describe(shape: Shape) -> str:
-    parts = [f"CRS {shape.crs}"] if shape.crs else []
-    dtypes = sorted(set(shape.dtypes))
-    parts.append(f"{shape.count} band{'s' if shape.count != 1 else ''} of {'/'.join(dtypes)}")
-    if shape.alpha_added:
-        parts.append("no nodata value (reprojecting adds an alpha band)")
-    return ", ".join(parts)
-
-
-def _differences(shape: Shape, majority: Shape) -> str:
-    found = []
-    if shape.crs != majority.crs:
-        found.append(f"CRS {shape.crs} (the others: {majority.crs})")
-    if shape.count != majority.count:
-        found.append(f"{shape.count} bands (the others: {majority.count})")
-    if shape.dtypes != majority.dtypes:
-        found.append(f"data type {'/'.join(sorted(set(shape.dtypes)))} "
-                     f"(the others: {'/'.join(sorted(set(majority.dtypes)))})")
-    if shape.alpha_added != majority.alpha_added:
-        found.append("no nodata value, so reprojecting adds an alpha band (the others: none added)"
-                     if shape.alpha_added else "a nodata value, so no alpha band is added (the others: alpha added)")
-    return "; ".join(found)
-
-
 def check_compatible(sources: Sequence[str], summaries: Sequence[dict[str, Any]], target_crs: str | None) -> None:
     """InvalidInput naming every raster that differs from the majority (the first seen wins a tie), and how."""
     target = parse_crs(target_crs)
-    shapes = [shape_of(s, target) for s in summaries]
-    majority = Counter(shapes).most_common(1)[0][0]
-    odd = [(source, shape) for source, shape in zip(sources, shapes) if shape != majority]
-    if not odd:
-        return
-    same = len(shapes) - len(odd)
-    details = "; ".join(f"{source!r} has {_differences(shape, majority)}" for source, shape in odd)
     hint = "" if target_crs else " (or give target_crs to reproject them all to one CRS)"
-    raise InvalidInput(
-        f"incompatible rasters: {len(odd)} of {len(shapes)} differ from the other {same} "
-        f"({_describe(majority)}): {details}. A collection's rasters must share CRS, band count and data type{hint}",
-        field="sources",
-    )
+    check_shapes(sources, [shape_of(s, target) for s in summaries], field="sources",
+                 what="A collection's rasters", hint=hint)
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -176,66 +133,67 @@ def check_compatible(sources: Sequence[str], summaries: Sequence[dict[str, Any]]
 def plan_list_sources(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     if params.source_prefix is None:
         return []
-    return [TaskSpec("list", "raster.list_sources", {"prefix": params.source_prefix})]
+    return [LIST_SOURCES.spec("list", ListSourcesParams(prefix=params.source_prefix))]
 
 
 def plan_validate(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
-    return [TaskSpec(_key("validate", i), "raster.validate", {"source": s})
+    return [VALIDATE.spec(_key("validate", i), ValidateRasterParams(source=s))
             for i, s in enumerate(source_list(params, previous))]
 
 
 def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     """Check the validated rasters are compatible, then one COG task per raster, big ones routed to long-tasks."""
     sources = source_list(params, previous)
-    validated = _stage(previous, "validate")
-    summaries = [validated.results.get(_key("validate", i)) if validated else None for i in range(len(sources))]
-    if not sources or any(s is None for s in summaries):
+    validated = stage_results(previous, "validate")
+    found = [validated.get(_key("validate", i)) for i in range(len(sources))]
+    summaries = [s for s in found if s is not None]
+    if not sources or len(summaries) != len(found):
         return []  # a failed validation has already failed the job
     check_compatible(sources, summaries, params.target_crs)
-    return [TaskSpec(_key("cog", i), "raster.create_cog", {
-        "source": summary["source"], "target_crs": params.target_crs,
-        "compression": params.compression, "resampling": params.resampling,
-    }, size_bytes=summary.get("size_bytes")) for i, summary in enumerate(summaries)]
+    return [CREATE_COG.spec(_key("cog", i), CreateCogParams(
+        source=summary["source"], target_crs=params.target_crs,
+        compression=params.compression, resampling=params.resampling,
+    ), size_bytes=summary.get("size_bytes")) for i, summary in enumerate(summaries)]
 
 
 def _cogs(previous: Sequence[StageResults], count: int) -> list[dict[str, Any]] | None:
-    done = _stage(previous, "create_cog")
-    cogs = [done.results.get(_key("cog", i)) if done else None for i in range(count)]
-    return None if not cogs or any(c is None for c in cogs) else cogs
+    done = stage_results(previous, "create_cog")
+    found = [done.get(_key("cog", i)) for i in range(count)]
+    cogs = [c for c in found if c is not None]
+    return cogs if cogs and len(cogs) == len(found) else None
 
 
 def plan_mosaic(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     cogs = _cogs(previous, len(source_list(params, previous)))
     if cogs is None:
         return []
-    return [TaskSpec("mosaic", "raster.mosaic", {"cogs": [c["cog_uri"] for c in cogs],
-                                                  "name": collection_id_for(params), "quadkey_zoom": None})]
+    return [MOSAIC.spec("mosaic", MosaicParams(cogs=[c["cog_uri"] for c in cogs], name=collection_id_for(params),
+                                               quadkey_zoom=None))]
 
 
 def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     sources = source_list(params, previous)
     cogs = _cogs(previous, len(sources))
-    mosaic = _result(previous, "mosaic", "mosaic")
+    mosaic = stage_result(previous, "mosaic", "mosaic")
     if cogs is None or mosaic is None:
         return []
-    items = [{"cog_uri": c["cog_uri"], "source": s, "item_id": i}
-             for c, s, i in zip(cogs, sources, item_ids_for(sources))]
-    return [TaskSpec("collection", "stac.create_collection", {
-        "collection_id": collection_id_for(params), "title": None, "description": None,
-        "items": items, "mosaic": mosaic,
-    })]
+    items = [CollectionItemSpec(cog_uri=c["cog_uri"], source=s, item_id=i)
+             for c, s, i in zip(cogs, sources, item_ids_for(sources), strict=True)]
+    return [CREATE_COLLECTION.spec("collection", CreateCollectionParams(
+        collection_id=collection_id_for(params), items=items, mosaic=MosaicRef.model_validate(mosaic)))]
 
 
 def finalize(params: ProcessRasterCollectionParams, stages: Sequence[StageResults]) -> dict[str, Any]:
     """``{"collection_id", "items", "item_count", "mosaic": {...}, "catalog_backend", "outputs": [per source]}``."""
     sources = source_list(params, stages)
-    validated = _stage(stages, "validate")
+    validated = stage_results(stages, "validate")
     cogs = _cogs(stages, len(sources)) or []
-    mosaic = _result(stages, "mosaic", "mosaic") or {}
-    collection = _result(stages, "collection", "collection") or {}
+    mosaic = stage_result(stages, "mosaic", "mosaic") or {}
+    collection = stage_result(stages, "collection", "collection") or {}
     outputs = []
-    for i, (source, cog, item_id) in enumerate(zip(sources, cogs, item_ids_for(sources))):
-        checked = (validated.results.get(_key("validate", i)) if validated else None) or {}
+    # strict=False: when the COGs did not all complete, `cogs` is empty and there are no outputs
+    for i, (source, cog, item_id) in enumerate(zip(sources, cogs, item_ids_for(sources), strict=False)):
+        checked = validated.get(_key("validate", i)) or {}
         outputs.append({
             "source": source, "cog_uri": cog["cog_uri"], "cog_path": cog["path"], "size_bytes": cog["size_bytes"],
             "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"], "item_id": item_id,

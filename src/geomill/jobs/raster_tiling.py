@@ -13,26 +13,19 @@ from typing import Any
 
 from geomill.domain import TaskSpec
 from geomill.domain.models import StageResults
-from geomill.tasks.raster import tiles
-
-MOSAIC_TASK = "raster.mosaic"
-COLLECTION_TASK = "stac.create_collection"
-
-
-def stage_result(previous: Sequence[StageResults], stage: str, key: str) -> dict[str, Any] | None:
-    """The result of task `key` in the earlier stage named `stage`, or None if it did not complete."""
-    for done in previous:
-        if done.name == stage:
-            return done.results.get(key)
-    return None
-
-
-def stage_results(previous: Sequence[StageResults], stage: str) -> dict[str, dict[str, Any]]:
-    """All completed results of the earlier stage named `stage`, by task key."""
-    for done in previous:
-        if done.name == stage:
-            return done.results
-    return {}
+from geomill.jobs.results import stage_result, stage_results
+from geomill.tasks.raster import CREATE_COG, EXTRACT_TILE, MOSAIC, REMOVE_INTERMEDIATES, TILE_SCHEME
+from geomill.tasks.raster.models import (
+    CreateCogParams,
+    ExtractTileParams,
+    MosaicParams,
+    RemoveIntermediatesParams,
+    TileSchemeParams,
+    cog_key,
+    extract_uri,
+)
+from geomill.tasks.stac import CREATE_COLLECTION
+from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
 
 def processing_choice(params: Any, previous: Sequence[StageResults]) -> dict[str, str] | None:
@@ -59,10 +52,11 @@ def plan_tile_scheme(params: Any, previous: Sequence[StageResults]) -> list[Task
     if not is_tiled(params, previous):
         return []
     checked = stage_result(previous, "validate", "validate")
-    return [TaskSpec("tile_scheme", tiles.SCHEME_TASK, {
-        "source": checked["source"], "target_crs": params.target_crs, "tile_size": params.tile_size,
-        "compression": params.compression, "resampling": params.resampling,
-    })]
+    assert checked is not None  # is_tiled read it
+    return [TILE_SCHEME.spec("tile_scheme", TileSchemeParams(
+        source=checked["source"], target_crs=params.target_crs, tile_size=params.tile_size,
+        compression=params.compression, resampling=params.resampling,
+    ))]
 
 
 def plan_extract_tiles(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
@@ -70,10 +64,10 @@ def plan_extract_tiles(params: Any, previous: Sequence[StageResults]) -> list[Ta
     scheme = _scheme(params, previous)
     if scheme is None:
         return []
-    return [TaskSpec(tile["key"], tiles.EXTRACT_TASK, {
-        "source": scheme["source"], "grid": scheme["grid"], "reproject": scheme["reproject"],
-        "resampling": scheme["resampling"], "tile": tile, "output_uri": tiles.extract_uri(scheme["name"], tile["key"]),
-    }) for tile in scheme["tiles"]]
+    return [EXTRACT_TILE.spec(tile["key"], ExtractTileParams(
+        source=scheme["source"], grid=scheme["grid"], reproject=scheme["reproject"],
+        resampling=scheme["resampling"], tile=tile, output_uri=extract_uri(scheme["name"], tile["key"]),
+    )) for tile in scheme["tiles"]]
 
 
 def plan_tile_cogs(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
@@ -82,10 +76,10 @@ def plan_tile_cogs(params: Any, previous: Sequence[StageResults]) -> list[TaskSp
     if scheme is None:
         return []
     extracted = stage_results(previous, "extract_tiles")
-    return [TaskSpec(key, "raster.create_cog", {
-        "source": tile["uri"], "compression": scheme["compression"], "resampling": scheme["resampling"],
-        "output_key": tiles.cog_key(scheme["name"], key),
-    }, size_bytes=tile["size_bytes"]) for key, tile in sorted(extracted.items())]
+    return [CREATE_COG.spec(key, CreateCogParams(
+        source=tile["uri"], compression=scheme["compression"], resampling=scheme["resampling"],
+        output_key=cog_key(scheme["name"], key),
+    ), size_bytes=tile["size_bytes"]) for key, tile in sorted(extracted.items())]
 
 
 def _tile_cogs(previous: Sequence[StageResults]) -> list[tuple[str, dict[str, Any]]]:
@@ -98,9 +92,9 @@ def plan_mosaic(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]
     if scheme is None:
         return []
     cogs = [cog["cog_uri"] for _, cog in _tile_cogs(previous)]
-    folder = tiles.extract_uri(scheme["name"], "x").rsplit("/", 1)[0]
-    return [TaskSpec("mosaic", MOSAIC_TASK, {"cogs": cogs, "name": scheme["name"], "quadkey_zoom": None}),
-            TaskSpec("cleanup", tiles.REMOVE_TASK, {"uri": folder})]
+    folder = extract_uri(scheme["name"], "x").rsplit("/", 1)[0]
+    return [MOSAIC.spec("mosaic", MosaicParams(cogs=cogs, name=scheme["name"], quadkey_zoom=None)),
+            REMOVE_INTERMEDIATES.spec("cleanup", RemoveIntermediatesParams(uri=folder))]
 
 
 def plan_collection(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
@@ -109,15 +103,16 @@ def plan_collection(params: Any, previous: Sequence[StageResults]) -> list[TaskS
     if scheme is None:
         return []
     name = scheme["name"]
-    items = [{"cog_uri": cog["cog_uri"], "source": params.source, "item_id": f"{name}-{key}"}
+    items = [CollectionItemSpec(cog_uri=cog["cog_uri"], source=params.source, item_id=f"{name}-{key}")
              for key, cog in _tile_cogs(previous)]
-    return [TaskSpec("stac_collection", COLLECTION_TASK, {
-        "collection_id": name, "title": f"{params.source} in {len(items)} tiles",
-        "description": f"Tiles of {params.source} ({scheme['grid']['width']}x{scheme['grid']['height']} pixels, "
-                       f"{scheme['tile_size']} px tiles{', reprojected' if scheme['reproject'] else ''}), made by "
-                       "geomill's tiled raster path.",
-        "items": items, "mosaic": stage_result(previous, "mosaic", "mosaic"),
-    })]
+    mosaic = stage_result(previous, "mosaic", "mosaic")
+    return [CREATE_COLLECTION.spec("stac_collection", CreateCollectionParams(
+        collection_id=name, title=f"{params.source} in {len(items)} tiles",
+        description=f"Tiles of {params.source} ({scheme['grid']['width']}x{scheme['grid']['height']} pixels, "
+                    f"{scheme['tile_size']} px tiles{', reprojected' if scheme['reproject'] else ''}), made by "
+                    "geomill's tiled raster path.",
+        items=items, mosaic=MosaicRef.model_validate(mosaic) if mosaic else None,
+    ))]
 
 
 def tiled_outcome(params: Any, stages: Sequence[StageResults]) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from typing import Any
 from geomill.domain import FailurePolicy, StageSpec, TaskSpec
 from geomill.domain.models import StageResults
 from geomill.engine.registry import JobType, Registry
-from geomill.tasks.vector.models import VectorLoad, VectorOptions
+from geomill.jobs.results import stage_errors, stage_result, stage_results
+from geomill.tasks.vector import FINALIZE, PREPARE, UPLOAD
+from geomill.tasks.vector.models import FinalizeParams, UploadParams, VectorLoad, VectorOptions
 
 JOB_NAME = "process_vector"
 
@@ -23,50 +25,41 @@ class ProcessVectorParams(VectorOptions):
     pass
 
 
-def _stage(previous: Sequence[StageResults], name: str) -> StageResults | None:
-    return next((done for done in previous if done.name == name), None)
-
-
 def _loads(previous: Sequence[StageResults]) -> list[VectorLoad]:
-    prepared = _stage(previous, "prepare")
-    result = prepared.results.get("prepare") if prepared else None
+    result = stage_result(previous, "prepare", "prepare")
     return [VectorLoad.model_validate(doc) for doc in result["loads"]] if result else []
 
 
 def plan_prepare(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
-    return [TaskSpec("prepare", "vector.prepare", params.model_dump(mode="json"))]
+    return [PREPARE.spec("prepare", params)]  # the job's parameters are the prepare task's
 
 
 def plan_upload(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     """One task per chunk of every output."""
-    return [TaskSpec(f"{i}-{chunk.index:05d}", "vector.upload",
-                     {"target": load.target.model_dump(mode="json"), "chunk": chunk.model_dump(mode="json")},
-                     size_bytes=chunk.size_bytes)
+    return [UPLOAD.spec(f"{i}-{chunk.index:05d}", UploadParams(target=load.target, chunk=chunk),
+                        size_bytes=chunk.size_bytes)
             for i, load in enumerate(_loads(previous)) for chunk in load.chunks]
 
 
 def plan_finalize(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
     """One task per output, told how many rows its uploads loaded and what failed."""
-    uploads = _stage(previous, "upload")
-    results = uploads.results if uploads else {}
-    errors = uploads.errors if uploads else {}
+    results, errors = stage_results(previous, "upload"), stage_errors(previous, "upload")
     plan = []
     for i, load in enumerate(_loads(previous)):
         prefix = f"{i}-"
         rows = sum(r.get("rows", 0) for k, r in results.items() if k.startswith(prefix))
         failed = [f"chunk {k}: {e.get('type')}: {e.get('message')}" for k, e in sorted(errors.items())
                   if k.startswith(prefix)]
-        plan.append(TaskSpec(f"finalize-{i}", "vector.finalize", {
-            "load": load.model_dump(mode="json"), "uploaded_rows": rows, "upload_errors": failed}))
+        plan.append(FINALIZE.spec(f"finalize-{i}", FinalizeParams(load=load, uploaded_rows=rows,
+                                                                  upload_errors=failed)))
     return plan
 
 
 def finalize(params: ProcessVectorParams, stages: Sequence[StageResults]) -> dict[str, Any]:
     """``{"source", "tables": [finalize results], "column_mapping", "repaired", "chunks"}``."""
-    prepared = _stage(stages, "prepare")
-    prepare = (prepared.results.get("prepare") if prepared else None) or {}
-    done = _stage(stages, "finalize")
-    tables = [done.results[k] for k in sorted(done.results)] if done else []
+    prepare = stage_result(stages, "prepare", "prepare") or {}
+    done = stage_results(stages, "finalize")
+    tables = [done[k] for k in sorted(done)]
     return {"source": params.source, "tables": tables, "column_mapping": prepare.get("column_mapping", {}),
             "repaired": sum(t.get("repaired", 0) for t in tables),
             "chunks": sum(len(ld.get("chunks", [])) for ld in prepare.get("loads", []))}

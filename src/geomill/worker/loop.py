@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Callable
 
 from geomill.domain import Event, NotFound, RegistryError, StoreError, Task
-from geomill.engine.context import TaskContext
 from geomill.engine.execution import Outcome, error_record, run_task
 from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
@@ -142,7 +141,7 @@ class WorkerLoop:
 
     def execute(self, task: Task) -> None:
         try:
-            self.rt.registry.task_type(task.task_type)
+            self.rt.registry.task_type(task.task_type).resolve_all()  # a broken handler reference dead-letters too
         except RegistryError as exc:
             self._dead_letter(task, exc)
             return
@@ -162,12 +161,8 @@ class WorkerLoop:
     def _run(self, task: Task) -> tuple[Outcome, Heartbeat]:
         s = self.rt.settings
         with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds) as hb:
-            ctx = TaskContext(
-                task_id=task.task_id, job_id=task.job_id, stage=task.stage, attempt=task.attempt,
-                storage=self.rt.storage, gdal_cache_mb=s.gdal_cache_mb, gdal_threads=s.gdal_threads,
-                database_url=s.resolved_database_url, settings=s,
-                _progress=hb.report_progress, _cancelled=lambda: hb.cancelled,
-            )
+            ctx = self.rt.resources.context(task.task_id, task.job_id, task.stage, task.attempt,
+                                            _progress=hb.report_progress, _cancelled=lambda: hb.cancelled)
             with soft_time_limit(task.timeout_seconds):
                 outcome = run_task(self.rt.registry, task, ctx)
         return outcome, hb

@@ -69,11 +69,15 @@ def work(params: WorkParams, ctx: TaskContext) -> WorkResult:
     return WorkResult(key=params.key, attempt=ctx.attempt, pid=os.getpid())
 
 
+_RETRY = RetryPolicy(max_attempts=3, backoff_base_seconds=0.2, backoff_max_seconds=5.0)
+GREET = TaskType("demo.greet", greet, GreetParams, GreetResult, "default-tasks", timeout_seconds=60,
+                 description="one greeting")
+REPLY = TaskType("demo.reply", reply, ReplyParams, ReplyResult, "default-tasks", timeout_seconds=60,
+                 description="a reply to one greeting")
+WORK = TaskType("demo.work", work, WorkParams, WorkResult, "default-tasks", timeout_seconds=600, retry=_RETRY,
+                description="configurable test work")
+
+
 def register(registry: Registry) -> None:
-    retry = RetryPolicy(max_attempts=3, backoff_base_seconds=0.2, backoff_max_seconds=5.0)
-    registry.register_task_type(TaskType("demo.greet", greet, GreetParams, GreetResult, "default-tasks",
-                                         timeout_seconds=60, description="one greeting"))
-    registry.register_task_type(TaskType("demo.reply", reply, ReplyParams, ReplyResult, "default-tasks",
-                                         timeout_seconds=60, description="a reply to one greeting"))
-    registry.register_task_type(TaskType("demo.work", work, WorkParams, WorkResult, "default-tasks",
-                                         timeout_seconds=600, retry=retry, description="configurable test work"))
+    for task_type in (GREET, REPLY, WORK):
+        registry.register_task_type(task_type)

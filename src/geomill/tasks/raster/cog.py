@@ -32,17 +32,27 @@ from pathlib import Path
 import rasterio
 import rasterio.errors
 import rasterio.shutil
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
-from geomill.engine.context import TaskContext
-from geomill.storage.base import Storage
+from geomill.engine.context import Storage, TaskContext
 from geomill.tasks.raster.cogcheck import validate_cog
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.models import (
+    BYTE_ONLY_COMPRESSIONS,
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    PREDICTOR_COMPRESSIONS,
+    RESAMPLINGS,
+    CreateCogParams,
+    normalize_compression,
+    normalize_resampling,
+    parse_crs,
+)
 from geomill.tasks.raster.validate import (
     check_georeferenced,
     check_readable,
@@ -54,27 +64,7 @@ from geomill.tasks.raster.validate import (
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "raster.create_cog"
-DEFAULT_COMPRESSION = "DEFLATE"
-COMPRESSIONS = (
-    "DEFLATE", "ZSTD", "LZW", "LZMA", "PACKBITS", "NONE", "JPEG", "WEBP", "LERC", "LERC_DEFLATE", "LERC_ZSTD",
-)
-BYTE_ONLY_COMPRESSIONS = frozenset({"JPEG", "WEBP"})
-PREDICTOR_COMPRESSIONS = frozenset({"DEFLATE", "ZSTD", "LZW"})
-# our name -> GDAL's name (COG driver RESAMPLING option); the rasterio enum uses our names
-RESAMPLINGS = {
-    "nearest": "NEAREST", "average": "AVERAGE", "bilinear": "BILINEAR", "cubic": "CUBIC",
-    "cubic_spline": "CUBICSPLINE", "lanczos": "LANCZOS", "mode": "MODE", "rms": "RMS",
-}
 FINGERPRINT_VERSION = 1
-
-
-class CreateCogParams(BaseModel):
-    source: str = Field(min_length=1, description="local path or storage URI of the input raster")
-    target_crs: str | None = Field(None, description="reproject to this CRS (EPSG:xxxx, WKT, PROJ string)")
-    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
-    resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
-    output_key: str | None = Field(None, description="key in the silver zone; default cogs/<stem>-<fingerprint>.tif")
 
 
 class CogResult(BaseModel):
@@ -106,38 +96,6 @@ class CogPlan:
     fingerprint: str
     uri: str
     path: Path
-
-
-def normalize_compression(value: str | None) -> str | None:
-    """Upper-case a compression name; InvalidInput listing the allowed names if unknown."""
-    if value is None:
-        return None
-    name = value.strip().upper()
-    if name not in COMPRESSIONS:
-        raise InvalidInput(
-            f"unknown compression {value!r}; allowed: {', '.join(COMPRESSIONS)}", field="compression"
-        )
-    return name
-
-
-def normalize_resampling(value: str | None) -> str | None:
-    """Lower-case a resampling name (``cubicspline`` accepted); InvalidInput listing the allowed names if unknown."""
-    if value is None:
-        return None
-    name = value.strip().lower().replace("cubicspline", "cubic_spline")
-    if name not in RESAMPLINGS:
-        raise InvalidInput(f"unknown resampling {value!r}; allowed: {', '.join(RESAMPLINGS)}", field="resampling")
-    return name
-
-
-def parse_crs(value: str | None) -> CRS | None:
-    """Parse a CRS given as EPSG:xxxx, WKT or PROJ string; InvalidInput if GDAL/PROJ cannot."""
-    if value is None or not value.strip():
-        return None
-    try:
-        return CRS.from_user_input(value.strip())
-    except rasterio.errors.CRSError as exc:
-        raise InvalidInput(f"target_crs {value!r} is not a CRS GDAL/PROJ understands: {exc}", field="target_crs") from exc
 
 
 def _check_compression_fits(compression: str, src: DatasetReader, source: str) -> None:
@@ -261,7 +219,7 @@ def create_cog(params: CreateCogParams, ctx: TaskContext) -> CogResult:
             if not reused:
                 check_readable(src, params.source)
                 ctx.progress(0.05, f"writing {plan.uri}")
-                write_cog(src, plan, ctx.gdal_threads)
+                write_cog(src, plan, ctx.limits.gdal_threads)
         result = describe(plan, reused=reused)
     ctx.progress(1.0, "reused existing COG" if reused else "COG written")
     logger.info("cog ready", extra={"task_id": ctx.task_id, "cog_uri": plan.uri, "reused": reused})

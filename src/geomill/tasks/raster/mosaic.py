@@ -32,21 +32,22 @@ from typing import Any
 import morecantile
 import rasterio
 from affine import Affine
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.warp import transform_bounds
 
 from geomill.catalog.static import check_id
 from geomill.domain import InvalidInput, TaskError
-from geomill.engine.context import TaskContext
-from geomill.storage.base import ZONES, Storage
+from geomill.engine.context import Storage, TaskContext
+from geomill.storage.base import ZONES
+from geomill.tasks.raster.compat import Shape, check_compatible
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.models import MosaicParams
 from geomill.tasks.raster.validate import open_raster, resolve_source
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "raster.mosaic"
 MOSAICS_KEY = "mosaics"
 MOSAICJSON_VERSION = "0.0.3"
 WEB_MERCATOR = "WebMercatorQuad"
@@ -60,12 +61,6 @@ GDAL_TYPES = {
 # of tiles for each of them makes reading N COGs O(N^2)
 NO_FOLDER_LISTING = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 YCBCR = {ColorInterp.Y: "YCbCr_Y", ColorInterp.Cb: "YCbCr_Cb", ColorInterp.Cr: "YCbCr_Cr"}
-
-
-class MosaicParams(BaseModel):
-    cogs: list[str] = Field(min_length=1, description="storage URIs (or paths) of the COGs, first wins on overlap")
-    name: str = Field(min_length=1, description="file name of the outputs: silver://mosaics/<name>.json and .vrt")
-    quadkey_zoom: int | None = Field(None, ge=0, le=30, description="MosaicJSON quadkey zoom; default its minzoom")
 
 
 class MosaicResult(BaseModel):
@@ -157,22 +152,16 @@ def read_cog(uri: str, storage: Storage) -> CogInfo:
         )
 
 
+def crs_key(crs: CRS) -> str:
+    """``EPSG:<code>`` when the CRS has one, else its WKT: equal CRSs compare equal."""
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
 def check_uniform(cogs: list[CogInfo]) -> None:
     """Refuse a set of COGs that cannot be one raster: different CRS, band count or data types."""
-    first = cogs[0]
-    for cog in cogs[1:]:
-        differences = []
-        if cog.crs != first.crs:
-            differences.append(f"CRS {cog.crs.to_string()} instead of {first.crs.to_string()}")
-        if cog.count != first.count:
-            differences.append(f"{cog.count} bands instead of {first.count}")
-        elif cog.dtypes != first.dtypes:
-            differences.append(f"data types {', '.join(cog.dtypes)} instead of {', '.join(first.dtypes)}")
-        if differences:
-            raise InvalidInput(
-                f"COG {cog.uri!r} cannot join a mosaic with {first.uri!r}: it has {'; '.join(differences)}",
-                field="cogs",
-            )
+    shapes = [Shape(crs=crs_key(c.crs), count=c.count, dtypes=c.dtypes) for c in cogs]
+    check_compatible([c.uri for c in cogs], shapes, field="cogs", what="A mosaic's COGs")
 
 
 def mosaic_grid(cogs: list[CogInfo]) -> Grid:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import TaskContext
+from geomill.tasks.raster.models import ListSourcesParams
 
-TASK_NAME = "raster.list_sources"
 RASTER_EXTENSIONS = frozenset({
     ".tif", ".tiff", ".gtif", ".jp2", ".img", ".vrt", ".nc", ".hgt", ".asc", ".dem", ".bil", ".ers", ".kea",
 })
-
-
-class ListSourcesParams(BaseModel):
-    prefix: str = Field(min_length=1, description="a folder, or a storage prefix such as bronze://scenes/")
 
 
 class SourceList(BaseModel):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import rasterio
 import rasterio.errors
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.io import DatasetReader
@@ -39,12 +39,7 @@ from rasterio.windows import transform as window_transform
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
 from geomill.engine.context import TaskContext
-from geomill.engine.registry import Registry, TaskType
-from geomill.engine.retry import RetryPolicy
-from geomill.engine.routing import LONG_QUEUE
 from geomill.tasks.raster.cog import (
-    COMPRESSIONS,
-    RESAMPLINGS,
     _check_compression_fits,
     _needs_alpha,
     fingerprint,
@@ -53,45 +48,21 @@ from geomill.tasks.raster.cog import (
     parse_crs,
 )
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.models import (
+    TILES_PREFIX,
+    ExtractTileParams,
+    Grid,
+    RemoveIntermediatesParams,
+    TileSchemeParams,
+    TileWindow,
+)
 from geomill.tasks.raster.validate import check_georeferenced, check_readable, has_colormap, open_raster, resolve_source
 
 logger = logging.getLogger(__name__)
 
-SCHEME_TASK = "raster.tile_scheme"
-EXTRACT_TASK = "raster.extract_tile"
-REMOVE_TASK = "raster.remove_intermediates"
-DEFAULT_TILE_SIZE = 8192
 STRIP_ROWS = 512  # rows read and written at once: tile width x 512 x bands x dtype bytes of memory
 BLOCK = 512
-TILES_PREFIX = "tiles"  # silver://tiles/<name>/{extract,cogs}/<tile>.tif
 SCHEME_VERSION = 1
-
-
-class TileSchemeParams(BaseModel):
-    source: str = Field(min_length=1, description="local path or storage URI of the input raster")
-    target_crs: str | None = Field(None, description="reproject to this CRS; None keeps the source's")
-    tile_size: int = Field(DEFAULT_TILE_SIZE, ge=256, le=65536, multiple_of=256, description="tile side, pixels")
-    compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
-    resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
-
-
-class Grid(BaseModel):
-    """The output pixel grid: CRS (WKT), affine transform (a, b, c, d, e, f) and size."""
-
-    crs: str
-    transform: tuple[float, float, float, float, float, float]
-    width: int
-    height: int
-
-
-class TileWindow(BaseModel):
-    key: str  # r<row>c<col>, zero-padded so keys sort in grid order
-    row: int
-    col: int
-    col_off: int
-    row_off: int
-    width: int
-    height: int
 
 
 class TileScheme(BaseModel):
@@ -111,15 +82,6 @@ class TileScheme(BaseModel):
     tiles: list[TileWindow]
 
 
-class ExtractTileParams(BaseModel):
-    source: str = Field(min_length=1)
-    grid: Grid
-    reproject: bool
-    resampling: str
-    tile: TileWindow
-    output_uri: str = Field(min_length=1, description="where the intermediate GeoTIFF goes (silver://...)")
-
-
 class ExtractedTile(BaseModel):
     key: str
     uri: str
@@ -129,10 +91,6 @@ class ExtractedTile(BaseModel):
     height: int
     count: int
     reused: bool
-
-
-class RemoveIntermediatesParams(BaseModel):
-    uri: str = Field(min_length=1, description="a folder under silver://tiles/ to delete")
 
 
 class RemovedIntermediates(BaseModel):
@@ -201,14 +159,6 @@ def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
             )
     ctx.progress(1.0, f"{len(tiles)} tiles of {params.tile_size} px over {grid.width}x{grid.height}")
     return scheme
-
-
-def extract_uri(name: str, key: str) -> str:
-    return f"silver://{TILES_PREFIX}/{name}/extract/{key}.tif"
-
-
-def cog_key(name: str, key: str) -> str:
-    return f"{TILES_PREFIX}/{name}/cogs/{key}.tif"
 
 
 # ---------------------------------------------------------------- extraction
@@ -324,25 +274,3 @@ def remove_intermediates(params: RemoveIntermediatesParams, ctx: TaskContext) ->
     size = sum(p.stat().st_size for p in files)
     shutil.rmtree(folder, ignore_errors=True)
     return RemovedIntermediates(uri=params.uri, files=len(files), bytes=size)
-
-
-# ---------------------------------------------------------------- registration
-
-
-def register(registry: Registry) -> None:
-    """Register the tiling task types; extraction runs on ``long-tasks`` (the dedicated long-running workers)."""
-    registry.register_task_type(TaskType(
-        name=SCHEME_TASK, handler=tile_scheme, params_model=TileSchemeParams, result_model=TileScheme,
-        queue="raster-tasks", timeout_seconds=600.0, retry=RetryPolicy(max_attempts=3),
-        description="cut a raster's output grid (reprojected or not) into tiles",
-    ))
-    registry.register_task_type(TaskType(
-        name=EXTRACT_TASK, handler=extract_tile, params_model=ExtractTileParams, result_model=ExtractedTile,
-        queue=LONG_QUEUE, timeout_seconds=4 * 3600.0, retry=RetryPolicy(max_attempts=3),
-        description="write one tile of a raster (windowed, reprojected if asked) as a GeoTIFF in silver",
-    ))
-    registry.register_task_type(TaskType(
-        name=REMOVE_TASK, handler=remove_intermediates, params_model=RemoveIntermediatesParams,
-        result_model=RemovedIntermediates, queue="raster-tasks", timeout_seconds=600.0,
-        retry=RetryPolicy(max_attempts=3), description="delete the intermediate tiles of a tiled raster job",
-    ))

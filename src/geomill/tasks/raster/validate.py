@@ -11,72 +11,24 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.errors
-from pydantic import BaseModel, Field
 from rasterio.io import DatasetReader
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geomill.domain import InvalidInput
-from geomill.engine.context import TaskContext
-from geomill.storage.base import Storage
+from geomill.engine.context import Storage, TaskContext
 from geomill.tasks.raster.cogcheck import validate_cog
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.models import (  # noqa: F401  (re-exported)
+    ProcessingChoice,
+    RasterSummary,
+    ValidateRasterParams,
+    resolve_source,
+)
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "raster.validate"
 PROBE_SIZE = 256  # pixels per side of the windows read to prove the data is there
-DEFAULT_LARGE_RASTER_THRESHOLD_MB = 2048.0  # GEOMILL_LARGE_RASTER_THRESHOLD_MB when there are no settings
-
-
-class ValidateRasterParams(BaseModel):
-    source: str = Field(min_length=1, description="local path or storage URI (bronze://, silver://, file://)")
-
-
-class ProcessingChoice(BaseModel):
-    """How process_raster treats this raster: one COG (``single``) or tiles + mosaic (``tiled``), and why."""
-
-    path: str  # "single" or "tiled"
-    reason: str
-    threshold_mb: float
-    measured_mb: float  # the larger of the file's size and its uncompressed pixel size
-
-
-class RasterSummary(BaseModel):
-    """What a valid raster looks like; NaN nodata is reported as the string "nan" so results stay plain JSON."""
-
-    source: str
-    path: str
-    size_bytes: int
-    driver: str
-    crs: str  # "EPSG:<code>" when the CRS matches an EPSG code, else WKT
-    epsg: int | None
-    width: int
-    height: int
-    count: int
-    dtypes: list[str]
-    nodata: float | str | None
-    bounds: tuple[float, float, float, float]
-    bounds_wgs84: tuple[float, float, float, float]
-    resolution: tuple[float, float]
-    block_shapes: list[tuple[int, int]]
-    tiled: bool
-    has_colormap: bool
-    overview_count: int
-    is_cog: bool
-    cog_errors: list[str] = []
-    cog_warnings: list[str] = []
-    processing: ProcessingChoice | None = None
-
-
-def resolve_source(source: str, storage: Storage) -> Path:
-    """The local file behind `source`, or InvalidInput when there is no such file."""
-    path = storage.local_path(source)  # StorageError is an InvalidInput already
-    if not path.exists():
-        raise InvalidInput(f"raster {source!r} not found: no file at {path}", field="source")
-    if not path.is_file():
-        raise InvalidInput(f"raster {source!r} is not a file ({path} is a directory?)", field="source")
-    return path
 
 
 @contextmanager
@@ -205,7 +157,7 @@ def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSum
     """Handler of ``raster.validate``; decides single vs tiled processing with the worker's threshold."""
     with gdal_env(ctx):
         summary = inspect_raster(params.source, ctx.storage)
-    threshold = getattr(ctx.settings, "large_raster_threshold_mb", DEFAULT_LARGE_RASTER_THRESHOLD_MB)
+    threshold = ctx.limits.large_raster_threshold_mb
     summary.processing = choose_processing(summary, threshold)
     ctx.progress(1.0, "validated")
     logger.info("raster valid", extra={"task_id": ctx.task_id, "source": params.source, "is_cog": summary.is_cog})

@@ -17,9 +17,9 @@ from typing import Any
 
 import pystac
 import rasterio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from geomill.catalog.base import CATALOG_KEY, open_catalog
+from geomill.catalog.base import CATALOG_KEY
 from geomill.catalog.static import StaticCatalog, check_id, prepare_item
 from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import InvalidInput, TaskError
@@ -29,34 +29,13 @@ from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.mosaic import NO_FOLDER_LISTING
 from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
 from geomill.tasks.stac.item import asset_href, build_item, item_datetime
+from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "stac.create_collection"
 MOSAICJSON_ASSET = "mosaicjson"
 VRT_ASSET = "vrt"
 VRT_MEDIA_TYPE = "application/xml"  # GDAL VRT has no registered media type; it is an XML document
-
-
-class CollectionItemSpec(BaseModel):
-    cog_uri: str = Field(min_length=1, description="the COG the item describes")
-    source: str = Field(min_length=1, description="the raster the COG was made from (gives the datetime)")
-    item_id: str | None = Field(None, description="default: the COG's file name without extension")
-
-
-class MosaicRef(BaseModel):
-    """The part of a ``raster.mosaic`` result the collection links to (other fields are ignored)."""
-
-    mosaicjson_uri: str
-    vrt_uri: str
-
-
-class CreateCollectionParams(BaseModel):
-    collection_id: str = Field(min_length=1)
-    title: str | None = None
-    description: str | None = None
-    items: list[CollectionItemSpec] = Field(min_length=1)
-    mosaic: MosaicRef | None = None
 
 
 class CollectionResult(BaseModel):
@@ -161,14 +140,14 @@ def create_collection(params: CreateCollectionParams, ctx: TaskContext) -> Colle
     ids = item_ids(params.items)
     items = []
     with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):
-        for n, (spec, item_id) in enumerate(zip(params.items, ids), start=1):
+        for n, (spec, item_id) in enumerate(zip(params.items, ids, strict=True), start=1):
             if ctx.cancelled:
                 raise TaskError("cancelled while describing the COGs")
             items.append(build_collection_item(spec, item_id, collection_id, ctx, static))
             if n % 50 == 0 or n == len(ids):
                 ctx.progress(0.8 * n / len(ids), f"{n} of {len(ids)} items described")
     collection = build_collection(params, items, ctx, static)
-    catalog = open_catalog(ctx.storage, ctx.database_url)
+    catalog = ctx.catalog
     ref = catalog.upsert_collection(collection)
     catalog.upsert_items(items, collection_id)
     ctx.progress(1.0, f"collection {collection_id} with {len(items)} items written ({catalog.backend})")

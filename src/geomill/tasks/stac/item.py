@@ -10,37 +10,29 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pystac
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rasterio.io import DatasetReader
 from rio_stac import create_stac_item
 
-from geomill.catalog.base import CATALOG_KEY, open_catalog
+from geomill.catalog.base import CATALOG_KEY
 from geomill.catalog.static import StaticCatalog, prepare_item
 from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import InvalidInput, TaskError
-from geomill.engine.context import TaskContext
-from geomill.storage.base import ZONES, Storage
-from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
+from geomill.engine.context import Storage, TaskContext
+from geomill.storage.base import ZONES
 from geomill.tasks.raster.gdal import gdal_env
+from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
+from geomill.tasks.stac.models import CreateItemParams
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "stac.create_item"
-DEFAULT_COLLECTION = "geomill-rasters"
 ASSET_KEY = "data"
 TIFF_DATETIME_FORMAT = "%Y:%m:%d %H:%M:%S"
-
-
-class CreateItemParams(BaseModel):
-    cog_uri: str = Field(min_length=1, description="the COG to describe (storage URI or path)")
-    source: str = Field(min_length=1, description="the raster the COG was made from (gives the datetime)")
-    item_id: str | None = Field(None, description="default: the COG's file name without extension")
-    collection_id: str = DEFAULT_COLLECTION
 
 
 class ItemResult(BaseModel):
@@ -64,12 +56,12 @@ def _parse_tag(value: str | None) -> datetime | None:
             parsed = parse(value.strip())
         except ValueError:
             continue
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
 def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
 
 
 def item_datetime(ds: DatasetReader, source: str, storage: Storage) -> datetime:
@@ -123,7 +115,7 @@ def create_item(params: CreateItemParams, ctx: TaskContext) -> ItemResult:
         doc = build_item(ds, item_id, asset_href(params.cog_uri, cog_path, item_path), when)
     doc = prepare_item(doc, params.collection_id)
     _check_valid(doc, item_path)
-    catalog = open_catalog(ctx.storage, ctx.database_url)
+    catalog = ctx.catalog
     catalog.upsert_items([doc], params.collection_id)
     ctx.progress(1.0, f"STAC item written ({catalog.backend})")
     item_key = item_path.relative_to(static.root).as_posix()

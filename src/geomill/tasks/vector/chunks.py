@@ -132,3 +132,25 @@ class ChunkWriter:
             self._tmp(len(self.chunks)).unlink(missing_ok=True)
             self._writer = None
 
+
+def pg_type(arrow_type: pa.DataType) -> str:
+    """The PostgreSQL column type for a normalized Arrow attribute type (chunks.normalize_column)."""
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_int16(arrow_type):
+        return "smallint"
+    if pa.types.is_int32(arrow_type):
+        return "integer"
+    if pa.types.is_integer(arrow_type):
+        return "bigint"
+    if pa.types.is_float32(arrow_type):
+        return "real"
+    if pa.types.is_floating(arrow_type):
+        return "double precision"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    if pa.types.is_time(arrow_type):
+        return "time"
+    return "text"

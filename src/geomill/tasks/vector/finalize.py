@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pystac
 from pyproj import Transformer
 
-from geomill.catalog.base import CATALOG_KEY, open_catalog
-from geomill.catalog.static import check_id
+from geomill.catalog.base import CATALOG_KEY, check_id
 from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import InvalidInput, TaskError
-from geomill.engine.context import TaskContext
-from geomill.tasks.vector import geopackage, postgis
-from geomill.tasks.vector.models import FinalizeParams, FinalizeResult, LoadTarget, VectorLoad
+from geomill.engine.context import FinalTable, TaskContext
+from geomill.tasks.vector.models import FinalizeParams, FinalizeResult, VectorLoad
 from geomill.tasks.vector.naming import GEOMETRY_COLUMN
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "vector.finalize"
 COLLECTION_ID = "geomill-vectors"
 PROJ_V11 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
-GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
 
 
 def bbox_to_wgs84(bbox: list[float], srid: int) -> list[float]:
@@ -39,15 +33,8 @@ def bbox_to_wgs84(bbox: list[float], srid: int) -> list[float]:
     if srid == 4326:
         return [float(v) for v in bbox]
     transformer = Transformer.from_crs(f"EPSG:{srid}", "EPSG:4326", always_xy=True)
-    return list(transformer.transform_bounds(*bbox, densify_pts=21))
-
-
-def public_database_url(url: str) -> str:
-    """The database URL without user or password (it goes into a STAC item)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"postgresql://{host}{port}{parts.path}"
+    west, south, east, north = bbox
+    return list(transformer.transform_bounds(west, south, east, north, densify_pts=21))
 
 
 def build_item(load: VectorLoad, count: int, bbox_wgs84: list[float], href: str, media_type: str | None,
@@ -73,59 +60,25 @@ def build_item(load: VectorLoad, count: int, bbox_wgs84: list[float], href: str,
 def _fail_uploads(params: FinalizeParams, ctx: TaskContext) -> None:
     """Uploads failed or went missing: drop staging, then fail with what went wrong."""
     target = params.load.target
-    discard_staging(target, ctx)
+    ctx.vector_sink.drop_staging(target)
     expected = params.load.feature_count
     detail = "; ".join(params.upload_errors[:3]) or f"{params.uploaded_rows} of {expected} rows were uploaded"
     raise InvalidInput(f"loading {params.load.source!r} into {target.schema_}.{target.table} failed, nothing was "
                        f"changed (staging dropped): {detail}", field="source")
 
 
-def discard_staging(target: LoadTarget, ctx: TaskContext) -> None:
-    if target.backend == "postgis":
-        with postgis.connect(ctx.database_url) as conn:  # type: ignore[arg-type]
-            postgis.drop_staging(conn, target)
-    else:
-        Path(target.staging).unlink(missing_ok=True)
-
-
-def _catalog_values(load: VectorLoad) -> dict[str, Any]:
-    from psycopg.types.json import Jsonb
-
-    target = load.target
-    return {"table_name": target.table, "geometry_column": GEOMETRY_COLUMN, "geometry_type": target.geometry_type,
-            "srid": target.srid, "source": load.source, "layer": load.layer,
-            "columns": Jsonb([c.model_dump() for c in target.columns]), "repaired_geometries": load.repaired,
-            "load_key": target.key}
-
-
-def _finalize_postgis(params: FinalizeParams, ctx: TaskContext) -> tuple[int, list[float], str, str]:
+def _swap(params: FinalizeParams, ctx: TaskContext) -> tuple[FinalTable, str]:
+    """The sink swaps staging into place; returns what is there and the STAC asset href."""
     load, target = params.load, params.load.target
-    with postgis.connect(ctx.database_url) as conn:  # type: ignore[arg-type]
-        loaded = postgis.loaded_rows(conn, target)
-        if loaded is None:  # a re-run after the swap committed: the catalog row says what is there
-            row = postgis.catalog_row(conn, target.schema_, target.table)
-            if row is None or row["load_key"] != target.key:
-                raise InvalidInput(f"staging table of {target.schema_}.{target.table} is missing: run the job "
-                                   "again", field="source")
-            count, bbox = row["feature_count"], list(row["bbox"] or [])
-        elif loaded != load.feature_count:
-            raise TaskError(f"staging of {target.schema_}.{target.table} holds {loaded} rows, expected "
-                            f"{load.feature_count}")
-        else:
-            count, bbox = postgis.swap_into_place(conn, target, _catalog_values(load),
-                                                  lambda b: bbox_to_wgs84(b, target.srid),
-                                                  (load.feature_count, load.bbox))
-    href = f"{public_database_url(ctx.database_url or '')}?table={target.schema_}.{target.table}"
-    return count, bbox, href, f"{target.schema_}.{target.table}"
-
-
-def _finalize_geopackage(params: FinalizeParams, ctx: TaskContext) -> tuple[int, list[float], str, str]:
-    target = params.load.target
-    key = geopackage.final_key(target.schema_, target.table)
-    final = ctx.storage.local_path(f"silver://{key}")
-    count, bbox = geopackage.swap_into_place(final, target)
-    item_folder = ctx.storage.local_path(f"silver://{CATALOG_KEY}") / COLLECTION_ID / f"{target.schema_}.{target.table}"
-    return count, bbox, os.path.relpath(final, item_folder), ctx.storage.uri_for("silver", key)
+    if ctx.vector_sink.backend != target.backend:
+        raise TaskError(f"this load was prepared for {target.backend}, but this worker's vector sink is "
+                        f"{ctx.vector_sink.backend}")
+    final = ctx.vector_sink.swap_into_place(load, lambda b: bbox_to_wgs84(b, target.srid))
+    if final.path is not None:  # a file beside the catalog: relative to the item, so both move together
+        item_folder = (ctx.storage.local_path(f"silver://{CATALOG_KEY}") / COLLECTION_ID
+                       / f"{target.schema_}.{target.table}")
+        return final, os.path.relpath(final.path, item_folder)
+    return final, final.url or final.location
 
 
 def finalize_vector(params: FinalizeParams, ctx: TaskContext) -> FinalizeResult:
@@ -133,12 +86,8 @@ def finalize_vector(params: FinalizeParams, ctx: TaskContext) -> FinalizeResult:
     load, target = params.load, params.load.target
     if params.upload_errors or params.uploaded_rows != load.feature_count:
         _fail_uploads(params, ctx)
-    if target.backend == "postgis":
-        count, bbox, href, location = _finalize_postgis(params, ctx)
-        media_type = None
-    else:
-        count, bbox, href, location = _finalize_geopackage(params, ctx)
-        media_type = GPKG_MEDIA_TYPE
+    final, href = _swap(params, ctx)
+    count, bbox, location, media_type = final.count, final.bbox, final.location, final.media_type
     ctx.progress(0.8, f"{location}: {count} features")
     wgs84 = bbox_to_wgs84(bbox, target.srid)
     item = build_item(load, count, wgs84, href, media_type, f"{target.geometry_type} table {location}")
@@ -146,7 +95,7 @@ def finalize_vector(params: FinalizeParams, ctx: TaskContext) -> FinalizeResult:
         validate_item_dict(item)
     except StacValidationFailed as exc:
         raise TaskError(f"generated STAC item {item['id']} is invalid: {exc}") from exc
-    open_catalog(ctx.storage, ctx.database_url).upsert_items([item], COLLECTION_ID)
+    ctx.catalog.upsert_items([item], COLLECTION_ID)
     ctx.progress(1.0, "STAC item written")
     return FinalizeResult(schema_name=target.schema_, table=target.table, backend=target.backend,
                           location=location, feature_count=count, geometry_type=target.geometry_type,

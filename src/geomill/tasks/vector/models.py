@@ -60,6 +60,10 @@ class VectorOptions(_Aliased):
         return check_identifier(value, "schema")
 
 
+class PrepareVectorParams(VectorOptions):
+    pass
+
+
 class ColumnSpec(BaseModel):
     name: str  # safe SQL identifier in the target
     source: str  # the attribute's name in the source file
@@ -91,7 +95,7 @@ class LoadTarget(_Aliased):
 
     @field_validator("schema_", "table", "staging")
     @classmethod
-    def _identifier(cls, value: str, info) -> str:  # type: ignore[no-untyped-def]
+    def _identifier(cls, value: str, info) -> str:
         if info.field_name == "staging" and "/" in value:
             return value  # a GeoPackage path
         return check_identifier(value, info.field_name.rstrip("_"))

@@ -10,11 +10,9 @@ import unicodedata
 from collections.abc import Sequence
 
 from geomill.domain import InvalidInput
+from geomill.sinks import CHUNK_COLUMN, FID_COLUMN, GEOMETRY_COLUMN  # the sinks own the table layout
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-GEOMETRY_COLUMN = "geom"
-FID_COLUMN = "fid"
-CHUNK_COLUMN = "_geomill_chunk"
 RESERVED = frozenset({GEOMETRY_COLUMN, FID_COLUMN, CHUNK_COLUMN})
 # SQL reserved words that would need quoting in hand-written queries: renamed so users never have to quote
 SQL_RESERVED = frozenset("""

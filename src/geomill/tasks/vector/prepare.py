@@ -11,41 +11,43 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geomill.catalog.base import is_postgres
 from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
-from geomill.tasks.vector import geopackage, postgis
-from geomill.tasks.vector.chunks import ChunkWriter, normalize_column
+from geomill.tasks.vector.chunks import ChunkWriter, normalize_column, pg_type
 from geomill.tasks.vector.geometry import family_masks, needs_conversion, repair, target_type, to_wkb_column
-from geomill.tasks.vector.models import ChunkRef, ColumnSpec, LoadTarget, PrepareResult, VectorLoad, VectorOptions
+from geomill.tasks.vector.models import (
+    Backend,
+    ChunkRef,
+    ColumnSpec,
+    LoadTarget,
+    PrepareResult,
+    PrepareVectorParams,
+    VectorLoad,
+    VectorOptions,
+)
 from geomill.tasks.vector.naming import check_identifier, safe_columns, safe_name, table_name_from
 from geomill.tasks.vector.reader import LayerInfo, ReadOptions, batch_geometries, open_layer
 from geomill.tasks.vector.sources import SourceLayer, find_layers, resolve_file
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "vector.prepare"
-DEFAULT_CHUNK_ROWS = 100_000
 MAX_BATCH_ROWS = 5_000  # features per read batch: memory is bounded by this, not by the file
 FAMILY_SUFFIX = {"point": "points", "line": "lines", "polygon": "polygons", "collection": "collections"}
 READ_ERRORS = (OSError, pa.ArrowInvalid)
 
 
-class PrepareVectorParams(VectorOptions):
-    pass
-
-
 def chunk_rows_for(params: VectorOptions, ctx: TaskContext) -> int:
     if params.chunk_rows:
         return params.chunk_rows
-    return int(getattr(ctx.settings, "vector_chunk_rows", 0) or DEFAULT_CHUNK_ROWS)
+    return ctx.limits.vector_chunk_rows
 
 
 def load_key(params: VectorOptions, index: int) -> str:
@@ -144,21 +146,20 @@ def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path
 
 def _source_datetime(params: VectorOptions, ctx: TaskContext) -> str:
     path = resolve_file(params.source, ctx.storage)
-    when = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
+    when = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
     return when.isoformat().replace("+00:00", "Z")
 
 
 def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, preparer: LayerPreparer,
-          name: str, chunks: list, table: str, key: str, backend: str) -> VectorLoad:
+          name: str, chunks: list, table: str, key: str) -> VectorLoad:
     writer = preparer.writers[name]
     assert writer.schema is not None
     types = {f.name: f.type for f in writer.schema}
-    columns = [ColumnSpec(name=safe, source=src, pg_type=postgis.pg_type(types[safe]))
+    columns = [ColumnSpec(name=safe, source=src, pg_type=pg_type(types[safe]))
                for src, safe in preparer.mapping.items()]
-    staging = f"_geomill_stage_{key}"
-    if backend == "geopackage":
-        staging = str(ctx.storage.local_path(f"silver://vector/{key}/{table}.staging.gpkg"))
-    target = LoadTarget(key=key, backend=backend, schema=params.schema_, table=table, staging=staging,
+    sink = ctx.vector_sink
+    target = LoadTarget(key=key, backend=cast(Backend, sink.backend), schema_=params.schema_, table=table,
+                        staging=sink.staging_name(key, params.schema_, table),
                         if_exists=params.if_exists, geometry_type=target_type(writer.stats), srid=preparer.info.srid,
                         has_z=writer.stats.has_z, convert=needs_conversion(writer.stats), columns=columns)
     root = ctx.storage.local_path("silver://vector")
@@ -170,64 +171,40 @@ def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, pre
                       null_geometries=stats.nulls, source_datetime=_source_datetime(params, ctx))
 
 
-class Targets:
-    """The backend's checks and staging creation (PostGIS on PostgreSQL, GeoPackage files otherwise)."""
-
-    def __init__(self, ctx: TaskContext, schema: str) -> None:
-        self.ctx = ctx
-        self.backend = "postgis" if is_postgres(ctx.database_url) else "geopackage"
-        self.conn = None
-        if self.backend == "postgis":
-            self.conn = postgis.connect(ctx.database_url)  # type: ignore[arg-type]
-            postgis.prepare_database(self.conn, schema)
-
-    def refuse_existing(self, schema: str, table: str, if_exists: str) -> None:
-        if self.conn is not None:
-            postgis.refuse_existing(self.conn, schema, table, if_exists)
-        else:
-            final = self.ctx.storage.local_path(f"silver://{geopackage.final_key(schema, table)}")
-            geopackage.refuse_existing(final, schema, table, if_exists)
-
-    def create_staging(self, load: VectorLoad, chunk_schema: pa.Schema) -> None:
-        if self.conn is not None:
-            postgis.create_staging(self.conn, load.target)
-        else:
-            geopackage.create_staging(Path(load.target.staging), load.target, chunk_schema)
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-
-
 def prepare_vector(params: PrepareVectorParams, ctx: TaskContext) -> PrepareResult:
     """Handler of ``vector.prepare``."""
     chunk_rows = chunk_rows_for(params, ctx)
     layers = find_layers(params.source, ctx.storage, params.layer)
     tables = base_tables(params, layers)
-    targets = Targets(ctx, params.schema_)
-    try:
-        for table in tables:
-            targets.refuse_existing(params.schema_, table, params.if_exists)
-        loads: list[VectorLoad] = []
-        mapping: dict[str, dict[str, str]] = {}
-        for index, (layer, table) in enumerate(zip(layers, tables)):
-            ctx.progress(index / len(layers), f"reading {layer.label}")
-            key = load_key(params, index)
-            folder = ctx.storage.local_path(f"silver://vector/{key}")
-            preparer, outputs = _prepare_layer(layer, params, folder, ctx, chunk_rows)
-            mapping[layer.layer or table] = {k: v for k, v in preparer.mapping.items() if k != v}
-            for name, chunks in sorted(outputs.items()):
-                out_table = table if name == "all" else check_identifier(
-                    f"{table[:50]}_{FAMILY_SUFFIX[name]}", "table")
-                out_key = key if name == "all" else hashlib.sha256(f"{key}:{name}".encode()).hexdigest()[:16]
-                if name != "all":
-                    targets.refuse_existing(params.schema_, out_table, params.if_exists)
-                load = _load(params, ctx, layer, preparer, name, chunks, out_table, out_key, targets.backend)
-                targets.create_staging(load, preparer.writers[name].schema)
-                loads.append(load)
-        ctx.progress(1.0, f"{sum(ld.feature_count for ld in loads)} features in "
-                          f"{sum(len(ld.chunks) for ld in loads)} chunks")
-        return PrepareResult(loads=loads, column_mapping=mapping)
-    finally:
-        targets.close()
+    sink = ctx.vector_sink
+    sink.prepare(params.schema_)
+    for table in tables:
+        sink.refuse_existing(params.schema_, table, params.if_exists)
+    return _prepare_layers(params, ctx, layers, tables, chunk_rows)
+
+
+def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[SourceLayer], tables: list[str],
+                    chunk_rows: int) -> PrepareResult:
+    """Each layer's chunks and its staging (one per output when split)."""
+    sink = ctx.vector_sink
+    loads: list[VectorLoad] = []
+    mapping: dict[str, dict[str, str]] = {}
+    for index, (layer, table) in enumerate(zip(layers, tables, strict=True)):
+        ctx.progress(index / len(layers), f"reading {layer.label}")
+        key = load_key(params, index)
+        folder = ctx.storage.local_path(f"silver://vector/{key}")
+        preparer, outputs = _prepare_layer(layer, params, folder, ctx, chunk_rows)
+        mapping[layer.layer or table] = {k: v for k, v in preparer.mapping.items() if k != v}
+        for name, chunks in sorted(outputs.items()):
+            out_table = table if name == "all" else check_identifier(
+                f"{table[:50]}_{FAMILY_SUFFIX[name]}", "table")
+            out_key = key if name == "all" else hashlib.sha256(f"{key}:{name}".encode()).hexdigest()[:16]
+            if name != "all":
+                sink.refuse_existing(params.schema_, out_table, params.if_exists)
+            load = _load(params, ctx, layer, preparer, name, chunks, out_table, out_key)
+            sink.create_staging(load.target, preparer.writers[name].schema)
+            loads.append(load)
+    ctx.progress(1.0, f"{sum(ld.feature_count for ld in loads)} features in "
+                      f"{sum(len(ld.chunks) for ld in loads)} chunks")
+    return PrepareResult(loads=loads, column_mapping=mapping)
 

@@ -13,7 +13,7 @@ import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from geomill.domain import InvalidInput
-from geomill.storage.base import Storage
+from geomill.engine.context import Storage
 
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".parquet", ".geoparquet", ".kml", ".csv",
                    ".geojsonl", ".geojsons", ".gml", ".tab")

@@ -1,4 +1,4 @@
-"""The PostGIS side of a vector load: target checks, a staging table, COPY per chunk, the swap into place.
+"""The SQL of the PostGIS sink: target checks, a staging table, COPY per chunk, the swap into place.
 
 Every identifier was checked against a strict pattern (naming.check_identifier) AND is quoted here with
 ``psycopg.sql.Identifier``; no value is ever formatted into SQL text.
@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from geomill.domain import InvalidInput
-from geomill.tasks.vector.naming import CHUNK_COLUMN, FID_COLUMN, GEOMETRY_COLUMN
+from geomill.sinks import CHUNK_COLUMN, FID_COLUMN, GEOMETRY_COLUMN
 
 CATALOG_TABLE = "geomill_vector_catalog"
 _SETUP_LOCK = 7_400_113  # advisory lock key: one process at a time creates the extension, schema, catalog table
@@ -44,31 +44,10 @@ CATALOG_DDL = """CREATE TABLE IF NOT EXISTS {catalog} (
 )"""
 
 
-def pg_type(arrow_type: pa.DataType) -> str:
-    """The PostgreSQL column type for a normalized Arrow attribute type (chunks.normalize_column)."""
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_int16(arrow_type):
-        return "smallint"
-    if pa.types.is_int32(arrow_type):
-        return "integer"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_float32(arrow_type):
-        return "real"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    if pa.types.is_time(arrow_type):
-        return "time"
-    return "text"
-
-
-def connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, connect_timeout=30, autocommit=True)  # explicit transaction() blocks only
+def _first(row: tuple[Any, ...] | None) -> Any:
+    """The first column of a row an aggregate or RETURNING always yields."""
+    assert row is not None
+    return row[0]
 
 
 def prepare_database(conn: psycopg.Connection, schema: str) -> None:
@@ -133,7 +112,7 @@ def copy_chunk(conn: psycopg.Connection, load: Any, chunk_index: int, names: lis
         cur.execute(sql.SQL("INSERT INTO {} (chunk, rows) VALUES (%s, -1) ON CONFLICT (chunk) DO UPDATE "
                             "SET rows = -1 RETURNING (xmax = 0) AS inserted").format(_chunks_table(load)),
                     (chunk_index,))
-        if not cur.fetchone()[0]:
+        if not _first(cur.fetchone()):
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(staging, sql.Identifier(CHUNK_COLUMN)),
                         (chunk_index,))
         sent = 0
@@ -154,7 +133,7 @@ def loaded_rows(conn: psycopg.Connection, load: Any) -> int | None:
     """Rows the committed chunks loaded into staging, or None when staging is gone (already swapped)."""
     if not table_exists(conn, load.schema_, f"{load.staging}_chunks"):
         return None
-    return conn.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {}").format(_chunks_table(load))).fetchone()[0]
+    return _first(conn.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {}").format(_chunks_table(load))).fetchone())
 
 
 def _index_names(table: str) -> tuple[str, str]:
@@ -210,8 +189,8 @@ def _append(conn: psycopg.Connection, load: Any) -> None:
                            field="if_exists")
     names = [c.name for c in load.columns] + [GEOMETRY_COLUMN]
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    offset = conn.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
-        sql.Identifier(FID_COLUMN), target)).fetchone()[0]
+    offset = _first(conn.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
+        sql.Identifier(FID_COLUMN), target)).fetchone())
     conn.execute(sql.SQL("INSERT INTO {} ({}, {}) SELECT {} + %s, {} FROM {}").format(
         target, sql.Identifier(FID_COLUMN), cols, sql.Identifier(FID_COLUMN), cols,
         sql.Identifier(schema, load.staging)), (offset,))
@@ -233,7 +212,7 @@ def catalog_row(conn: psycopg.Connection, schema: str, table: str) -> dict[str, 
     cur = conn.execute(sql.SQL("SELECT * FROM {} WHERE table_name = %s").format(
         sql.Identifier(schema, CATALOG_TABLE)), (table,))
     row = cur.fetchone()
-    return dict(zip([d.name for d in cur.description], row)) if row else None
+    return dict(zip([d.name for d in cur.description or []], row, strict=True)) if row else None
 
 
 def swap_into_place(conn: psycopg.Connection, load: Any, catalog_values: dict[str, Any],
@@ -249,10 +228,12 @@ def swap_into_place(conn: psycopg.Connection, load: Any, catalog_values: dict[st
         count, bbox = loaded
         if load.if_exists == "append" and table_exists(conn, schema, table):
             _append(conn, load)
-            count, xmin, ymin, xmax, ymax = conn.execute(sql.SQL(
+            row = conn.execute(sql.SQL(
                 "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
                 "(SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) s").format(
                     sql.Identifier(GEOMETRY_COLUMN), target)).fetchone()
+            assert row is not None  # an aggregate always yields a row
+            count, xmin, ymin, xmax, ymax = row
             bbox = [xmin, ymin, xmax, ymax] if xmin is not None else []
         else:
             _swap_in(conn, load)

@@ -13,7 +13,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyogrio
 
 from geomill.domain import InvalidInput
-from geomill.tasks.vector.naming import FID_COLUMN, GEOMETRY_COLUMN
+from geomill.engine.context import FinalTable
+from geomill.sinks import FID_COLUMN, GEOMETRY_COLUMN
 
 OGR_TYPES = {"POINT": "Point", "LINESTRING": "LineString", "POLYGON": "Polygon", "MULTIPOINT": "MultiPoint",
              "MULTILINESTRING": "MultiLineString", "MULTIPOLYGON": "MultiPolygon",
@@ -147,3 +148,42 @@ def refuse_existing(final: Path, schema: str, table: str, if_exists: str) -> Non
     if if_exists == "fail" and final.exists():
         raise InvalidInput(f"{final} (table {schema}.{table}) already exists; give if_exists=replace or "
                            "if_exists=append", field="if_exists")
+
+
+class GeoPackageSink:
+    """``VectorSink`` in embedded mode: ``silver://vector/<schema>/<table>.gpkg``, staged beside the chunks."""
+
+    backend = "geopackage"
+    media_type = "application/geopackage+sqlite3"
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+
+    def _final(self, schema: str, table: str) -> Path:
+        return self.storage.local_path(f"silver://{final_key(schema, table)}")
+
+    def staging_name(self, key: str, schema: str, table: str) -> str:
+        return str(self.storage.local_path(f"silver://vector/{key}/{table}.staging.gpkg"))
+
+    def prepare(self, schema: str) -> None:
+        """Nothing to set up: folders are made as files are written."""
+
+    def refuse_existing(self, schema: str, table: str, if_exists: str) -> None:
+        refuse_existing(self._final(schema, table), schema, table, if_exists)
+
+    def create_staging(self, target: Any, chunk_schema: pa.Schema) -> None:
+        create_staging(Path(target.staging), target, chunk_schema)
+
+    def write_chunk(self, target: Any, chunk_index: int, table: pa.Table) -> int:
+        return append_chunk(Path(target.staging), target, table)
+
+    def drop_staging(self, target: Any) -> None:
+        Path(target.staging).unlink(missing_ok=True)
+
+    def swap_into_place(self, load: Any, to_wgs84: Callable[[list[float]], list[float]]) -> FinalTable:
+        target = load.target
+        key = final_key(target.schema_, target.table)
+        final = self.storage.local_path(f"silver://{key}")
+        count, bbox = swap_into_place(final, target)
+        return FinalTable(count=count, bbox=bbox, location=self.storage.uri_for("silver", key), path=final,
+                          media_type=self.media_type)

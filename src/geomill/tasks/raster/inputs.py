@@ -1,0 +1,15 @@
+"""The entry of ``raster.validate``: a missing or misnamed input fails before GDAL is even imported (the worker's
+first raster task would otherwise spend a third of a second loading it to report a typo)."""
+
+from __future__ import annotations
+
+from geomill.engine.context import TaskContext
+from geomill.tasks.raster.models import RasterSummary, ValidateRasterParams, resolve_source
+
+
+def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSummary:
+    """Handler of ``raster.validate``: check the source exists, then open and inspect it (tasks/raster/validate)."""
+    resolve_source(params.source, ctx.storage)
+    from geomill.tasks.raster import validate
+
+    return validate.validate_raster(params, ctx)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from geomill.domain import StageResults, StageSpec, TaskSpec
+from geomill.domain import FinishedStage, StageSpec, TaskSpec
 from geomill.engine.context import TaskContext
 from geomill.engine.registry import JobType, Registry, TaskType
 from geomill.engine.retry import RetryPolicy
@@ -36,7 +36,7 @@ class OverrunJobParams(BaseModel):
     block_alarm: bool = False
 
 
-def _plan(params: OverrunJobParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def _plan(params: OverrunJobParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     return [TaskSpec("overrun", "test.overrun", params.model_dump())]
 
 

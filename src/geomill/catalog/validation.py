@@ -38,7 +38,7 @@ class StacValidationFailed(InvalidInput):
     def __init__(self, message: str, *, href: str | None, errors: list[str]) -> None:
         super().__init__(message)
         self.href = href
-        self.errors = errors
+        self.schema_errors = errors  # not `errors`: that holds per-field errors of InvalidInput (API 422 bodies)
 
 
 def _schema_files() -> list[Traversable]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from geomill.domain.status import JobStatus, TaskStatus
 
@@ -49,7 +49,27 @@ class StageResults:
         return len(self.errors)
 
 
-PlanFn = Callable[[Any, Sequence[StageResults]], Iterable[TaskSpec]]  # a list, or a generator for big stages
+class FinishedStage(Protocol):
+    """What plans and finalizers read of a finished stage: a `StageResults`, or the orchestrator's view that reads
+    results from the store only when first looked at."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def errors(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def completed_count(self) -> int: ...
+
+    @property
+    def failed_count(self) -> int: ...
+
+
+PlanFn = Callable[[Any, Sequence[FinishedStage]], Iterable[TaskSpec]]  # a list, or a generator for big stages
 PolicyFn = Callable[[Any], FailurePolicy]
 
 

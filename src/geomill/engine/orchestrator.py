@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,6 +21,7 @@ from geomill.domain import (
     NewJob,
     NewTask,
     Stage,
+    FinishedStage,
     StageResults,
     StoreError,
     TaskSpec,
@@ -227,7 +228,7 @@ class Orchestrator:
         self._fail(job, done, error)
         return True
 
-    def _finalize(self, job: Job, jt: JobType, params: BaseModel, previous: Sequence[StageResults]) -> None:
+    def _finalize(self, job: Job, jt: JobType, params: BaseModel, previous: Sequence[FinishedStage]) -> None:
         result = jt.finalize(params, previous)
         tolerated = sum(self._stage_failures(job.job_id, k) for k in range(1, len(previous) + 1))
         status = JobStatus.COMPLETED_WITH_ERRORS if tolerated else JobStatus.COMPLETED
@@ -246,7 +247,7 @@ class Orchestrator:
         tasks = []
         for spec in plan:
             tt = self.registry.task_type(spec.task_type)
-            params = parse_params(tt.params_model, spec.params).model_dump(mode="json")
+            params = parse_params(tt.params_type, spec.params).model_dump(mode="json")
             tasks.append(NewTask(
                 task_id=make_task_id(job_id, stage, spec.key), task_key=spec.key, task_type=tt.name,
                 params=params, target_queue=self.router.queue_for(tt, spec),
@@ -311,5 +312,11 @@ class LazyStageResults(Sequence[StageView]):
     def __len__(self) -> int:
         return len(self._stages)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    @overload
+    def __getitem__(self, index: int) -> StageView: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[StageView]: ...
+
+    def __getitem__(self, index: int | slice) -> StageView | Sequence[StageView]:
         return self._stages[index]

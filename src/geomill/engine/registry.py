@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from geomill.domain import RegistryError, StageSpec, TaskSpec, UnknownJobType
-from geomill.domain.models import StageResults
+from geomill.domain.models import FinishedStage
 from geomill.engine.context import TaskContext
 from geomill.engine.retry import RetryPolicy
 
@@ -23,7 +23,7 @@ DEFAULT_QUEUES = ("raster-tasks", "vector-tasks", "long-tasks", "default-tasks")
 JOBS_QUEUE = "jobs"
 
 Handler = Callable[[Any, TaskContext], BaseModel]
-FinalizeFn = Callable[[Any, Sequence[StageResults]], dict[str, Any]]
+FinalizeFn = Callable[[Any, Sequence[FinishedStage]], dict[str, Any]]
 
 
 class ResolvedTaskType(NamedTuple):
@@ -80,6 +80,13 @@ class TaskType:
     def is_resolved(self, field_name: str = "handler") -> bool:
         """False while `field_name` is still an unimported reference."""
         return not isinstance(object.__getattribute__(self, field_name), str)
+
+    @property
+    def params_type(self) -> type[BaseModel]:
+        """The parameter model, imported now if still a reference (the handler's module is not imported)."""
+        model = self.params_model
+        assert not isinstance(model, str)  # __getattribute__ resolved it
+        return model
 
     def resolve_all(self) -> ResolvedTaskType:
         """The handler and models, imported now if still references (RegistryError if one is broken)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from geomill.domain import FailurePolicy, StageResults, StageSpec, TaskSpec
+from geomill.domain import FailurePolicy, FinishedStage, StageSpec, TaskSpec
 from geomill.engine.registry import JobType, Registry
 from geomill.tasks.demo import GREET, REPLY, WORK
 
@@ -16,16 +16,16 @@ class HelloWorldParams(BaseModel):
     n: int = Field(3, ge=0, le=100_000, description="number of greetings (stage 1 tasks)")
 
 
-def plan_greetings(params: HelloWorldParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_greetings(params: HelloWorldParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     return [GREET.spec(f"greet-{i:06d}", {"index": i}) for i in range(params.n)]
 
 
-def plan_replies(params: HelloWorldParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_replies(params: HelloWorldParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     greetings = previous[-1].results
     return [REPLY.spec(f"reply-{key}", {"greeting": r["greeting"]}) for key, r in sorted(greetings.items())]
 
 
-def finalize_hello(params: HelloWorldParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+def finalize_hello(params: HelloWorldParams, stages: Sequence[FinishedStage]) -> dict[str, Any]:
     replies = [r["reply"] for _, r in sorted(stages[1].results.items())]
     return {"greetings": len(stages[0].results), "replies": len(replies), "sample": replies[:3]}
 
@@ -41,7 +41,7 @@ class FanoutParams(BaseModel):
     tag: str = Field("", description="free text, to make otherwise identical jobs distinct")
 
 
-def _plan_work(params: FanoutParams, previous: Sequence[StageResults]) -> Iterator[TaskSpec]:
+def _plan_work(params: FanoutParams, previous: Sequence[FinishedStage]) -> Iterator[TaskSpec]:
     """A generator: the orchestrator inserts a big stage chunk by chunk as the plan yields it."""
     stage = len(previous) + 1
     bad = set(params.invalid_keys)
@@ -52,7 +52,7 @@ def _plan_work(params: FanoutParams, previous: Sequence[StageResults]) -> Iterat
         })
 
 
-def finalize_fanout(params: FanoutParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+def finalize_fanout(params: FanoutParams, stages: Sequence[FinishedStage]) -> dict[str, Any]:
     return {
         "stages": len(stages),
         "completed": sum(s.completed_count for s in stages),  # counts, not rows: no read of N results
@@ -70,7 +70,7 @@ class _FanoutStages:
     @staticmethod
     def build(max_stages: int) -> tuple[StageSpec, ...]:
         def plan_for(k: int):
-            def plan(params: FanoutParams, previous: Sequence[StageResults]) -> Iterable[TaskSpec]:
+            def plan(params: FanoutParams, previous: Sequence[FinishedStage]) -> Iterable[TaskSpec]:
                 return _plan_work(params, previous) if k <= params.stages else []
             return plan
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, field_validator
 
 from geomill.domain import InvalidInput, StageSpec, TaskSpec
-from geomill.domain.models import StageResults
+from geomill.domain.models import FinishedStage
 from geomill.engine.registry import JobType, Registry
 from geomill.jobs import raster_tiling as tiling
 from geomill.jobs.results import stage_result
@@ -81,11 +81,11 @@ class ProcessRasterParams(CogOptions):
     always_tiled: ClassVar[bool] = False  # process_large_raster: tiled whatever the size
 
 
-def plan_validate(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_validate(params: ProcessRasterParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     return [VALIDATE.spec("validate", ValidateRasterParams(source=params.source))]
 
 
-def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_create_cog(params: ProcessRasterParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """One COG of the whole raster; on the tiled path, one COG per extracted tile."""
     if tiling.is_tiled(params, previous):
         return tiling.plan_tile_cogs(params, previous)
@@ -98,7 +98,7 @@ def plan_create_cog(params: ProcessRasterParams, previous: Sequence[StageResults
     ), size_bytes=checked.get("size_bytes"))]  # a big input routes to long-tasks
 
 
-def plan_stac(params: ProcessRasterParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_stac(params: ProcessRasterParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """A STAC item for the COG; on the tiled path, a collection with an item per tile."""
     if tiling.is_tiled(params, previous):
         return tiling.plan_collection(params, previous)
@@ -108,7 +108,7 @@ def plan_stac(params: ProcessRasterParams, previous: Sequence[StageResults]) -> 
     return [CREATE_ITEM.spec("stac_item", CreateItemParams(cog_uri=cog["cog_uri"], source=params.source))]
 
 
-def finalize(params: ProcessRasterParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+def finalize(params: ProcessRasterParams, stages: Sequence[FinishedStage]) -> dict[str, Any]:
     """``{"source", "path", "reason", "outputs": [...]}``; single path: one output (cog_*, stac_item_*, bbox,
     validate); tiled path: ``outputs`` empty and ``tiled`` = {tiling, tiles, mosaic, collection}."""
     decided = tiling.processing_choice(params, stages)

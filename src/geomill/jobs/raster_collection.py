@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from geomill.catalog.base import check_id
 from geomill.domain import StageSpec, TaskSpec, canonical_json
-from geomill.domain.models import StageResults
+from geomill.domain.models import FinishedStage
 from geomill.engine.registry import JobType, Registry
 from geomill.jobs.raster import SUMMARY_FIELDS, CogOptions, _as_value_error
 from geomill.jobs.results import stage_result, stage_results
@@ -95,7 +95,7 @@ def _key(stage: str, index: int) -> str:
     return f"{stage}-{index:05d}"
 
 
-def source_list(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[str]:
+def source_list(params: ProcessRasterCollectionParams, previous: Sequence[FinishedStage]) -> list[str]:
     """The sources as given, or as listed by the first stage."""
     if params.sources is not None:
         return list(params.sources)
@@ -130,18 +130,18 @@ def check_compatible(sources: Sequence[str], summaries: Sequence[dict[str, Any]]
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def plan_list_sources(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_list_sources(params: ProcessRasterCollectionParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     if params.source_prefix is None:
         return []
     return [LIST_SOURCES.spec("list", ListSourcesParams(prefix=params.source_prefix))]
 
 
-def plan_validate(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_validate(params: ProcessRasterCollectionParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     return [VALIDATE.spec(_key("validate", i), ValidateRasterParams(source=s))
             for i, s in enumerate(source_list(params, previous))]
 
 
-def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """Check the validated rasters are compatible, then one COG task per raster, big ones routed to long-tasks."""
     sources = source_list(params, previous)
     validated = stage_results(previous, "validate")
@@ -156,14 +156,14 @@ def plan_create_cogs(params: ProcessRasterCollectionParams, previous: Sequence[S
     ), size_bytes=summary.get("size_bytes")) for i, summary in enumerate(summaries)]
 
 
-def _cogs(previous: Sequence[StageResults], count: int) -> list[dict[str, Any]] | None:
+def _cogs(previous: Sequence[FinishedStage], count: int) -> list[dict[str, Any]] | None:
     done = stage_results(previous, "create_cog")
     found = [done.get(_key("cog", i)) for i in range(count)]
     cogs = [c for c in found if c is not None]
     return cogs if cogs and len(cogs) == len(found) else None
 
 
-def plan_mosaic(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_mosaic(params: ProcessRasterCollectionParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     cogs = _cogs(previous, len(source_list(params, previous)))
     if cogs is None:
         return []
@@ -171,7 +171,7 @@ def plan_mosaic(params: ProcessRasterCollectionParams, previous: Sequence[StageR
                                                quadkey_zoom=None))]
 
 
-def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     sources = source_list(params, previous)
     cogs = _cogs(previous, len(sources))
     mosaic = stage_result(previous, "mosaic", "mosaic")
@@ -183,7 +183,7 @@ def plan_collection(params: ProcessRasterCollectionParams, previous: Sequence[St
         collection_id=collection_id_for(params), items=items, mosaic=MosaicRef.model_validate(mosaic)))]
 
 
-def finalize(params: ProcessRasterCollectionParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+def finalize(params: ProcessRasterCollectionParams, stages: Sequence[FinishedStage]) -> dict[str, Any]:
     """``{"collection_id", "items", "item_count", "mosaic": {...}, "catalog_backend", "outputs": [per source]}``."""
     sources = source_list(params, stages)
     validated = stage_results(stages, "validate")

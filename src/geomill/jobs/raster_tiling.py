@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geomill.domain import TaskSpec
-from geomill.domain.models import StageResults
+from geomill.domain.models import FinishedStage
 from geomill.jobs.results import stage_result, stage_results
 from geomill.tasks.raster import CREATE_COG, EXTRACT_TILE, MOSAIC, REMOVE_INTERMEDIATES, TILE_SCHEME
 from geomill.tasks.raster.models import (
@@ -28,7 +28,7 @@ from geomill.tasks.stac import CREATE_COLLECTION
 from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
 
-def processing_choice(params: Any, previous: Sequence[StageResults]) -> dict[str, str] | None:
+def processing_choice(params: Any, previous: Sequence[FinishedStage]) -> dict[str, str] | None:
     """``{"path": "tiled"|"single", "reason"}``: forced by the job type, else what the validate task decided."""
     checked = stage_result(previous, "validate", "validate")
     if checked is None:
@@ -39,16 +39,16 @@ def processing_choice(params: Any, previous: Sequence[StageResults]) -> dict[str
     return {"path": decided["path"], "reason": decided["reason"]}
 
 
-def is_tiled(params: Any, previous: Sequence[StageResults]) -> bool:
+def is_tiled(params: Any, previous: Sequence[FinishedStage]) -> bool:
     choice = processing_choice(params, previous)
     return choice is not None and choice["path"] == "tiled"
 
 
-def _scheme(params: Any, previous: Sequence[StageResults]) -> dict[str, Any] | None:
+def _scheme(params: Any, previous: Sequence[FinishedStage]) -> dict[str, Any] | None:
     return stage_result(previous, "tile_scheme", "tile_scheme") if is_tiled(params, previous) else None
 
 
-def plan_tile_scheme(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_tile_scheme(params: Any, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     if not is_tiled(params, previous):
         return []
     checked = stage_result(previous, "validate", "validate")
@@ -59,7 +59,7 @@ def plan_tile_scheme(params: Any, previous: Sequence[StageResults]) -> list[Task
     ))]
 
 
-def plan_extract_tiles(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_extract_tiles(params: Any, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """One task per tile; the task type's queue is long-tasks."""
     scheme = _scheme(params, previous)
     if scheme is None:
@@ -70,7 +70,7 @@ def plan_extract_tiles(params: Any, previous: Sequence[StageResults]) -> list[Ta
     )) for tile in scheme["tiles"]]
 
 
-def plan_tile_cogs(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_tile_cogs(params: Any, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """A COG per extracted tile, with raster.create_cog (a tile bigger than the long threshold goes long)."""
     scheme = _scheme(params, previous)
     if scheme is None:
@@ -82,11 +82,11 @@ def plan_tile_cogs(params: Any, previous: Sequence[StageResults]) -> list[TaskSp
     ), size_bytes=tile["size_bytes"]) for key, tile in sorted(extracted.items())]
 
 
-def _tile_cogs(previous: Sequence[StageResults]) -> list[tuple[str, dict[str, Any]]]:
+def _tile_cogs(previous: Sequence[FinishedStage]) -> list[tuple[str, dict[str, Any]]]:
     return sorted(stage_results(previous, "create_cog").items())
 
 
-def plan_mosaic(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_mosaic(params: Any, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """The mosaic over the tile COGs, and (in parallel: the COGs no longer need them) the intermediates' removal."""
     scheme = _scheme(params, previous)
     if scheme is None:
@@ -97,7 +97,7 @@ def plan_mosaic(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]
             REMOVE_INTERMEDIATES.spec("cleanup", RemoveIntermediatesParams(uri=folder))]
 
 
-def plan_collection(params: Any, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_collection(params: Any, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """One STAC collection named after the scheme, an item per tile COG, the mosaic as collection assets."""
     scheme = _scheme(params, previous)
     if scheme is None:
@@ -115,7 +115,7 @@ def plan_collection(params: Any, previous: Sequence[StageResults]) -> list[TaskS
     ))]
 
 
-def tiled_outcome(params: Any, stages: Sequence[StageResults]) -> dict[str, Any]:
+def tiled_outcome(params: Any, stages: Sequence[FinishedStage]) -> dict[str, Any]:
     """The tiled part of the job's result: grid, tiles, tile COGs, mosaic and collection."""
     scheme = stage_result(stages, "tile_scheme", "tile_scheme") or {}
     collection = stage_result(stages, "stac_item", "stac_collection")

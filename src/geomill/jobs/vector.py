@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geomill.domain import FailurePolicy, StageSpec, TaskSpec
-from geomill.domain.models import StageResults
+from geomill.domain.models import FinishedStage
 from geomill.engine.registry import JobType, Registry
 from geomill.jobs.results import stage_errors, stage_result, stage_results
 from geomill.tasks.vector import FINALIZE, PREPARE, UPLOAD
@@ -25,23 +25,23 @@ class ProcessVectorParams(VectorOptions):
     pass
 
 
-def _loads(previous: Sequence[StageResults]) -> list[VectorLoad]:
+def _loads(previous: Sequence[FinishedStage]) -> list[VectorLoad]:
     result = stage_result(previous, "prepare", "prepare")
     return [VectorLoad.model_validate(doc) for doc in result["loads"]] if result else []
 
 
-def plan_prepare(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_prepare(params: ProcessVectorParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     return [PREPARE.spec("prepare", params)]  # the job's parameters are the prepare task's
 
 
-def plan_upload(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_upload(params: ProcessVectorParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """One task per chunk of every output."""
     return [UPLOAD.spec(f"{i}-{chunk.index:05d}", UploadParams(target=load.target, chunk=chunk),
                         size_bytes=chunk.size_bytes)
             for i, load in enumerate(_loads(previous)) for chunk in load.chunks]
 
 
-def plan_finalize(params: ProcessVectorParams, previous: Sequence[StageResults]) -> list[TaskSpec]:
+def plan_finalize(params: ProcessVectorParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
     """One task per output, told how many rows its uploads loaded and what failed."""
     results, errors = stage_results(previous, "upload"), stage_errors(previous, "upload")
     plan = []
@@ -55,7 +55,7 @@ def plan_finalize(params: ProcessVectorParams, previous: Sequence[StageResults])
     return plan
 
 
-def finalize(params: ProcessVectorParams, stages: Sequence[StageResults]) -> dict[str, Any]:
+def finalize(params: ProcessVectorParams, stages: Sequence[FinishedStage]) -> dict[str, Any]:
     """``{"source", "tables": [finalize results], "column_mapping", "repaired", "chunks"}``."""
     prepare = stage_result(stages, "prepare", "prepare") or {}
     done = stage_results(stages, "finalize")

@@ -6,6 +6,8 @@ shapely type ids: 0 Point, 1 LineString, 2 LinearRing, 3 Polygon, 4 MultiPoint, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +20,7 @@ SINGLE_TYPES = {"point": {0}, "line": {1, 2}, "polygon": {3}}
 SINGLE_NAME = {"point": "POINT", "line": "LINESTRING", "polygon": "POLYGON", "collection": "GEOMETRYCOLLECTION"}
 MULTI_NAME = {"point": "MULTIPOINT", "line": "MULTILINESTRING", "polygon": "MULTIPOLYGON",
               "collection": "GEOMETRYCOLLECTION"}
-MULTI_MAKER = {"point": shapely.multipoints, "line": shapely.multilinestrings, "polygon": shapely.multipolygons}
+MULTI_MAKER: dict[str, Callable[..., np.ndarray]] = {"point": shapely.multipoints, "line": shapely.multilinestrings, "polygon": shapely.multipolygons}
 
 
 @dataclass

@@ -157,7 +157,7 @@ def batch_geometries(batch: pa.RecordBatch, info: LayerInfo, label: str) -> np.n
             raise InvalidInput(f"column {csv.wkt!r} of {label} holds text that is not WKT: {exc}",
                                field="source") from exc
     xs, ys = _numbers(batch, csv.x, label), _numbers(batch, csv.y, label)  # type: ignore[arg-type]
-    geoms = shapely.points(xs, ys)
+    geoms = np.asarray(shapely.points(xs, ys), dtype=object)
     geoms[np.isnan(xs) | np.isnan(ys)] = None
     return geoms
 

@@ -103,8 +103,8 @@ def test_bad_raster_fails_clearly_without_retries(seeded: Path, tmp_path: Path, 
         Path(source).write_text("this is not a raster\n")
         expect = "notes.tif"
     result, doc = _run_raster(seeded, source)
-    assert result.returncode == 1
-    assert doc["status"] == "failed"
+    assert result.returncode == 2, result.stderr  # a bad file, not a platform failure (issue 19 bug 3)
+    assert doc["status"] == "failed" and doc["error"]["cause"] == "invalid_input"
     assert expect in doc["error"]["message"], doc["error"]
     assert doc["failed_tasks"][0]["attempt"] == 1  # InvalidInput: no retry storm
     assert doc["failed_tasks"][0]["error"]["type"] == "InvalidInput"

@@ -357,3 +357,36 @@ def test_events_of_a_cancelled_job_change_nothing(runtime: Runtime, rows: Callab
     job = runtime.store.get_job(job_id)
     assert (job.status, job.stage, job.advances) == (JobStatus.CANCELLED, 0, 0)  # ... and plans nothing
     assert rows("tasks") == 0 and rows("events") == 0
+
+
+# issue 19 bug 3: a job that failed on its input says so, and `geomill run` can tell it from a platform failure
+
+
+def test_a_job_failed_by_refused_inputs_has_cause_invalid_input(runtime: Runtime, finish: Callable) -> None:
+    job_id = runtime.orchestrator.submit("fanout", {"n": 3, "invalid_keys": [0, 2]}).job.job_id
+    job = finish(runtime, job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error["cause"] == "invalid_input"
+    failed = [t for t in runtime.store.list_tasks(job_id) if t.status is TaskStatus.FAILED]
+    assert {t.error["cause"] for t in failed} == {"invalid_input"}
+    assert all(t.error["retryable"] is False and t.attempt == 1 for t in failed)
+
+
+def test_a_job_failed_by_exhausted_transient_errors_has_cause_platform(
+    make_runtime: Callable[..., Runtime], finish: Callable
+) -> None:
+    rt = make_runtime()
+    job_id = rt.orchestrator.submit("fanout", {"n": 2, "fail_attempts": 9}).job.job_id
+    job = finish(rt, job_id, timeout=30.0)
+    assert job.status is JobStatus.FAILED
+    assert job.error["cause"] == "platform"
+    assert {t.error["cause"] for t in rt.store.list_tasks(job_id)} == {"transient"}
+
+
+def test_one_refused_input_among_platform_failures_is_a_platform_failure() -> None:
+    from geomill.engine.orchestrator import failure_cause
+
+    assert failure_cause([{"cause": "invalid_input"}, {"cause": "invalid_input"}]) == "invalid_input"
+    assert failure_cause([{"cause": "invalid_input"}, {"cause": "transient"}]) == "platform"
+    assert failure_cause([{"type": "InvalidInput", "retryable": False}]) == "invalid_input"  # recorded before
+    assert failure_cause([]) == "platform"

@@ -25,6 +25,16 @@ EXIT_BY_STATUS = {
     JobStatus.FAILED: EXIT_FAILED, JobStatus.CANCELLED: EXIT_FAILED,
 }
 
+
+
+def exit_for(doc: dict[str, Any]) -> int:
+    """The exit code of a finished job's status document: 2 when it failed because its input was refused."""
+    status = JobStatus(doc["status"])
+    if status is JobStatus.FAILED and (doc.get("error") or {}).get("cause") == "invalid_input":
+        return EXIT_INVALID
+    return EXIT_BY_STATUS.get(status, EXIT_FAILED)
+
+
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder [env GEOMILL_DATA_DIR; ./geomill-data]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 Params = Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (value parsed as JSON if it can be)")]

@@ -9,7 +9,6 @@ import typer
 
 from geomill.cli import views
 from geomill.cli.common import (
-    EXIT_BY_STATUS,
     EXIT_FAILED,
     EXIT_OK,
     AsJson,
@@ -20,6 +19,7 @@ from geomill.cli.common import (
     Processes,
     app,
     err,
+    exit_for,
     fail,
     load_settings,
     out,
@@ -61,7 +61,7 @@ def run(
         if not sub.created:
             out.print(f"[dim]job {job_id[:12]} already existed; showing its outcome (use --force to re-run)[/]")
         out.print(views.status_view(doc))
-    raise typer.Exit(EXIT_BY_STATUS.get(JobStatus(doc["status"]), EXIT_FAILED))
+    raise typer.Exit(exit_for(doc))
 
 
 def _layout(settings: Settings) -> list[tuple[str, ...]]:

@@ -27,11 +27,19 @@ class Outcome:
     fenced: bool = False
 
 
+def failure_kind(exc: BaseException, *, permanent: bool) -> str:
+    """``invalid_input`` (a person must fix the input), ``permanent`` (this code cannot run it), or ``transient``."""
+    if isinstance(exc, InvalidInput):
+        return "invalid_input"
+    return "permanent" if permanent else "transient"
+
+
 def error_record(exc: BaseException, attempt: int, *, permanent: bool) -> dict[str, Any]:
     """The error as stored: type, message, whether it is retryable, the attempt, and a traceback for admins."""
     return {
         "type": type(exc).__name__,
         "message": str(exc) or type(exc).__name__,
+        "cause": failure_kind(exc, permanent=permanent),
         "retryable": not permanent,
         "attempt": attempt,
         "traceback": "".join(traceback.format_exception(exc))[-8000:],

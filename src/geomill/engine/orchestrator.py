@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
@@ -220,6 +220,7 @@ class Orchestrator:
         first = results.errors[first_key]
         error = {
             "type": "StageFailed",
+            "cause": failure_cause(results.errors.values()),
             "message": f"stage {done} ({spec.name}): {len(results.errors)} task(s) failed; "
                        f"first, {first_key}: {first.get('type')}: {first.get('message')}",
             "stage": done,
@@ -267,6 +268,13 @@ class Orchestrator:
             else:
                 errors[key] = error or {}
         return StageResults(jt.stages[stage - 1].name, results, errors)
+
+
+def failure_cause(errors: Iterable[Mapping[str, Any]]) -> str:
+    """A failed job's cause: ``invalid_input`` when every failed task refused its input (exit 2 for `geomill run`),
+    else ``platform`` (something a retry, an operator or a fix of geomill may cure)."""
+    causes = [e.get("cause") or ("invalid_input" if e.get("type") == "InvalidInput" else "platform") for e in errors]
+    return "invalid_input" if causes and all(c == "invalid_input" for c in causes) else "platform"
 
 
 class StageView:

@@ -127,13 +127,14 @@ def test_error_record_shape() -> None:
         raise ValueError("bad value")
     except ValueError as exc:
         rec = error_record(exc, 2, permanent=False)
-    assert set(rec) == {"type", "message", "retryable", "attempt", "traceback"}
+    assert set(rec) == {"type", "message", "cause", "retryable", "attempt", "traceback"}
     assert (rec["type"], rec["message"], rec["retryable"], rec["attempt"]) == ("ValueError", "bad value", True, 2)
+    assert rec["cause"] == "transient"
     assert rec["traceback"].startswith("Traceback") and "ValueError: bad value" in rec["traceback"]
 
 
 def test_error_record_of_an_empty_message_uses_the_type_and_caps_the_traceback() -> None:
     rec = error_record(RuntimeError(), 1, permanent=True)
-    assert rec["message"] == "RuntimeError" and rec["retryable"] is False
+    assert rec["message"] == "RuntimeError" and rec["retryable"] is False and rec["cause"] == "permanent"
     huge = error_record(RuntimeError("x" * 20_000), 1, permanent=True)
     assert len(huge["traceback"]) == 8000

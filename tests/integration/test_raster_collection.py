@@ -74,7 +74,8 @@ def run(env: dict[str, str], *params: str, force: bool = False) -> dict[str, Any
     proc = cli(env, "run", "process_raster_collection", *args, *(["--force"] if force else []), "--json",
                timeout=300)
     doc = json.loads(proc.stdout)
-    assert proc.returncode == (0 if doc["status"] == "completed" else 1), proc.stderr
+    refused = doc["status"] == "failed" and doc["error"]["cause"] == "invalid_input"
+    assert proc.returncode == (0 if doc["status"] == "completed" else 2 if refused else 1), proc.stderr
     return doc
 
 
@@ -230,6 +231,7 @@ def test_incompatible_collection_fails_with_a_message_naming_the_odd_rasters(tmp
     env = geomill_env(tmp_path / "data", workers=2)
     doc = run(env, f"source_prefix={scenes}")
     assert doc["status"] == "failed" and doc["error"]["type"] == "InvalidInput"
+    assert doc["error"]["cause"] == "invalid_input"  # refused while planning: exit 2 as for a refused task
     message = doc["error"]["message"]
     assert f"'{odd}' has data type float32 (the others: uint8)" in message
     assert all(f"'{scenes / name}'" not in message for name in SAME_CRS)

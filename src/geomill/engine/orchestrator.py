@@ -130,7 +130,8 @@ class Orchestrator:
             else:
                 log.exception("advancing job failed", extra={"job_id": job.job_id})
             stage = self.store.get_job(job.job_id).stage  # a plan failing in a later chunk has started its stage
-            self._fail(job, stage, {"type": type(exc).__name__, "message": str(exc), "stage": stage},
+            cause = "invalid_input" if isinstance(exc, InvalidInput) else "platform"
+            self._fail(job, stage, {"type": type(exc).__name__, "cause": cause, "message": str(exc), "stage": stage},
                        stage_done=stage == done)
 
     def _stage_finished(self, job_id: str, stage: int) -> bool:

@@ -393,6 +393,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     db = pg_create_db("api_bench")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
     env["GEOMILL_DATABASE_URL"] = PG_URL.format(db=db)
+    env["GEOMILL_DRILL_JOBS"] = "true"  # fanout is a drill job type
     data = ["--data-dir", str(workdir / "data")]
     server = None
     hogs: list[subprocess.Popen[bytes]] = []  # --neighbours

@@ -208,6 +208,7 @@ def snapshot_src() -> tuple[Path, str]:
 def geomill_env(database_url: str | None) -> dict[str, str]:
     """Defaults for every GEOMILL_* setting (none inherited), except the database; the snapshot of src/ first."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
+    env["GEOMILL_DRILL_JOBS"] = "true"  # fanout is a drill job type
     if SNAPSHOT is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     if database_url:

@@ -131,6 +131,7 @@ def _checked(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
+    env["GEOMILL_DRILL_JOBS"] = "true"  # fanout is a drill job type
     env.update(extra)
     return env
 

@@ -28,7 +28,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir, "database_url": None, "app_name": "unit-test", "workers": 1,
         "queues": ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"],
         "lease_seconds": 30.0, "poll_interval_seconds": 0.05, "stall_grace_seconds": 0.0,
-        "event_visibility_seconds": 30.0, "plugins": [],
+        "event_visibility_seconds": 30.0, "plugins": [], "drill_jobs": True,
     }
     values.update(overrides)
     return Settings(**values)

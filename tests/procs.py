@@ -17,7 +17,7 @@ GEOMILL = [sys.executable, "-m", "geomill.cli"]
 
 def geomill_env(data_dir: Path, database_url: str | None = None, **settings: object) -> dict[str, str]:
     """Environment for a geomill process: its data folder, optional database URL and GEOMILL_* settings."""
-    env = dict(os.environ, GEOMILL_DATA_DIR=str(data_dir))
+    env = dict(os.environ, GEOMILL_DATA_DIR=str(data_dir), GEOMILL_DRILL_JOBS="true")  # tests submit fanout
     tests_dir = str(Path(__file__).resolve().parent)  # so GEOMILL_PLUGINS can name test plugins
     env["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH", "")) if p)
     if database_url:

@@ -82,7 +82,13 @@ class Settings(BaseSettings):
     debug_endpoints: bool = Field(False, description="enable /api/debug/* and /api/dead-letters (admin only)")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
     source_roots: list[Path] = Field(default=[], description="folders HTTP-submitted file parameters may name "
-                                     "(besides storage URIs); empty: the data folder only")
+                                     "(besides storage URIs); empty: the data folder's bronze/ zone only. The "
+                                     "SQLite state database is never nameable")
+    public_url: str | None = Field(
+        None, description="the API's external base URL (https://geo.example.org/geo): status URLs and redirects "
+                          "are built from it, never from the request's Host header; unset: relative URLs")
+    drill_jobs: bool = Field(False, description="enable the drill job types (fanout: tests, chaos drills, "
+                             "benchmarks); off, they are unknown to every face")
     log_level: str = Field("WARNING")
     log_json: bool = Field(False, description="JSON log lines (for services)")
     plugins: list[str] = Field(default=[], description="extra modules with a register(registry) function")

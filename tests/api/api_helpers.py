@@ -28,7 +28,7 @@ def api_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir, "database_url": None, "app_name": "api-test", "workers": 1, "queues": QUEUES,
         "lease_seconds": 30.0, "poll_interval_seconds": 0.05, "stall_grace_seconds": 0.0,
         "event_visibility_seconds": 30.0, "plugins": [], "auth_disabled": False, "debug_endpoints": False,
-        "source_roots": [], "api_key_cache_seconds": 0.2,
+        "source_roots": [], "api_key_cache_seconds": 0.2, "drill_jobs": True,
     }
     values.update(overrides)
     return Settings(**values)

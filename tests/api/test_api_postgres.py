@@ -112,7 +112,7 @@ def test_hello_world_completes_with_workers_on_postgres(server: Server) -> None:
     assert len(tasks) == 8 and {t["status"] for t in tasks} == {"completed"}
     assert {t["correlation_id"] for t in tasks} == {"pg-hello"}
     assert all(t["executed_by_app"].startswith("api-pg-test#") for t in tasks)
-    health = server.client.get("/api/health").json()
+    health = server.client.get("/api/health", headers=server.h("admin")).json()
     assert health["components"]["database"]["backend"] == "postgres"
     assert health["components"]["workers"]["count"] >= 1 and health["status"] == "ok", health
 
@@ -180,9 +180,11 @@ def test_idempotent_resubmission(server: Server) -> None:
     assert (first.status_code, again.status_code) == (202, 200)
     assert first.json()["job_id"] == again.json()["job_id"]
     keyed = server.submit("fanout", {"n": 1, "tag": "pg-idem"}, **{"Idempotency-Key": "pg-key-1"})
-    replay = server.submit("fanout", {"n": 2, "tag": "pg-other"}, **{"Idempotency-Key": "pg-key-1"})
+    replay = server.submit("fanout", {"n": 1, "tag": "pg-idem"}, **{"Idempotency-Key": "pg-key-1"})
     assert (keyed.status_code, replay.status_code) == (202, 200)
     assert replay.json()["job_id"] == keyed.json()["job_id"]
+    other = server.submit("fanout", {"n": 2, "tag": "pg-other"}, **{"Idempotency-Key": "pg-key-1"})
+    assert other.status_code == 422, other.text  # the key was used for another request
     assert server.poll(keyed.json()["job_id"])["params"]["tag"] == "pg-idem"
 
 

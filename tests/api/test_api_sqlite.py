@@ -65,9 +65,10 @@ def test_idempotent_resubmission_and_idempotency_key(api: Api) -> None:
     assert api.job_count() == 1
 
     keyed = api.submit("hello_world", {"n": 4}, **{"Idempotency-Key": "order-17"})
-    replay = api.submit("hello_world", {"n": 5}, **{"Idempotency-Key": "order-17"})
+    replay = api.submit("hello_world", {"n": 4}, **{"Idempotency-Key": "order-17"})
     assert (keyed.status_code, replay.status_code) == (202, 200)
     assert replay.json()["job_id"] == keyed.json()["job_id"] and replay.json()["created"] is False
+    assert api.submit("hello_world", {"n": 5}, **{"Idempotency-Key": "order-17"}).status_code == 422
     assert api.status(keyed.json()["job_id"])["params"] == {"n": 4}
     assert api.job_count() == 2
 
@@ -196,7 +197,8 @@ def test_auth_401_403_and_tracebacks_for_admins_only(api: Api) -> None:
 
 def test_auth_disabled_is_explicit_and_reported(make_api: Callable[..., Api]) -> None:
     secured = make_api()
-    health = secured.client.get("/api/health").json()
+    assert secured.client.get("/api/health").json()["components"]["auth"] == {"status": "ok"}  # states only
+    health = secured.client.get("/api/health", headers=secured.h("admin")).json()
     assert health["components"]["auth"] == {"status": "ok", "api_keys_required": True}
     assert secured.client.get("/api/jobs").status_code == 401
 
@@ -266,7 +268,7 @@ def test_metrics_after_work(api: Api) -> None:
 
 
 def test_health_components_and_probes(api: Api) -> None:
-    r = api.client.get("/api/health")
+    r = api.client.get("/api/health", headers=api.h("admin"))  # the details are for admin keys
     assert r.status_code == 200, r.text
     doc = r.json()
     comps = doc["components"]
@@ -339,21 +341,25 @@ def test_retry_landing_while_the_stage_is_judged_is_not_lost(make_api: Callable[
     assert [(t["status"], t["attempt"]) for t in api.tasks(job_id)] == [("completed", 4), ("completed", 4)]
 
 
-@pytest.mark.parametrize("scheme, host, root_path", [("http", "testserver", ""), ("https", "geo.example.org", "/geo"),
-                                                     ("http", "127.0.0.1:8000", "/a/b")])
-def test_status_url_is_what_url_for_gives(scheme: str, host: str, root_path: str) -> None:
-    """The submission's status_url is built without url_for's walk over every route; behind a proxy's root path or
-    https it must still be the URL url_for gives."""
+@pytest.mark.parametrize(("public_url", "root_path", "expected"), [
+    (None, "", "/api/jobs/status/{id}"), (None, "/geo", "/geo/api/jobs/status/{id}"),
+    ("https://geo.example.org/geo/", "/geo", "https://geo.example.org/geo/api/jobs/status/{id}"),
+    ("http://127.0.0.1:8000", "", "http://127.0.0.1:8000/api/jobs/status/{id}")])
+def test_status_url_is_relative_or_public_never_from_host(public_url: str | None, root_path: str,
+                                                          expected: str) -> None:
+    """The submission's status_url: under GEOMILL_PUBLIC_URL, else relative with the proxy's root path; the Host
+    header (here forged) never appears."""
+    from types import SimpleNamespace
+
     from fastapi import FastAPI
     from starlette.requests import Request
 
     from geomill.api.routers import jobs
 
     app = FastAPI()
-    app.include_router(jobs.router)
-    request = Request({"type": "http", "scheme": scheme, "method": "POST", "root_path": root_path,
+    app.state.settings = SimpleNamespace(public_url=public_url)
+    request = Request({"type": "http", "scheme": "http", "method": "POST", "root_path": root_path,
                        "path": f"{root_path}/api/jobs/submit/x", "query_string": b"", "app": app,
-                       "router": app.router, "headers": [(b"host", host.encode())], "server": None})
+                       "router": app.router, "headers": [(b"host", b"evil.example")], "server": None})
     job_id = "ab" * 32
-    assert jobs.status_url(request, job_id) == str(request.url_for("get_job_status", job_id=job_id))
-    assert jobs.status_url(request, job_id) == f"{scheme}://{host}{root_path}/api/jobs/status/{job_id}"
+    assert jobs.status_url(request, job_id) == expected.format(id=job_id)

@@ -66,7 +66,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
     ("too-long-id", "GET", "/api/jobs/status/" + "a" * 300, {}, 422, "job_id"),
     ("not-a-job-id", "GET", "/api/jobs/status/../../etc/passwd", {}, 404, None),  # normalised by the client
     ("malformed-job-id", "GET", "/api/jobs/status/ABC", {}, 422, "job_id"),
-    ("job-id-submit", "POST", "/api/jobs/submit/cancel", {}, 422, "body"),  # the submit route, not cancel
+    ("job-id-submit", "POST", "/api/jobs/submit/cancel", {}, 404, "job_type"),  # the submit route, not cancel
     ("bad-limit", "GET", "/api/jobs", {"params": {"limit": 0}}, 422, "limit"),
     ("limit-not-int", "GET", "/api/jobs", {"params": {"limit": "ten"}}, 422, "limit"),
     ("bad-date", "GET", "/api/jobs", {"params": {"created_after": "yesterday"}}, 422, "created_after"),
@@ -110,6 +110,7 @@ def test_refused_with_problem_document(api: Api, method: str, path: str, kwargs:
         assert any(e["field"].split(".")[-1] == field for e in body["errors"]), body  # e.g. query.limit
     if status == 404 and "job_type" == field:
         assert {"hello_world", "fanout", "process_raster"} <= set(body["known_job_types"])
+        assert "cancel" not in body["known_job_types"]
     if status == 405:
         assert r.headers.get("allow"), r.headers
     if status == 413:

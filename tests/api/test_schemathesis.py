@@ -18,6 +18,7 @@ from api_helpers import QUEUES, api_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
 from geomill.api import create_app
@@ -88,16 +89,23 @@ def _opaque_cursor_removed(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
+def _excluded(case: schemathesis.Case) -> list:
+    """A submission's body schema is its job type's (GET /api/job-types), which the document cannot tie to the path
+    parameter: it declares any object, and the API refuses unknown parameters (issue 20). So an object schemathesis
+    calls valid may be refused there; every other check still applies."""
+    return [positive_data_acceptance] if case.operation.path == "/api/jobs/submit/{job_type}" else []
+
+
 @open_schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms_auth_disabled(case: schemathesis.Case) -> None:
-    _opaque_cursor_removed(case).call_and_validate()
+    _opaque_cursor_removed(case).call_and_validate(excluded_checks=_excluded(case))
 
 
 @secured_schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms_with_admin_key(case: schemathesis.Case) -> None:
-    _opaque_cursor_removed(case).call_and_validate(headers=ADMIN)
+    _opaque_cursor_removed(case).call_and_validate(headers=ADMIN, excluded_checks=_excluded(case))
 
 
 def test_real_documents_match_their_schema(seeded: tuple[Runtime, dict[str, str]]) -> None:

@@ -70,8 +70,12 @@ def test_submit_validates_once_and_gives_back_the_same_job(rt: Runtime) -> None:
 
 def test_idempotency_key_names_the_first_job(rt: Runtime) -> None:
     first = submit(rt, "hello_world", {"n": 1}, restricted=True, idempotency_key="k")
-    other = submit(rt, "hello_world", {"n": 9}, restricted=True, idempotency_key="k")
-    assert first.created and not other.created and other.job.job_id == first.job.job_id
+    again = submit(rt, "hello_world", {"n": 1}, restricted=True, idempotency_key="k")
+    assert first.created and not again.created and again.job.job_id == first.job.job_id
+    with pytest.raises(InvalidInput):  # the key was used for another request
+        submit(rt, "hello_world", {"n": 9}, restricted=True, idempotency_key="k")
+    scoped = submit(rt, "hello_world", {"n": 9}, restricted=True, idempotency_key="k", client="other-client")
+    assert scoped.created and scoped.job.job_id != first.job.job_id  # keys are scoped by client
     with pytest.raises(InvalidInput):  # an unknown key still goes through the path policy
         submit(rt, "files", {"source": "FILE:///etc/passwd"}, restricted=True, idempotency_key="k2")
     assert rt.store.job_for_idempotency_key("k2") is None

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from starlette.datastructures import MutableHeaders
@@ -63,9 +64,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         app.state.async_store = ThreadedAsyncStore(runtime.store)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(CorrelationId)
-    for router in (jobs.router, tasks.router, meta.router, debug.router):
+    app.add_middleware(CorrelationId, public_url=settings.public_url)
+    for router in (jobs.router, tasks.router, meta.router):
         app.include_router(router)
+    app.include_router(debug.router, include_in_schema=settings.debug_endpoints)  # off: 404, and undocumented
     _add_problem_schema(app, secured=not settings.auth_disabled)
     return app
 
@@ -83,10 +85,14 @@ async def single_query_values(request: Request) -> None:
 
 class CorrelationId:
     """Take X-Correlation-ID (or make one), expose it to handlers (``request.state.correlation_id``) and logs, and
-    return it. Plain ASGI: a ``BaseHTTPMiddleware`` costs a task group and a body stream per request."""
+    return it. An unhandled error is logged with it and answered 500 here, inside the server's own error layer,
+    which would re-raise it (and the server then drops the connection). A redirect's Location never carries the
+    request's Host: it becomes relative, or starts with `public_url`. Plain ASGI: a ``BaseHTTPMiddleware`` costs a
+    task group and a body stream per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
         self.app = app
+        self.public_url = public_url.rstrip("/") if public_url else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,17 +101,38 @@ class CorrelationId:
         given = next((v for k, v in scope["headers"] if k == _CORRELATION_KEY), b"").decode("latin-1")
         cid = given if given and len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = cid
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
+                started = True
+                headers = MutableHeaders(scope=message)
+                headers[CORRELATION_HEADER] = cid
+                if 300 <= message["status"] < 400 and "location" in headers:
+                    headers["location"] = self._location(headers["location"], scope.get("root_path", ""))
             await send(message)
 
         token = correlation_id_var.set(cid)
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            errors.log_unexpected(scope["method"], scope["path"], exc, cid)
+            if started:  # part of a response went out: nothing valid can follow it
+                raise
+            await errors.internal_error(Request(scope, receive))(scope, receive, send_with_id)
         finally:
             correlation_id_var.reset(token)
+
+    def _location(self, location: str, root_path: str) -> str:
+        """An absolute Location (built from the Host header) made relative, or rebased on the public URL."""
+        parts = urlsplit(location)
+        if not parts.netloc:
+            return location
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if self.public_url and root_path and path.startswith(root_path):
+            path = path[len(root_path):]
+        return self.public_url + path
 
 
 class BodyLimit:

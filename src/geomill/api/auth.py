@@ -22,23 +22,38 @@ def _presented(request: Request, header_key: str | None) -> str | None:
     return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
+async def _principal(request: Request, secret: str) -> Principal | None:
+    """Whom `secret` authenticates (None: nobody), from the cache or the store."""
+    state = request.app.state
+    key_hash = hash_key(secret)
+    cache: KeyCache = state.key_cache
+    hit, principal = cache.get(key_hash)
+    if not hit:  # the database call runs in the thread pool: the event loop never blocks on it
+        principal = await run_in_threadpool(lookup, state.runtime.store, key_hash)
+        cache.put(key_hash, principal)
+    return principal
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller of an endpoint that needs no key (health): None when no valid key was sent. The header is read
+    directly, not through the security scheme, so the OpenAPI document does not say the endpoint needs a key."""
+    if request.app.state.settings.auth_disabled:
+        return ANONYMOUS_ADMIN
+    secret = _presented(request, request.headers.get("x-api-key"))
+    return await _principal(request, secret) if secret else None
+
+
 def require(scope: str) -> Callable[..., Principal]:
     """A dependency that admits a request whose key has `scope` (or a higher one)."""
 
     async def check(request: Request, header_key: str | None = Depends(api_key_header)) -> Principal:
-        state = request.app.state
-        if state.settings.auth_disabled:
+        if request.app.state.settings.auth_disabled:
             return ANONYMOUS_ADMIN
         secret = _presented(request, header_key)
         if not secret:
             raise ApiError(401, "Unauthorized", "send an API key in the X-API-Key header "
                            "(create one with `geomill api-key create`)")
-        key_hash = hash_key(secret)
-        cache: KeyCache = state.key_cache
-        hit, principal = cache.get(key_hash)
-        if not hit:  # the database call runs in the thread pool: the event loop never blocks on it
-            principal = await run_in_threadpool(lookup, state.runtime.store, key_hash)
-            cache.put(key_hash, principal)
+        principal = await _principal(request, secret)
         if principal is None:
             raise ApiError(401, "Unauthorized", "unknown or revoked API key")
         if not principal.has(scope):
@@ -49,4 +64,4 @@ def require(scope: str) -> Callable[..., Principal]:
     return check
 
 
-__all__ = ["Principal", "require"]
+__all__ = ["Principal", "optional_principal", "require"]

@@ -93,10 +93,20 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return response
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def log_unexpected(method: str, path: str, exc: BaseException, correlation_id: str | None) -> None:
+    """The traceback, with the correlation id the client was given (the log line a support request quotes)."""
+    log.error("unhandled error on %s %s (correlation id %s)", method, path, correlation_id, exc_info=exc,
+              extra={"correlation_id": correlation_id})
+
+
+def internal_error(request: Request) -> JSONResponse:
     return problem(request, 500, "Internal error", "an unexpected error occurred; the server log has details "
                    "(quote the correlation id)")
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log_unexpected(request.method, request.url.path, exc, getattr(request.state, "correlation_id", None))
+    return internal_error(request)
 
 
 def install(app: FastAPI) -> None:
@@ -109,6 +119,7 @@ def install(app: FastAPI) -> None:
 _MEANING = {400: "the request body cannot be read (not UTF-8 text)", 401: "missing or unknown API key",
             403: "the key lacks the needed scope", 404: "no such resource",
             409: "not possible in the resource's current state", 413: "request body over the size limit",
+            415: "the request body is not application/json",
             422: "invalid input", 500: "unexpected error", 503: "database unavailable"}
 
 

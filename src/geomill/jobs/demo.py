@@ -33,8 +33,8 @@ def finalize_hello(params: HelloWorldParams, stages: Sequence[FinishedStage]) ->
 class FanoutParams(BaseModel):
     n: int = Field(10, ge=0, le=1_000_000, description="tasks per stage")
     stages: int = Field(1, ge=1, le=10, description="number of sequential stages")
-    sleep_s: float = Field(0.0, ge=0, description="work time of each task")
-    fail_attempts: int = Field(0, ge=0, description="the first N attempts of each task fail transiently")
+    sleep_s: float = Field(0.0, ge=0, le=3600, description="work time of each task")
+    fail_attempts: int = Field(0, ge=0, le=100, description="the first N attempts of each task fail transiently")
     invalid_keys: list[int] = Field(default=[], description="task indexes that refuse their input")
     tolerate: bool = Field(False, description="failed tasks do not fail the job (completed_with_errors)")
     marker_dir: str | None = Field(None, description="record each execution in this folder")

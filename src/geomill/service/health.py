@@ -49,9 +49,11 @@ def _workers(rt: Runtime) -> dict[str, Any]:
                         for w in workers]}
 
 
-def health_document(rt: Runtime, role: Role, *, has_http: bool = True) -> tuple[dict[str, Any], bool]:
+def health_document(rt: Runtime, role: Role, *, has_http: bool = True,
+                    details: bool = True) -> tuple[dict[str, Any], bool]:
     """Every component's state and the overall status, and whether a required component is down (the database,
-    the storage, and the broker when one is configured)."""
+    the storage, and the broker when one is configured). Without `details` (anonymous HTTP callers), states only:
+    no paths, host names, process ids or error messages."""
     settings = rt.settings
     components = {
         "database": check(lambda: database(rt)),
@@ -68,6 +70,8 @@ def health_document(rt: Runtime, role: Role, *, has_http: bool = True) -> tuple[
     required_down = any(components[c]["status"] == "down" for c in required)
     degraded = any(c["status"] in ("degraded", "down") for c in components.values())
     overall = "down" if required_down else ("degraded" if degraded else "ok")
+    if not details:
+        components = {name: {"status": c["status"]} for name, c in components.items()}
     return {"status": overall, "components": components}, required_down
 
 

@@ -4,6 +4,7 @@ stuck jobs, and short job ids as `geomill jobs` prints them."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,12 +89,12 @@ def resolve_job_id(store: Store, job_id: str) -> str:
         raise
 
 
-def job_types(registry: Registry) -> list[dict[str, Any]]:
-    """Each job type with its description, stages and the JSON Schema of its parameters."""
+def job_types(registry: Registry, hidden: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Each job type (but the `hidden` ones) with its description, stages and the JSON Schema of its parameters."""
     return [
         {"name": jt.name, "description": jt.description,
          "stages": [{"name": s.name, "description": s.description, "failure_policy": str(s.failure_policy)}
                     for s in jt.stages],
          "parameters": jt.params_model.model_json_schema()}
-        for jt in registry.job_types()
+        for jt in registry.job_types() if jt.name not in hidden
     ]

@@ -1,6 +1,6 @@
 """Path policy: every file parameter of a submission is normalised once (scheme case, ``..``, symlinks) and, for a
 restricted caller (the HTTP API), must stay inside a storage zone or an allowed root (GEOMILL_SOURCE_ROOTS, else the
-data folder)."""
+data folder's bronze zone) and never name the state database."""
 
 from __future__ import annotations
 
@@ -27,17 +27,22 @@ class Storage(Protocol):
 
 @dataclass(frozen=True)
 class PathPolicy:
-    """`restricted`: file parameters must resolve inside `roots` (already resolved) or a storage zone."""
+    """`restricted`: file parameters must resolve inside `roots` (already resolved) or a storage zone, and never to
+    a `denied` file (the SQLite database, whose journal files share its name as a prefix)."""
 
     restricted: bool
     roots: tuple[Path, ...] = ()
+    denied: tuple[Path, ...] = ()
 
 
-def policy_for(source_roots: list[Path], storage: Storage, *, restricted: bool) -> PathPolicy:
-    """The policy of a caller: the configured roots, else the data folder."""
+def policy_for(source_roots: list[Path], storage: Storage, *, restricted: bool,
+               denied: tuple[Path, ...] = ()) -> PathPolicy:
+    """The policy of a caller: the configured roots, else the bronze zone (not the data folder: it holds the
+    state database)."""
     if not restricted:
         return PathPolicy(False)
-    return PathPolicy(True, tuple(Path(r).resolve() for r in (source_roots or [storage.root])))
+    roots = source_roots or [storage.root / "bronze"]
+    return PathPolicy(True, tuple(Path(r).resolve() for r in roots), tuple(d.resolve() for d in denied))
 
 
 @functools.cache
@@ -48,13 +53,14 @@ def file_fields(model: type[BaseModel]) -> tuple[str, ...]:
 
 
 def check_params(params: dict[str, Any], model: type[BaseModel], storage: Storage, *, restricted: bool,
-                 source_roots: list[Path]) -> dict[str, Any]:
-    """`params` with each file parameter (a string or a list of strings) normalised; InvalidInput naming the field
-    when one is refused. Values of other types are left to the model's validation."""
-    fields = [name for name in file_fields(model) if name in params]
+                 source_roots: list[Path], denied: tuple[Path, ...] = (),
+                 fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """`params` with each file parameter (a string or a list of strings; `fields`, default the model's marked
+    ones) normalised; InvalidInput naming the field when one is refused. Other types are left to the model."""
+    fields = tuple(name for name in (file_fields(model) if fields is None else fields) if name in params)
     if not fields:  # most submissions: no file parameter, no file system call
         return params
-    policy = policy_for(source_roots, storage, restricted=restricted)
+    policy = policy_for(source_roots, storage, restricted=restricted, denied=denied)
     out = dict(params)
     for name in fields:
         value = params[name]
@@ -93,6 +99,11 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
 
 def _local(path: str, policy: PathPolicy) -> Path:
     resolved = Path(path).expanduser().resolve()
-    if policy.restricted and not any(resolved == r or r in resolved.parents for r in policy.roots):
-        raise InvalidInput(f"{path!r} is outside the allowed roots ({', '.join(str(r) for r in policy.roots)})")
+    if not policy.restricted:
+        return resolved
+    # the roots are not named: a refusal must not map the server's file system for the caller
+    if not any(resolved == r or r in resolved.parents for r in policy.roots):
+        raise InvalidInput(f"{path!r} is outside the allowed roots (GEOMILL_SOURCE_ROOTS)")
+    if any(resolved.parent == d.parent and resolved.name.startswith(d.name) for d in policy.denied):
+        raise InvalidInput(f"{path!r} is the state database")
     return resolved

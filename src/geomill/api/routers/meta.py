@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from geomill.api.auth import Principal, require
+from geomill.api.auth import Principal, optional_principal, require
 from geomill.api.errors import problem_responses
 from geomill.api.metrics import render_metrics
 from geomill.api.models import Health, JobTypeInfo
 from geomill.service import listing
 from geomill.service.health import health_document, ready
+from geomill.service.submit import DRILL_JOB_TYPES
 
 router = APIRouter(tags=["service"])
 
@@ -20,13 +21,16 @@ router = APIRouter(tags=["service"])
 @router.get("/api/job-types", response_model=list[JobTypeInfo], responses=problem_responses(401, 403, 503))
 def job_types(request: Request, _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
     """Each job type with its description, stages and the JSON Schema of its parameters."""
-    return listing.job_types(request.app.state.runtime.registry)
+    hidden = () if request.app.state.settings.drill_jobs else tuple(DRILL_JOB_TYPES)
+    return listing.job_types(request.app.state.runtime.registry, hidden)
 
 
 @router.get("/api/health", response_model=Health, responses={503: {"model": Health}})
-def health(request: Request) -> JSONResponse:
-    """Each component's state; 503 when the database or storage is down. Needs no key."""
-    doc, down = health_document(request.app.state.runtime, request.app.state.role)
+def health(request: Request, who: Principal | None = Depends(optional_principal)) -> JSONResponse:
+    """Each component's state; 503 when the database or storage is down. Needs no key; details (paths, hosts,
+    processes, errors) for admin keys only."""
+    details = who is not None and who.has("admin")
+    doc, down = health_document(request.app.state.runtime, request.app.state.role, details=details)
     return JSONResponse(Health.model_validate(doc).model_dump(mode="json"), status_code=503 if down else 200)
 
 

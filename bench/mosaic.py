@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+
 from common import update_section  # bench/ is on sys.path when a script runs
 
 SECTION = "## Mosaic and STAC collection scaling (bench/mosaic.py)"

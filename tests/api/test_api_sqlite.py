@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from api_helpers import RGB, TRACE_MARKERS, Api, assert_problem, page_through
 from rio_cogeo.cogeo import cog_validate
 
+from api_helpers import RGB, TRACE_MARKERS, Api, assert_problem, page_through
 from geomill.service.keys import create_key
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
-from api_helpers import Api, assert_problem, free_port
 
+from api_helpers import Api, assert_problem, free_port
 from geomill.api import create_app
 from geomill.service.keys import create_key
 

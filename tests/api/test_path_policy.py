@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from api_helpers import Api, assert_problem
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from api_helpers import QUEUES, api_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
+from api_helpers import QUEUES, api_settings
 from geomill.api import create_app
 from geomill.runtime import Runtime
 from geomill.service.keys import create_key

@@ -54,7 +54,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
 
     app = FastAPI(title="geomill", version=__version__, lifespan=lifespan,
                   description="Submit, track and operate geospatial processing jobs.",
-                  responses=errors.PROBLEM_RESPONSES,  # type: ignore[arg-type]
+                  responses=errors.PROBLEM_RESPONSES,
                   dependencies=[Depends(single_query_values)])
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)

@@ -3,7 +3,7 @@ an unknown/revoked one. 403: a valid key without the scope."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -43,7 +43,7 @@ async def optional_principal(request: Request) -> Principal | None:
     return await _principal(request, secret) if secret else None
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a request whose key has `scope` (or a higher one)."""
 
     async def check(request: Request, header_key: str | None = Depends(api_key_header)) -> Principal:

@@ -48,5 +48,5 @@ class StoreCollector:
 
 def render_metrics(store: Any) -> tuple[bytes, str]:
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store.metrics_snapshot()))  # type: ignore[arg-type]
+    registry.register(StoreCollector(store.metrics_snapshot()))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -11,6 +11,7 @@ restarted when they die, and exit when the parent that started them dies, even b
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -33,7 +34,7 @@ def uvicorn_config(app: Any, settings: Settings) -> Any:
     import uvicorn
 
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                          access_log=False, timeout_keep_alive=settings.http_keepalive_seconds)
+                          access_log=False, timeout_keep_alive=math.ceil(settings.http_keepalive_seconds))
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -2,6 +2,7 @@
 
 from geomill.domain.errors import (
     Conflict,
+    DispatchError,
     Fenced,
     GeomillError,
     IllegalTransition,
@@ -10,7 +11,6 @@ from geomill.domain.errors import (
     NotFound,
     RegistryError,
     StoreError,
-    DispatchError,
     TaskError,
     TaskTimeout,
     TransientError,
@@ -21,11 +21,11 @@ from geomill.domain.models import (
     Event,
     EventKind,
     FailurePolicy,
+    FinishedStage,
     Job,
     NewJob,
     NewTask,
     Stage,
-    FinishedStage,
     StageResults,
     StageSpec,
     Task,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from geomill.api.auth import Principal, require
@@ -159,4 +160,4 @@ def resubmit_job(request: Request, response: Response, job_id: JobId,
     return _submitted(request, response, sub)
 
 
-STATUS_PATH = next(r.path for r in router.routes if getattr(r, "name", None) == "get_job_status")
+STATUS_PATH = next(r.path for r in router.routes if isinstance(r, APIRoute) and r.name == "get_job_status")

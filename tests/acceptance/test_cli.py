@@ -87,9 +87,13 @@ def _snapshot(data: Path) -> list[tuple]:
 @pytest.mark.parametrize("case", ["missing", "truncated", "no_crs", "not_a_raster"])
 def test_bad_raster_fails_clearly_without_retries(seeded: Path, tmp_path: Path, case: str) -> None:
     before = _snapshot(seeded)
-    if case == "missing":
-        source, expect = str(tmp_path / "nope.tif"), "not found"
-    elif case == "truncated":
+    if case == "missing":  # refused at submit: no job stored, no worker started
+        result = geomill(seeded, "run", "process_raster", "-p", f"source={tmp_path / 'nope.tif'}", "--json")
+        assert result.returncode == 2, result.stderr
+        assert "nope.tif" in json.loads(result.stdout)["error"] and "no such file" in result.stdout
+        assert _snapshot(seeded) == before and rows(seeded, "SELECT COUNT(*) FROM jobs") == [(1,)]
+        return
+    if case == "truncated":
         source = str(tmp_path / "truncated.tif")
         blob = samples.raster("RGB.byte.tif").read_bytes()
         Path(source).write_bytes(blob[: len(blob) // 2])
@@ -119,6 +123,7 @@ def test_unknown_job_type_and_wrong_params_store_nothing(seeded: Path) -> None:
     assert "unknown job type 'make_coffee'" in unknown.stderr and "process_raster" in unknown.stderr
     wrong = geomill(seeded, "run", "hello_world", "-p", "n=abc")
     assert wrong.returncode == 2 and "n:" in wrong.stderr and "integer" in wrong.stderr
+    (seeded.parent / "x.tif").touch()
     bad_crs = geomill(seeded, "submit", "process_raster", "-p", "source=x.tif", "-p", "target_crs=EPSG:999999")
     assert bad_crs.returncode == 2 and "target_crs" in bad_crs.stderr
     assert rows(seeded, "SELECT COUNT(*) FROM jobs") == before

@@ -54,6 +54,7 @@ def test_null_byte_is_invalid_input_not_a_server_error(api: Api, source: str) ->
 def test_inside_the_root_is_accepted_and_stored_normalised(make_api, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
+    (root / "x.tif").touch()
     api = make_api(source_roots=[root])
     r = api.submit("process_raster", {"source": f"FILE://{root}/sub/../x.tif"})
     assert r.status_code == 202, r.text

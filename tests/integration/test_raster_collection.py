@@ -240,8 +240,8 @@ def test_incompatible_collection_fails_with_a_message_naming_the_odd_rasters(tmp
     doc = run(env, f"sources={sources}")
     assert doc["status"] == "failed" and f"'{bands}' has 2 bands (the others: 1)" in doc["error"]["message"]
     missing = json.dumps([str(scenes / SAME_CRS[0]), str(tmp_path / "missing.tif")])
-    doc = run(env, f"sources={missing}")
-    assert doc["status"] == "failed" and "missing.tif' not found" in doc["error"]["message"]
+    refused = cli(env, "run", "process_raster_collection", "-p", f"sources={missing}", "--json")
+    assert refused.returncode == 2 and "missing.tif': no such file" in json.loads(refused.stdout)["error"]
 
 
 @pytest.mark.slow

@@ -119,6 +119,10 @@ def test_normalised_once_inside_the_roots(rt: Runtime, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "a").mkdir(parents=True)
     os.symlink(root / "a", root / "link")
+    for name in ("x.tif", "y.tif"):
+        (root / "a" / name).touch()
+    (rt.storage.zone_path("bronze") / "in").mkdir(parents=True)
+    (rt.storage.zone_path("bronze") / "in" / "z.tif").touch()
     rt.settings = rt.settings.model_copy(update={"source_roots": [root]})
     sub = submit(rt, "files", {"source": f"FILE://{root}/a/../link/x.tif", "sources": [f"{root}/a/y.tif",
                                                                                       "BRONZE://in/z.tif"]},
@@ -139,6 +143,7 @@ def test_a_symlink_out_of_a_storage_zone_is_refused(rt: Runtime, tmp_path: Path)
 def test_the_trusted_cli_goes_through_the_same_normaliser(rt: Runtime, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel.tif").touch()
     sub = submit(rt, "files", {"source": "FILE:///etc/../etc/passwd", "sources": ["rel.tif"]}, restricted=False)
     assert sub.job.params["source"] == "file:///etc/passwd"  # allowed locally, but spelled one way
     assert sub.job.params["sources"] == [str(tmp_path.resolve() / "rel.tif")]
@@ -279,3 +284,15 @@ def test_key_cache_expires() -> None:
     assert cache.get("h") == (True, principal)
     asyncio.run(asyncio.sleep(0.06))
     assert cache.get("h") == (False, None)
+
+
+def test_a_missing_input_is_refused_at_submit_for_every_caller(rt: Runtime, tmp_path: Path) -> None:
+    """Issue 17's start-up target: a missing input fails at once (exit 2 / 422), before any worker starts."""
+    rt.settings = rt.settings.model_copy(update={"source_roots": [tmp_path]})
+    for restricted in (False, True):
+        for params in ({"source": str(tmp_path / "nope.tif")}, {"source": "bronze://nope.tif"},
+                       {"source": "bronze://", "sources": [str(tmp_path / "nope.tif")]}):
+            with pytest.raises(InvalidInput, match="no such file or folder") as refused:
+                submit(rt, "files", params, restricted=restricted)
+            assert refused.value.field in ("source", "sources")
+    assert rt.store.list_jobs() == []

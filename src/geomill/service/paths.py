@@ -33,16 +33,17 @@ class PathPolicy:
     restricted: bool
     roots: tuple[Path, ...] = ()
     denied: tuple[Path, ...] = ()
+    inputs: bool = True  # the files must exist now: a missing input is refused at submit, not by a worker
 
 
 def policy_for(source_roots: list[Path], storage: Storage, *, restricted: bool,
-               denied: tuple[Path, ...] = ()) -> PathPolicy:
+               denied: tuple[Path, ...] = (), inputs: bool = True) -> PathPolicy:
     """The policy of a caller: the configured roots, else the bronze zone (not the data folder: it holds the
-    state database)."""
+    state database). With `inputs`, a local file or zone object that does not exist is refused."""
     if not restricted:
-        return PathPolicy(False)
+        return PathPolicy(False, inputs=inputs)
     roots = source_roots or [storage.root / "bronze"]
-    return PathPolicy(True, tuple(Path(r).resolve() for r in roots), tuple(d.resolve() for d in denied))
+    return PathPolicy(True, tuple(Path(r).resolve() for r in roots), tuple(d.resolve() for d in denied), inputs)
 
 
 @functools.cache
@@ -57,10 +58,11 @@ def check_params(params: dict[str, Any], model: type[BaseModel], storage: Storag
                  fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """`params` with each file parameter (a string or a list of strings; `fields`, default the model's marked
     ones) normalised; InvalidInput naming the field when one is refused. Other types are left to the model."""
+    inputs = fields is None  # the model's marked file parameters are inputs: they must exist (not an output folder)
     fields = tuple(name for name in (file_fields(model) if fields is None else fields) if name in params)
     if not fields:  # most submissions: no file parameter, no file system call
         return params
-    policy = policy_for(source_roots, storage, restricted=restricted, denied=denied)
+    policy = policy_for(source_roots, storage, restricted=restricted, denied=denied, inputs=inputs)
     out = dict(params)
     for name in fields:
         value = params[name]
@@ -88,8 +90,13 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
     scheme, rest = match.group(1).lower(), match.group(2)
     if scheme != "file":
         uri = f"{scheme}://{rest}"
-        if policy.restricted:
-            storage.local_path(uri)  # zone URIs: confined to their zone, symlinks resolved; other schemes refused
+        try:  # zone URIs: confined to their zone, symlinks resolved; other schemes refused when restricted
+            local = storage.local_path(uri)
+        except InvalidInput:
+            if policy.restricted:
+                raise
+            return uri  # a scheme storage does not serve: the task that reads it says what is wrong
+        _exists(local, value, policy)
         return uri
     host, _, path = rest.partition("/")
     if host.lower() not in ("", "localhost"):
@@ -97,13 +104,20 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
     return "file://" + str(_local("/" + path, policy))
 
 
+def _exists(path: Path, value: str, policy: PathPolicy) -> Path:
+    """A missing input is refused at submit (exit 2 / 422 at once), not after a worker started on it."""
+    if policy.inputs and not path.exists():
+        raise InvalidInput(f"{value!r}: no such file or folder")
+    return path
+
+
 def _local(path: str, policy: PathPolicy) -> Path:
     resolved = Path(path).expanduser().resolve()
     if not policy.restricted:
-        return resolved
+        return _exists(resolved, path, policy)
     # the roots are not named: a refusal must not map the server's file system for the caller
     if not any(resolved == r or r in resolved.parents for r in policy.roots):
         raise InvalidInput(f"{path!r} is outside the allowed roots (GEOMILL_SOURCE_ROOTS)")
     if any(resolved.parent == d.parent and resolved.name.startswith(d.name) for d in policy.denied):
         raise InvalidInput(f"{path!r} is the state database")
-    return resolved
+    return _exists(resolved, path, policy)

@@ -21,6 +21,7 @@ from geomill.runtime import Runtime
 from geomill.storage import LocalStorage
 from geomill.store.postgres import PostgresStore
 from geomill.tasks import demo as demo_tasks
+from geomill.worker.janitor import outage_grace, reconcile
 from geomill.worker.loop import WorkerLoop
 from tcp_proxy import TcpProxy
 
@@ -94,4 +95,28 @@ def test_a_partitioned_worker_stops_its_task_when_its_lease_runs_out(
     assert row.status is TaskStatus.PROCESSING and row.attempt == 1  # no outcome recorded: the janitor's to repair
     assert direct.get_job(job_id).status.is_terminal is False
     worker_store.close()
+    direct.close()
+
+
+def test_after_an_outage_the_janitor_lets_retried_completions_through_before_reclaiming(
+    pg_url: str, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    direct = PostgresStore(pg_url)  # the workers' side: their completions are retried through the outage
+    direct.migrate()
+    janitor_store = PostgresStore(proxy.url(pg_url), retry_seconds=30, socket_timeout=1.0)
+    rt = _runtime(tmp_path, janitor_store, lease_seconds=1.0)
+    rt.orchestrator.submit("fanout", {"n": 2})
+    assert WorkerLoop(rt, ["jobs"]).handle_one_event()
+    finished, lost = direct.claim_tasks(["default-tasks"], "worker", 1.0, 2)
+
+    proxy.cut()
+    threading.Timer(2.0, proxy.restore).start()  # down for longer than the lease
+    report = reconcile(janitor_store, rt.settings, rt.registry)  # blocks until the database is back
+    assert report.reclaimed_leases == 0
+    assert direct.complete_task(finished.task_id, finished.attempt, {"key": "x", "attempt": 1, "pid": 1}).applied
+
+    time.sleep(outage_grace(rt.settings) + 0.2)
+    assert reconcile(janitor_store, rt.settings, rt.registry).reclaimed_leases == 1  # only the really lost one
+    assert direct.get_task(lost.task_id).attempt == 1 and direct.get_task(finished.task_id).status is TaskStatus.COMPLETED
+    janitor_store.close()
     direct.close()

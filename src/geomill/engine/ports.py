@@ -271,6 +271,10 @@ class Reconciler(Protocol):
         """Take or renew the named lease (e.g. "janitor") for `holder`; False while another holder has it."""
         ...
 
+    def seconds_since_unavailable(self) -> float:
+        """Seconds since a call of this store last found its database unreachable (infinite: never)."""
+        ...
+
     def reclaim_expired_leases(self, retry_in: LeaseRetry, limit: int = 500) -> int:
         """Each expired attempt (at most `limit`) is requeued after ``retry_in(lease)`` seconds or, when that is
         None, failed for good with a LeaseExpired error and its stage counted down; returns how many applied."""

@@ -64,6 +64,7 @@ from geomill.store.sql import migrations
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between two tries of a call while PostgreSQL is away
 Cursor = psycopg.Cursor[dict[str, Any]]
 
 _dumps = partial(json.dumps, default=str)
@@ -120,11 +121,12 @@ class PostgresStore(SQLStore):
             except PoolClosed as exc:
                 raise StoreError(f"{what}: the store is closed") from exc
             except psycopg.OperationalError as exc:
+                self._unavailable_at = time.monotonic()
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"{what}: PostgreSQL unavailable for {self.retry_seconds:.0f} s: {exc}") from exc
                 log.warning("%s: PostgreSQL unavailable (%s); retrying in %.2f s", what, str(exc).strip(), delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
             except psycopg.Error as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
 

@@ -235,6 +235,14 @@ class TaskQueue(Protocol):
         """The oldest visible orchestration event, hidden for `visibility_seconds` (the database as jobs queue)."""
         ...
 
+    def event_claimants(self) -> list[str]:
+        """Who holds the events claimed and not yet visible again (a planner's consumer name)."""
+        ...
+
+    def release_claimed_events(self, claimant: str) -> int:
+        """Make the events `claimant` holds visible now (it is known dead); how many."""
+        ...
+
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         """Claim this event if it is still pending and visible; None when it was handled (or is being handled)."""
         ...

@@ -99,6 +99,13 @@ class SQLStore(SharedReads, ServiceState):
     def ack_event(self, event_id: int) -> None:
         self._write(self._sql.ack_event, {"event_id": event_id}, "ack_event")
 
+    def event_claimants(self) -> list[str]:
+        return [r["claimed_by"] for r in self._read(self._sql.event_claimants, {"now": self._since(0.0)})]
+
+    def release_claimed_events(self, claimant: str) -> int:
+        args = {"now": self._since(0.0), "claimant": claimant}
+        return self._write(self._sql.release_claimed_events, args, "release_claimed_events")
+
     # claims of one: the batch claim with a batch of one (no extra statement)
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:
         claimed = self.claim_tasks(queues, app, lease_seconds, 1)

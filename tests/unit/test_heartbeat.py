@@ -67,3 +67,45 @@ def test_a_worker_cut_off_from_its_store_drops_the_task_it_had_to_stop(make_runt
     WorkerLoop(rt, ["default-tasks"]).execute(task)
     assert time.monotonic() - started < 2
     assert rt.store.get_task(task.task_id).status.value == "processing"  # no outcome: the janitor reclaims it
+
+
+class FakeProcess:
+    pid = 4242
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return not self.killed
+
+
+def test_the_supervisor_kills_a_self_fenced_task_that_does_not_stop(make_runtime: Any) -> None:
+    import multiprocessing as mp
+
+    from geomill.worker import heartbeat
+    from geomill.worker.pool import WorkerPool
+    from geomill.worker.slots import Slot
+
+    rt = make_runtime(lease_seconds=0.6, cancel_grace_seconds=0.3)
+    task = _claimed(rt, sleep_s=30)
+    slot = Slot.new(mp.get_context("spawn"))
+    slot.set(task)
+    pool, proc = WorkerPool(rt, [["default-tasks"]]), FakeProcess()
+    heartbeat.on_expired = slot.fence
+    try:
+        with Heartbeat(Unreachable(rt.store), task, 0.6, 0.2):  # the task "runs in C": nothing stops it
+            time.sleep(0.7)
+    finally:
+        heartbeat.on_expired = None
+    assert slot.fenced_at.value > 0
+    pool._enforce_fencing(proc, slot)
+    assert not proc.killed  # within the cancel grace
+    time.sleep(0.35)
+    pool._enforce_fencing(proc, slot)
+    assert proc.killed and slot.deadline.value == 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from geomill.domain import Task
@@ -13,6 +14,10 @@ from geomill.engine.ports import TaskQueue
 from geomill.worker.timeouts import interrupt
 
 log = logging.getLogger(__name__)
+
+# Set in pool worker processes (slots.child_main): tells the supervisor, which kills the process when the task has
+# not stopped after the cancel grace (code inside GDAL sees neither ctx.cancelled nor the interrupt).
+on_expired: Callable[[], None] | None = None
 
 
 class Heartbeat:
@@ -91,3 +96,5 @@ class Heartbeat:
         log.warning("lease of task %s (attempt %d) not renewed for %.0f s: stopping it, its outcome is dropped",
                     t.task_id, t.attempt, self.lease_seconds - self.margin, extra={"task_id": t.task_id})
         interrupt(f"stopped: the lease of attempt {t.attempt} could not be renewed")
+        if on_expired is not None:
+            on_expired()

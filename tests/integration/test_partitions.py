@@ -4,6 +4,7 @@ renew its lease stops its task, and the janitor gives retried completions a grac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from geomill.engine.registry import Registry
 from geomill.jobs import demo as demo_jobs
 from geomill.runtime import Runtime
 from geomill.storage import LocalStorage
+from geomill.store.async_access import PostgresAsyncStore
 from geomill.store.postgres import PostgresStore
 from geomill.tasks import demo as demo_tasks
 from geomill.worker.janitor import outage_grace, reconcile
@@ -119,4 +121,30 @@ def test_after_an_outage_the_janitor_lets_retried_completions_through_before_rec
     assert reconcile(janitor_store, rt.settings, rt.registry).reclaimed_leases == 1  # only the really lost one
     assert direct.get_task(lost.task_id).attempt == 1 and direct.get_task(finished.task_id).status is TaskStatus.COMPLETED
     janitor_store.close()
+    direct.close()
+
+
+def test_the_api_async_pool_fails_a_read_on_a_black_holed_connection_instead_of_hanging(
+    pg_url: str, proxy: TcpProxy
+) -> None:
+    direct = PostgresStore(pg_url)
+    direct.migrate()
+
+    async def read_while_black_holed() -> BaseException | None:
+        reader = PostgresAsyncStore(proxy.url(pg_url), pool_size=1, retry_seconds=1.0, socket_timeout=1.0)
+        await reader.open()
+        proxy.blackhole()
+        try:
+            await asyncio.wait_for(reader.job_view("no-such-job"), 15)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            return exc
+        finally:
+            proxy.restore()
+            await reader.close()
+        return None
+
+    started = time.monotonic()
+    error = asyncio.run(read_while_black_holed())
+    assert isinstance(error, StoreError), repr(error)
+    assert time.monotonic() - started < 10
     direct.close()

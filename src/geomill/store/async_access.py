@@ -15,7 +15,7 @@ from typing import Any
 
 from geomill.domain import Job, NewJob, StoreError, Task, TaskStatus
 from geomill.engine.ports import JobView, Store
-from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, connect_kwargs
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, async_bounded, connect_kwargs
 from geomill.store import postgres_queries as q
 from geomill.store.postgres import create_job_params
 from geomill.store.reads import VIEW_TASKS, job_and_stages_from_view_row, job_from_rows, view_statuses
@@ -57,6 +57,7 @@ class PostgresAsyncStore:
             # connection set-up each
             url, min_size=max(1, pool_size), max_size=max(1, pool_size), open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, **connect_kwargs(socket_timeout)}, name="geomill-async",
+            connection_class=async_bounded(socket_timeout),  # a silent server fails the request (503), not hangs it
             timeout=retry_seconds)
 
     async def open(self) -> None:

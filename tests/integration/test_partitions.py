@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from geomill.store.postgres import PostgresStore
 from geomill.tasks import demo as demo_tasks
 from geomill.worker.janitor import outage_grace, reconcile
 from geomill.worker.loop import WorkerLoop
+from procs import GEOMILL, geomill_env, stop, submit, tasks, wait_for, wait_processing, wait_terminal
 from tcp_proxy import TcpProxy
 
 
@@ -148,3 +150,30 @@ def test_the_api_async_pool_fails_a_read_on_a_black_holed_connection_instead_of_
     assert isinstance(error, StoreError), repr(error)
     assert time.monotonic() - started < 10
     direct.close()
+
+
+def test_a_partitioned_worker_process_stops_its_task_logs_it_and_recovers(tmp_path: Path, pg_url: str,
+                                                                          proxy: TcpProxy) -> None:
+    settings = {"lease_seconds": 3, "janitor_interval_seconds": 0.5, "db_socket_timeout_seconds": 1}
+    env = geomill_env(tmp_path / "d", pg_url, **settings)
+    job_id = submit(env, n=1, sleep_s=8)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log_file:
+        worker = subprocess.Popen([*GEOMILL, "worker", "--processes", "1"], start_new_session=True,
+                                  env=geomill_env(tmp_path / "d", proxy.url(pg_url), **settings),
+                                  stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        task = wait_processing(env, job_id)
+        proxy.blackhole()
+        started = time.monotonic()
+        wait_for(lambda: "not renewed" in log_path.read_text(), 10, "the worker to stop its task")
+        assert time.monotonic() - started < 3 + 2
+        assert task["task_id"] in next(line for line in log_path.read_text().splitlines() if "not renewed" in line)
+        time.sleep(2)
+        proxy.restore()
+        doc = wait_terminal(env, job_id, timeout=90)  # the janitor reclaims the lease, attempt 2 completes
+    finally:
+        proxy.restore()
+        stop(worker)
+    assert doc["status"] == "completed", doc
+    assert tasks(env, job_id)[0]["attempt"] == 2

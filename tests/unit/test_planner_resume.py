@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from geomill.api.models import StageProgress
 from geomill.engine.orchestrator import CHUNK, FIRST_CHUNK
 from geomill.runtime import Runtime
 from geomill.service.status import job_status
@@ -55,6 +56,7 @@ def test_an_interrupted_insert_shows_as_planning_and_a_starting_planner_resumes_
     assert stage["planning"] is True and stage["total"] == FIRST_CHUNK + CHUNK < N
     assert stage["done"] == stage.get("completed", 0) == 0  # not one less than completed
     assert stage["progress"] == 0.0  # an unknown share of a stage of unknown size, not "near complete"
+    assert StageProgress(**stage).planning  # and the API shows it
     assert not WorkerLoop(rt, ["jobs"]).handle_one_event()  # the event is hidden for 60 s
 
     planner = WorkerLoop(rt, ["jobs"])

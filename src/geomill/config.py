@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         4, ge=1, description="PostgreSQL: most pooled connections per process (a waiting worker holds one more)"
     )
+    db_socket_timeout_seconds: float = Field(
+        30.0, gt=0, description="PostgreSQL: a connection silent this long (partition, stalled peer) is closed and "
+                                "the call retried (TCP keepalive, tcp_user_timeout, a round trip's longest wait)")
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
     host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP API port")

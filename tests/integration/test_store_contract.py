@@ -610,6 +610,18 @@ def test_an_event_claimed_but_not_acknowledged_comes_back(store: Store) -> None:
     assert store.claim_event("c", 30) is None
 
 
+def test_the_events_of_a_dead_claimant_are_released_at_once(store: Store) -> None:
+    job_id = new_job(store, "orphaned")
+    claimed = store.claim_event("app#1234", 60)
+    assert claimed is not None and store.claim_event("b", 60) is None
+    assert store.event_claimants() == ["app#1234"]
+    assert store.release_claimed_events("someone-else") == 0
+    assert store.release_claimed_events("app#1234") == 1
+    assert store.event_claimants() == []
+    again = store.claim_event("b", 60)
+    assert again is not None and (again.event_id, again.job_id) == (claimed.event_id, job_id)
+
+
 # janitor
 
 

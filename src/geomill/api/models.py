@@ -34,6 +34,7 @@ class StageProgress(BaseModel):
     stage: int
     name: str
     planned: bool = True
+    planning: bool = Field(False, description="tasks still being inserted: total is what is in so far")
     failure_policy: str | None = None
     total: int | None = None
     done: int | None = None

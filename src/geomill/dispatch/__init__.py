@@ -22,7 +22,8 @@ def open_dispatch(settings: Settings) -> Dispatch:
     if url.startswith(POSTGRES_SCHEMES):
         from geomill.dispatch.postgres import ListenNotifyDispatch
 
-        return ListenNotifyDispatch(url, poll_interval=settings.poll_interval_seconds)
+        return ListenNotifyDispatch(url, poll_interval=settings.poll_interval_seconds,
+                                    socket_timeout=settings.db_socket_timeout_seconds)
     return PollingDispatch(max_interval=settings.poll_interval_seconds)
 
 

@@ -81,6 +81,7 @@ class Outbox:
         self.queue_names = dict(queue_names)
         self.interval_seconds = interval_seconds
         self._next = 0.0
+        self._failing = False  # the last pass failed: logged once, and once more when passes succeed again
 
     @classmethod
     def open(cls, runtime: Any) -> Outbox | None:
@@ -101,8 +102,14 @@ class Outbox:
             sent = publish_outbox(self.store, self.publisher, self.queue_names,
                                   republish_after_seconds=republish_after_seconds)
         except Exception:  # broker or database away: the next pass sends it
-            log.warning("outbox pass failed; retrying next interval", exc_info=True)
+            # once per outage: the broker's and the store's own lines say when the connection is lost and back
+            log.log(logging.DEBUG if self._failing else logging.WARNING, "outbox pass failed; retrying each "
+                    "interval", exc_info=not self._failing)
+            self._failing = True
             return 0
+        if self._failing:
+            self._failing = False
+            log.info("outbox passes succeed again")
         if sent and republish_after_seconds is not None:
             self.store.bump_counter("republished_messages", sent)
         return sent

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from geomill.engine.dispatch_ports import wake_channel
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, bounded, connect_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ class ListenNotifyDispatch:
     """Waits on one LISTEN connection; reconnects with backoff when it drops, polling meanwhile."""
 
     def __init__(self, url: str, *, poll_interval: float = 0.5, connect_timeout: float = 5.0,
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> None:
         self.url = url
+        self.socket_timeout = socket_timeout
         self.poll_interval = poll_interval
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
@@ -86,11 +88,10 @@ class ListenNotifyDispatch:
             if time.monotonic() < self._next_connect:
                 return None
             try:
-                # keepalives: a peer that vanished without closing the socket is noticed within ~30 s
-                self._conn = psycopg.connect(self.url, autocommit=True,
-                                             connect_timeout=max(1, int(self.connect_timeout)),
-                                             keepalives=1, keepalives_idle=15, keepalives_interval=5,
-                                             keepalives_count=3)
+                # keepalives and tcp_user_timeout: a peer that vanished without closing the socket is noticed
+                # within about socket_timeout (an idle LISTEN is otherwise silent for ever)
+                self._conn = bounded(self.socket_timeout).connect(
+                    self.url, autocommit=True, **connect_kwargs(self.socket_timeout, self.connect_timeout))
             except psycopg.Error as exc:
                 log.warning("cannot open the LISTEN connection (%s); polling meanwhile", str(exc).strip())
                 self._schedule_reconnect()

@@ -35,7 +35,7 @@ from geomill.dispatch.messages import (
     dead_letter_name,
     decode,
 )
-from geomill.dispatch.rabbitmq_publisher import RabbitPublisher
+from geomill.dispatch.rabbitmq_publisher import HEARTBEAT_SECONDS, RabbitPublisher, quiet_amqp_loggers
 from geomill.domain import DispatchError
 from geomill.engine.dispatch_ports import Delivery, QueueStats
 
@@ -76,6 +76,7 @@ def _parameters(url: str) -> pika.URLParameters:
     params.connection_attempts = 1
     params.socket_timeout = 5
     params.blocked_connection_timeout = 30
+    params.heartbeat = HEARTBEAT_SECONDS  # a silent broker (partition) ends the connection within ~2 heartbeats
     return params
 
 
@@ -127,6 +128,8 @@ class QueueConsumer(threading.Thread):
         self._conn: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._qos = prefetch  # what the channel was last told
+        self._lost = False  # logged as lost: the next connection logs that it is back
+        quiet_amqp_loggers()
 
     def run(self) -> None:
         backoff = 0.2
@@ -136,7 +139,11 @@ class QueueConsumer(threading.Thread):
                 backoff = 0.2
             except Exception as exc:  # noqa: BLE001 - whatever broke the connection, this thread must go on consuming
                 self.connected.clear()
-                log.warning("RabbitMQ connection lost (%r); reconnecting in %.1f s", exc, backoff)
+                if not self._lost:  # one line per state change, not per attempt
+                    self._lost = True
+                    log.warning("RabbitMQ connection lost (%r); reconnecting with backoff", exc)
+                else:
+                    log.debug("RabbitMQ reconnect failed (%r); next attempt in %.1f s", exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 
@@ -152,7 +159,8 @@ class QueueConsumer(threading.Thread):
             self._conn = conn
             self.connections += 1
             self.connected.set()
-            log.info("consuming %s from RabbitMQ", ",".join(self.queues))
+            log.info("RabbitMQ connection %s: consuming %s", "back" if self._lost else "open", ",".join(self.queues))
+            self._lost = False
             while not self._stopping.is_set():
                 conn.process_data_events(time_limit=0.2)
             conn.process_data_events(time_limit=0)  # settlements handed over just before the stop go out first

@@ -26,6 +26,16 @@ from geomill.domain import DispatchError
 
 log = logging.getLogger(__name__)
 
+AMQP_LOGGERS = ("pika", "aio_pika", "aiormq")
+HEARTBEAT_SECONDS = 30  # AMQP heartbeats: a broker gone silent (partition) is noticed within about twice this
+
+
+def quiet_amqp_loggers() -> None:
+    """The AMQP libraries log several ERROR lines per failed reconnect (pika: 7); geomill logs one line per state
+    change (lost: WARNING, back: INFO) instead, so theirs are kept to CRITICAL."""
+    for name in AMQP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
 
 class RabbitPublisher:
     """Persistent messages with publisher confirms, many in flight at once: a batch of N messages costs about one
@@ -43,6 +53,8 @@ class RabbitPublisher:
         self._channel: Any = None
         self._declared: set[str] = set()
         self._start_lock = threading.Lock()
+        self._down = False  # the last publish failed: the next success logs that the broker is back
+        quiet_amqp_loggers()
 
     def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Send every (queue, body) at once and wait for all the confirms."""
@@ -97,17 +109,23 @@ class RabbitPublisher:
                     body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json",
                     headers=headers or None), routing_key=key, mandatory=exchange is None)
                     for key, body, headers in messages))
+                if self._down:
+                    self._down = False
+                    log.info("RabbitMQ connection for publishing is back")
                 return
             except (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError,
                     TimeoutError) as exc:
                 await self._close()
                 if attempt == 2:
+                    if not self._down:
+                        self._down = True
+                        log.warning("RabbitMQ connection for publishing lost (%r); retrying on each publish", exc)
                     raise DispatchError(f"cannot publish to RabbitMQ: {exc!r}") from exc
 
     async def _open(self) -> Any:
         if self._conn is None or self._conn.is_closed or self._channel is None or self._channel.is_closed:
             await self._close()
-            self._conn = await aio_pika.connect(self.url, timeout=5)
+            self._conn = await aio_pika.connect(self.url, timeout=5, heartbeat=HEARTBEAT_SECONDS)
             self._channel = await self._conn.channel(publisher_confirms=True)
             await _declare_async(self._channel, [], self.dead_letter)
         return self._channel

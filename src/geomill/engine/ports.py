@@ -235,6 +235,14 @@ class TaskQueue(Protocol):
         """The oldest visible orchestration event, hidden for `visibility_seconds` (the database as jobs queue)."""
         ...
 
+    def event_claimants(self) -> list[str]:
+        """Who holds the events claimed and not yet visible again (a planner's consumer name)."""
+        ...
+
+    def release_claimed_events(self, claimant: str) -> int:
+        """Make the events `claimant` holds visible now (it is known dead); how many."""
+        ...
+
     def claim_event_by_id(self, event_id: int, consumer: str, visibility_seconds: float) -> Event | None:
         """Claim this event if it is still pending and visible; None when it was handled (or is being handled)."""
         ...
@@ -269,6 +277,10 @@ class Reconciler(Protocol):
 
     def acquire_leadership(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew the named lease (e.g. "janitor") for `holder`; False while another holder has it."""
+        ...
+
+    def seconds_since_unavailable(self) -> float:
+        """Seconds since a call of this store last found its database unreachable (infinite: never)."""
         ...
 
     def reclaim_expired_leases(self, retry_in: LeaseRetry, limit: int = 500) -> int:

@@ -24,11 +24,14 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
 
 def stage_doc(stage: Stage, spec_name: str | None = None) -> dict[str, Any]:
     counts = {k: stage.counts.get(k, 0) for k in COUNTED}
-    done = stage.total - stage.remaining
+    planning = not stage.sealed  # tasks still being inserted: `total` is what is in so far, not the stage's size
+    done = stage.total - stage.remaining + (1 if planning else 0)  # `remaining` holds the plan's token until sealed
+    progress = 100.0 * done / stage.total if stage.total else 100.0
     return {
         "stage": stage.stage, "name": spec_name or stage.name, "failure_policy": str(stage.failure_policy),
-        "total": stage.total, "done": done, **counts,
-        "progress": round(100.0 * done / stage.total, 1) if stage.total else 100.0,
+        "total": stage.total, "done": done, "planning": planning, **counts,
+        # the size of a stage being planned is unknown: its share of the job is not counted until sealed
+        "progress": 0.0 if planning else round(progress, 1),
         "started_at": _iso(stage.created_at), "completed_at": _iso(stage.completed_at),
         "seconds": _duration(stage.created_at, stage.completed_at),
     }

@@ -29,7 +29,10 @@ def open_store(database_url: str, settings: Settings | None = None) -> Store:
     if is_postgres_url(database_url):
         from geomill.store.postgres import PostgresStore
 
-        return PostgresStore(database_url, pool_size=settings.db_pool_size if settings else 4)
+        if settings is None:
+            return PostgresStore(database_url)
+        return PostgresStore(database_url, pool_size=settings.db_pool_size,
+                             socket_timeout=settings.db_socket_timeout_seconds)
     raise InvalidInput(
         f"unsupported database URL {database_url!r}; expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
         field="database_url",

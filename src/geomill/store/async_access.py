@@ -15,6 +15,7 @@ from typing import Any
 
 from geomill.domain import Job, NewJob, StoreError, Task, TaskStatus
 from geomill.engine.ports import JobView, Store
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, async_bounded, connect_kwargs
 from geomill.store import postgres_queries as q
 from geomill.store.postgres import create_job_params
 from geomill.store.reads import VIEW_TASKS, job_and_stages_from_view_row, job_from_rows, view_statuses
@@ -45,7 +46,8 @@ class PostgresAsyncStore:
     safe to repeat: a read, and an insert-or-return-existing), then reported as StoreError (HTTP 503) rather than
     holding the request for the sync store's full minute."""
 
-    def __init__(self, url: str, *, pool_size: int = ASYNC_POOL_SIZE, retry_seconds: float = 5.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = ASYNC_POOL_SIZE, retry_seconds: float = 5.0,
+                 socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> None:
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
@@ -54,7 +56,8 @@ class PostgresAsyncStore:
             # all connections opened up front: growing the pool in the middle of a burst costs its requests a
             # connection set-up each
             url, min_size=max(1, pool_size), max_size=max(1, pool_size), open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5}, name="geomill-async",
+            kwargs={"autocommit": True, "row_factory": dict_row, **connect_kwargs(socket_timeout)}, name="geomill-async",
+            connection_class=async_bounded(socket_timeout),  # a silent server fails the request (503), not hangs it
             timeout=retry_seconds)
 
     async def open(self) -> None:
@@ -119,7 +122,7 @@ async def open_async_store(store: Store) -> ThreadedAsyncStore | PostgresAsyncSt
     """The async access for `store`'s kind (PostgreSQL: its own small async pool, opened here)."""
     url = getattr(store, "url", None)
     if getattr(store, "dialect", None) == "postgres" and url:
-        access = PostgresAsyncStore(url)
+        access = PostgresAsyncStore(url, socket_timeout=getattr(store, "socket_timeout", DEFAULT_SOCKET_TIMEOUT))
         await access.open()
         return access
     return ThreadedAsyncStore(store)

@@ -4,6 +4,7 @@ dead letters. A dialect provides the statements (`_sql`), its plumbing and the m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,12 @@ def pending_messages(events: Sequence[Mapping[str, Any]], tasks: Sequence[Mappin
 class SQLStore(SharedReads, ServiceState):
     """Dialect-independent methods over the dialect's statements; `_clock()` gives the time parameters its
     statements take (SQLite: ``now``; PostgreSQL: none, the server's clock)."""
+
+    _unavailable_at = float("-inf")  # time.monotonic() of the last failure to reach the database
+
+    def seconds_since_unavailable(self) -> float:
+        """Seconds since a call last found the database unreachable (infinite: never); the janitor waits after it."""
+        return time.monotonic() - self._unavailable_at
 
     dialect = "sql"
 
@@ -91,6 +98,13 @@ class SQLStore(SharedReads, ServiceState):
 
     def ack_event(self, event_id: int) -> None:
         self._write(self._sql.ack_event, {"event_id": event_id}, "ack_event")
+
+    def event_claimants(self) -> list[str]:
+        return [r["claimed_by"] for r in self._read(self._sql.event_claimants, {"now": self._since(0.0)})]
+
+    def release_claimed_events(self, claimant: str) -> int:
+        args = {"now": self._since(0.0), "claimant": claimant}
+        return self._write(self._sql.release_claimed_events, args, "release_claimed_events")
 
     # claims of one: the batch claim with a batch of one (no extra statement)
     def claim_task(self, queues: Sequence[str], app: str, lease_seconds: float) -> Task | None:

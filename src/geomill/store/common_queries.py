@@ -55,6 +55,9 @@ class Statements:
     report_progress: str = ("UPDATE tasks SET progress = :progress, progress_message = :message "
                             "WHERE task_id = :task_id AND attempt = :attempt AND status = 'processing'")
     ack_event: str = "DELETE FROM events WHERE event_id = :event_id"
+    event_claimants: str = "SELECT DISTINCT claimed_by FROM events WHERE visible_at > :now AND claimed_by IS NOT NULL"
+    release_claimed_events: str = ("UPDATE events SET visible_at = :now "
+                                   "WHERE visible_at > :now AND claimed_by = :claimant")
 
     # reads
     job: str = "SELECT * FROM jobs WHERE job_id = :job_id"

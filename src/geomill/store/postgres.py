@@ -53,6 +53,7 @@ from geomill.domain import (
 from geomill.domain.status import job_sources
 from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, bounded, connect_kwargs
 from geomill.store import postgres_queries as q
 from geomill.store.base import SQLStore, event_from_row, pending_messages
 from geomill.store.postgres_queries import channel_for
@@ -63,6 +64,7 @@ from geomill.store.sql import migrations
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between two tries of a call while PostgreSQL is away
 Cursor = psycopg.Cursor[dict[str, Any]]
 
 _dumps = partial(json.dumps, default=str)
@@ -91,13 +93,16 @@ class PostgresStore(SQLStore):
     _sql = q.STATEMENTS
 
     def __init__(self, url: str, *, pool_size: int = 4, retry_seconds: float = 60.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> None:
         self.url = url
         self.retry_seconds = retry_seconds
+        self.socket_timeout = socket_timeout  # the async pool and sinks bound their connections the same way
         _preflight(url, connect_timeout)
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), open=True, name="geomill-store",
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout))},
+            connection_class=bounded(socket_timeout),  # a partition fails a call instead of hanging it
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    **connect_kwargs(socket_timeout, connect_timeout)},
             # No `check` round trip before each use: a connection the server dropped (restart) fails its first
             # statement before anything ran; the pool discards it and _run retries on a fresh one.
             timeout=min(10.0, retry_seconds),  # one getconn; _run retries around it up to retry_seconds
@@ -116,11 +121,12 @@ class PostgresStore(SQLStore):
             except PoolClosed as exc:
                 raise StoreError(f"{what}: the store is closed") from exc
             except psycopg.OperationalError as exc:
+                self._unavailable_at = time.monotonic()
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"{what}: PostgreSQL unavailable for {self.retry_seconds:.0f} s: {exc}") from exc
                 log.warning("%s: PostgreSQL unavailable (%s); retrying in %.2f s", what, str(exc).strip(), delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
             except psycopg.Error as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
 
@@ -373,7 +379,7 @@ def _preflight(url: str, timeout: float) -> None:
     """Fail at once on a URL the server refuses for good (unknown database or role, bad password); a server that
     is merely down or restarting is left to the pool and the retries."""
     try:
-        psycopg.connect(url, connect_timeout=max(1, int(timeout))).close()
+        psycopg.connect(url, **connect_kwargs(connect_timeout=timeout)).close()
     except psycopg.OperationalError as exc:
         if any(marker in str(exc) for marker in _PERMANENT_CONNECT):
             raise StoreError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc

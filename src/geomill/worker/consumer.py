@@ -170,7 +170,8 @@ class BrokerConsumer:
         try:
             publish_outbox(self.store, self.broker, self.settings.queue_names)
         except DispatchError:
-            log.warning("could not publish new work now; the supervisor's outbox pass will", exc_info=True)
+            # the publisher logged the lost connection once; this happens for every event until it is back
+            log.info("could not publish new work now; the supervisor's outbox pass will")
 
     def dead_letter(self, delivery: Delivery, reason: str, task_id: str | None = None) -> None:
         """To the dead-letter queue (reason attached) and the database's dead letters, then acknowledged. Whatever

@@ -7,10 +7,12 @@ import logging
 
 from geomill.config import Settings
 from geomill.domain import RegistryError
-from geomill.engine.ports import ExpiredLease, LeaseRetry, Reconciler, RepairReport, Store
+from geomill.engine.ports import ExpiredLease, LeaseRetry, Reconciler, RepairReport
 from geomill.engine.registry import Registry
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY_DELAY = 5.0  # the store's longest wait between retries of a call (store/postgres.py RETRY_MAX_DELAY)
 
 
 def lease_retry(registry: Registry) -> LeaseRetry:
@@ -25,13 +27,24 @@ def lease_retry(registry: Registry) -> LeaseRetry:
     return retry_in
 
 
+def outage_grace(settings: Settings) -> float:
+    """How long after the database came back leases stay unreclaimed: every worker's next beat and retried
+    completion (retried with backoff all through the outage) gets through first."""
+    return settings.heartbeat_seconds + STORE_RETRY_DELAY
+
+
 def reconcile(store: Reconciler, settings: Settings, registry: Registry) -> RepairReport:
-    """One janitor pass."""
-    report = RepairReport(
-        reclaimed_leases=store.reclaim_expired_leases(lease_retry(registry)),
-        resignalled_stages=store.resignal_stalled_stages(settings.stall_grace_seconds),
-        overdue_jobs=len(store.fail_overdue_jobs()),
-    )
+    """One janitor pass. Right after the database was unreachable, leases that expired during the outage mostly
+    belong to workers whose completions are still being retried: they are left alone for `outage_grace`."""
+    # the other repairs first: a pass that started during an outage waits it out in them, and then knows of it
+    resignalled = store.resignal_stalled_stages(settings.stall_grace_seconds)
+    overdue = len(store.fail_overdue_jobs())
+    since, grace = store.seconds_since_unavailable(), outage_grace(settings)
+    if since < grace:
+        log.info("janitor: the database was unreachable %.1f s ago; no leases reclaimed for %.1f s more",
+                 since, grace - since)
+    reclaimed = store.reclaim_expired_leases(lease_retry(registry)) if since >= grace else 0
+    report = RepairReport(reclaimed_leases=reclaimed, resignalled_stages=resignalled, overdue_jobs=overdue)
     if report != RepairReport():
         log.warning("janitor repaired: %s", report)
         for name in ("reclaimed_leases", "resignalled_stages", "overdue_jobs"):

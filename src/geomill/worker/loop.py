@@ -49,6 +49,8 @@ class WorkerLoop:
 
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
+        if self.handles_events:
+            self.release_orphaned_events()
         if self.rt.broker is not None:  # its messages say which task or event to claim; no database polling
             from geomill.worker.consumer import BrokerConsumer
 
@@ -58,6 +60,23 @@ class WorkerLoop:
             self._run_until_stopped()
         finally:
             self.release_prefetched()
+
+    def release_orphaned_events(self) -> int:
+        """On start, take back at once the events a dead planner of this host held (e.g. killed in the middle of a
+        chunked stage insert), instead of after their visibility timeout. A claimant is ``<app_name>#<pid>`` (the
+        default app name names the host): dead when that pid is gone here, or is ours (a previous process that had
+        our pid: we hold nothing yet). Releasing a live claim by mistake costs little: chunks are compare-and-set."""
+        prefix = f"{self.rt.settings.app_name}#"
+        released = 0
+        try:
+            for claimant in self.rt.store.event_claimants():
+                if claimant.startswith(prefix) and (claimant == self.app or _pid_gone(claimant[len(prefix):])):
+                    released += self.rt.store.release_claimed_events(claimant)
+        except StoreError:
+            log.warning("could not look for events of dead planners; they return after their visibility timeout")
+        if released:
+            log.warning("took back %d event(s) held by dead planners", released)
+        return released
 
     def release_prefetched(self) -> None:
         """Record finished tasks still buffered; give back claimed tasks that were never started (their attempt does
@@ -213,3 +232,16 @@ class WorkerLoop:
                                       job_id=task.job_id, task_id=task.task_id)
         self.rt.store.fail_task(task.task_id, task.attempt, error_record(exc, task.attempt, permanent=True), None)
         log.error(reason, extra={"task_id": task.task_id, "job_id": task.job_id})
+
+
+def _pid_gone(pid: str) -> bool:
+    """True when no process `pid` exists on this host (False for anything that is not a pid)."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False

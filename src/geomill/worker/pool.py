@@ -70,6 +70,7 @@ class WorkerPool:
             self._next_cancel_check = now + 1.0
         for i, (proc, slot) in enumerate(self.children):
             self._enforce_time_limit(proc, slot)
+            self._enforce_fencing(proc, slot)
             if check_cancel:
                 self._enforce_cancellation(proc, slot)
             if not proc.is_alive() and not self.draining.is_set():
@@ -113,6 +114,18 @@ class WorkerPool:
         exc = TaskTimeout(f"killed after {tt.timeout_seconds:g} s (+{self.settings.timeout_grace_seconds:g} s grace)")
         retry_in = tt.retry.delay(attempt) if tt.retry.should_retry(attempt) else None
         self.rt.store.fail_task(task_id, attempt, error_record(exc, attempt, permanent=False), retry_in)
+
+    def _enforce_fencing(self, proc: Any, slot: Slot) -> None:
+        """A task that lost its lease (its heartbeat could not renew it) and does not stop by itself is killed after
+        the cancel grace; nothing is written: the database may be out of reach, and the janitor reclaims the lease."""
+        fenced_at = slot.fenced_at.value
+        if not fenced_at or not slot.deadline.value or time.time() - fenced_at < self.settings.cancel_grace_seconds:
+            return
+        task_id, attempt, _ = slot.current()
+        log.warning("killing worker %s: its task lost its lease and did not stop", proc.pid,
+                    extra={"task_id": task_id, "attempt": attempt})
+        self._kill(proc, slot)
+        slot.fenced_at.value = 0.0
 
     def _enforce_cancellation(self, proc: Any, slot: Slot) -> None:
         """A task of a cancelled job that does not stop by itself (e.g. inside GDAL) is killed after a grace."""

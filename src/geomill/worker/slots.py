@@ -11,8 +11,9 @@ from typing import Any
 
 from geomill.config import Settings
 from geomill.domain import Task
-from geomill.runtime import Runtime
 from geomill.logs import setup_logging
+from geomill.runtime import Runtime
+from geomill.worker import heartbeat
 
 
 @dataclass
@@ -25,13 +26,20 @@ class Slot:
     attempt: Any  # Value('i')
     started: Any  # Value('d'), epoch seconds
     deadline: Any  # Value('d'), epoch seconds; 0 when idle
+    fenced_at: Any  # Value('d'), epoch seconds the task's lease ran out unrenewed (self-fenced); 0 when not
 
     @classmethod
     def new(cls, ctx: Any) -> Slot:
         return cls(ctx.Array("c", 64), ctx.Array("c", 80), ctx.Array("c", 128), ctx.Value("i", 0),
-                   ctx.Value("d", 0.0), ctx.Value("d", 0.0))
+                   ctx.Value("d", 0.0), ctx.Value("d", 0.0), ctx.Value("d", 0.0))
+
+    def fence(self) -> None:
+        """The running task lost its lease: if it does not stop by itself, the supervisor kills the process."""
+        if self.deadline.value:
+            self.fenced_at.value = time.time()
 
     def set(self, task: Task | None) -> None:
+        self.fenced_at.value = 0.0
         if task is None:
             self.deadline.value = 0.0
             return
@@ -70,6 +78,7 @@ def child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot, nic
     setup_logging(settings.log_level, settings.log_json)
     from geomill.worker.loop import WorkerLoop
 
+    heartbeat.on_expired = slot.fence  # a task that ignores the stop request is killed by the supervisor
     runtime = Runtime.open(settings, migrate=False)
     gc.freeze()  # the imported modules and the runtime live forever: keep them out of every later full collection
     try:

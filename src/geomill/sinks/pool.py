@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from geomill.pgconn import connect_kwargs
+
 DEFAULT_SIZE = 2  # one load statement and one catalog write at a time per process; more would only queue on locks
 
 
@@ -33,7 +35,8 @@ class ResourcePool:
             if self._pool is None:
                 self._pool = ConnectionPool(
                     self.url, min_size=0, max_size=self.size, open=True, name="geomill-resources",
-                    kwargs={"autocommit": True, "connect_timeout": 30,
+                    # keepalives bound a dead peer's silence; no per-round-trip limit: an index build is long
+                    kwargs={"autocommit": True, **connect_kwargs(connect_timeout=30),
                             "application_name": f"{self._app_name}#{os.getpid()}:resources"[:63]},
                     reset=_reset, timeout=300.0, max_idle=60.0,
                 )

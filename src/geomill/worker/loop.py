@@ -13,9 +13,9 @@ from geomill.domain import Event, NotFound, RegistryError, StoreError, Task
 from geomill.engine.execution import Outcome, error_record, run_task
 from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
+from geomill.logs import correlation_id_var
 from geomill.runtime import Runtime
 from geomill.worker.heartbeat import Heartbeat
-from geomill.logs import correlation_id_var
 from geomill.worker.timeouts import soft_time_limit
 
 log = logging.getLogger(__name__)

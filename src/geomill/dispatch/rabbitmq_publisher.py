@@ -114,7 +114,8 @@ class RabbitPublisher:
                     log.info("RabbitMQ connection for publishing is back")
                 return
             except (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError,
-                    TimeoutError) as exc:
+                    TimeoutError, aiormq.exceptions.ChannelInvalidStateError) as exc:  # (a RuntimeError: a channel
+                # closed under a publish when the connection drops mid-call)
                 await self._close()
                 if attempt == 2:
                     if not self._down:

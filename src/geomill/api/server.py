@@ -22,6 +22,7 @@ from typing import Any
 
 from geomill.config import Settings
 from geomill.roles import Role
+from geomill.spawning import start_without_main
 
 log = logging.getLogger(__name__)
 _ctx = mp.get_context("spawn")  # like the worker processes: no fork (GDAL, threads)
@@ -73,7 +74,7 @@ class HttpProcesses:
     def _spawn(self) -> Any:
         proc = _ctx.Process(target=http_child_main, args=(self.settings, self.role, self.sock, os.getpid()),
                             name="geomill-http", daemon=False)
-        proc.start()
+        start_without_main(proc)
         return proc
 
     def start(self) -> None:

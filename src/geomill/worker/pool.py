@@ -15,6 +15,7 @@ from geomill.dispatch.outbox import Outbox
 from geomill.domain import TaskTimeout
 from geomill.engine.execution import error_record
 from geomill.runtime import Runtime
+from geomill.spawning import start_without_main
 from geomill.worker.janitor import reconcile
 from geomill.worker.slots import Slot, child_main
 
@@ -48,7 +49,7 @@ class WorkerPool:
         slot = Slot.new(_ctx)
         proc = _ctx.Process(target=child_main, args=(self.settings, queues, self.stop_event, slot, self.nice),
                             name="geomill-worker", daemon=False)
-        proc.start()
+        start_without_main(proc)  # the child imports the worker, not the CLI that started it
         return proc, slot
 
     def pids(self) -> list[int]:

@@ -59,7 +59,7 @@ class Api:
     def tasks(self, job_id: str) -> list[dict[str, Any]]:
         r = self.client.get(f"/api/jobs/{job_id}/tasks", headers=self.h("read"))
         assert r.status_code == 200, r.text
-        return r.json()
+        return r.json()["items"]
 
     @property
     def loop(self) -> WorkerLoop:
@@ -101,18 +101,19 @@ def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def page_through(client: httpx.Client, params: dict[str, Any], headers: dict[str, str]) -> list[list[dict]]:
-    """Every page of GET /api/jobs, following next_cursor."""
+def page_through(client: httpx.Client, params: dict[str, Any], headers: dict[str, str],
+                 path: str = "/api/jobs", most: int = 100) -> list[list[dict]]:
+    """Every page of a listing (GET /api/jobs unless `path`), following next_cursor."""
     pages: list[list[dict]] = []
     cursor = None
     while True:
-        r = client.get("/api/jobs", params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        r = client.get(path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers)
         assert r.status_code == 200, r.text
         pages.append(r.json()["items"])
         cursor = r.json()["next_cursor"]
         if cursor is None:
             return pages
-        assert len(pages) < 100, "next_cursor never ends"
+        assert len(pages) < most, "next_cursor never ends"
 
 
 def poll(client: httpx.Client, job_id: str, headers: dict[str, str], timeout: float) -> dict[str, Any]:

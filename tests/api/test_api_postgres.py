@@ -108,7 +108,7 @@ def test_hello_world_completes_with_workers_on_postgres(server: Server) -> None:
     doc = server.poll(r.json()["job_id"])
     assert doc["status"] == "completed", doc
     assert doc["result"]["greetings"] == 4 and doc["result"]["replies"] == 4
-    tasks = server.client.get(f"/api/jobs/{doc['job_id']}/tasks", headers=server.h("read")).json()
+    tasks = server.client.get(f"/api/jobs/{doc['job_id']}/tasks", headers=server.h("read")).json()["items"]
     assert len(tasks) == 8 and {t["status"] for t in tasks} == {"completed"}
     assert {t["correlation_id"] for t in tasks} == {"pg-hello"}
     assert all(t["executed_by_app"].startswith("api-pg-test#") for t in tasks)
@@ -192,7 +192,7 @@ def test_cancel_running_job(server: Server) -> None:
     job_id = server.submit("fanout", {"n": 4, "sleep_s": 8, "tag": "pg-cancel"}).json()["job_id"]
 
     def running() -> bool:
-        tasks = server.client.get(f"/api/jobs/{job_id}/tasks", headers=server.h("read")).json()
+        tasks = server.client.get(f"/api/jobs/{job_id}/tasks", headers=server.h("read")).json()["items"]
         return any(t["status"] == "processing" for t in tasks)
 
     wait_for(running, 60, "a task to start", interval=0.1)
@@ -200,7 +200,7 @@ def test_cancel_running_job(server: Server) -> None:
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
 
     def settled() -> list[dict]:
-        tasks = server.client.get(f"/api/jobs/{job_id}/tasks", headers=server.h("read")).json()
+        tasks = server.client.get(f"/api/jobs/{job_id}/tasks", headers=server.h("read")).json()["items"]
         return tasks if not any(t["status"] in ("queued", "processing") for t in tasks) else []
 
     started = time.monotonic()
@@ -223,7 +223,7 @@ def test_retry_failed_tasks(server: Server) -> None:
         r = server.client.post(f"/api/tasks/{task_id}/retry", headers=server.h("submit"))
         assert r.status_code == 200, r.text
     doc = server.poll(job_id)
-    tasks = server.client.get(f"/api/jobs/{job_id}/tasks", headers=server.h("read")).json()
+    tasks = server.client.get(f"/api/jobs/{job_id}/tasks", headers=server.h("read")).json()["items"]
     assert doc["status"] == "completed", (doc, [(t["status"], t["attempt"], t["finished_at"]) for t in tasks])
     assert [(t["status"], t["attempt"]) for t in tasks] == [("completed", 4), ("completed", 4)]
 

@@ -33,13 +33,13 @@ def test_hello_world_submit_poll_completed(api: Api) -> None:
 
     result = api.client.get(f"/api/jobs/{job_id}/result", headers=api.h("read"))
     assert result.status_code == 200 and result.json()["result"] == doc["result"]
-    tasks = api.client.get(f"/api/jobs/{job_id}/tasks", headers=api.h("read")).json()
+    tasks = api.client.get(f"/api/jobs/{job_id}/tasks", headers=api.h("read")).json()["items"]
     assert len(tasks) == 6 and {t["status"] for t in tasks} == {"completed"}
     assert all(t["executed_by_app"].startswith("api-test#") and t["attempt"] == 1 for t in tasks)
-    replies = api.client.get(f"/api/jobs/{job_id}/tasks", params={"stage": 2}, headers=api.h("read")).json()
+    replies = api.client.get(f"/api/jobs/{job_id}/tasks", params={"stage": 2}, headers=api.h("read")).json()["items"]
     assert sorted(t["task_type"] for t in replies) == ["demo.reply"] * 3
     none_failed = api.client.get(f"/api/jobs/{job_id}/tasks", params={"status": "failed"}, headers=api.h("read"))
-    assert none_failed.json() == []
+    assert none_failed.json() == {"items": [], "next_cursor": None}
 
 
 def test_process_raster_makes_a_valid_cog(api: Api) -> None:
@@ -183,7 +183,7 @@ def test_auth_401_403_and_tracebacks_for_admins_only(api: Api) -> None:
 
     job_id = api.submit("fanout", {"n": 1, "invalid_keys": [0], "tag": "tb"}, scope="admin").json()["job_id"]
     assert api.work(job_id)["status"] == "failed"
-    [task] = api.client.get(f"/api/jobs/{job_id}/tasks", headers=api.h("admin")).json()
+    [task] = api.client.get(f"/api/jobs/{job_id}/tasks", headers=api.h("admin")).json()["items"]
     as_admin = api.client.get(f"/api/tasks/{task['task_id']}", headers=api.h("admin"))
     assert "Traceback (most recent call last)" in as_admin.json()["error"]["traceback"]
     as_submitter = api.client.get(f"/api/tasks/{task['task_id']}", headers=api.h("submit"))
@@ -224,7 +224,7 @@ def test_debug_endpoints_absent_unless_enabled_then_admin_only(make_api: Callabl
         assert on.client.get(path, headers=on.h("admin")).status_code == 200
         assert_problem(on.client.get(path, headers=on.h("submit")), 403)
         assert_problem(on.client.get(path), 401)
-    [task] = on.client.get(f"/api/debug/job/{job_id}/tasks", headers=on.h("admin")).json()
+    [task] = on.client.get(f"/api/debug/job/{job_id}/tasks", headers=on.h("admin")).json()["items"]
     assert task["status"] == "failed" and "Traceback" in task["error"]["traceback"]
     one = on.client.get(f"/api/debug/task/{task['task_id']}", headers=on.h("admin")).json()
     assert one["error"]["traceback"] == task["error"]["traceback"]

@@ -24,7 +24,7 @@ def _fields(body: dict) -> list[str]:
     return [e["field"].split(".")[-1] for e in body["errors"]]
 
 
-@pytest.mark.parametrize("param", ["stage", "limit", "offset"])
+@pytest.mark.parametrize("param", ["stage", "limit"])
 def test_huge_integer_in_a_query_is_a_422_naming_it(api: Api, param: str) -> None:
     job_id = api.submit("hello_world", {"n": 1}).json()["job_id"]
     r = api.client.get(f"/api/jobs/{job_id}/tasks", params={param: HUGE}, headers=api.h("read"))

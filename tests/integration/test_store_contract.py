@@ -204,7 +204,7 @@ def test_every_shared_statement_compiles_in_this_dialect(store: Store) -> None:
     s = store._sql  # type: ignore[attr-defined]  # fragments: as list_jobs / list_tasks put them together
     statements["list_jobs"] = (s.jobs + s.and_status + s.and_job_type + s.and_created_after + s.and_created_before
                                + s.and_before_cursor + s.jobs_page)
-    statements["list_tasks"] = s.tasks + s.and_stage + s.and_status + s.tasks_order + s.and_limit
+    statements["list_tasks"] = s.tasks + s.and_stage + s.and_status + s.and_after_task + s.tasks_order + s.and_limit
     for name, sql in statements.items():
         if sql.startswith(" "):
             continue
@@ -668,6 +668,24 @@ def test_leadership_is_exclusive_until_it_expires(store: Store) -> None:
 
 
 # cancellation, manual retry, dead letters
+
+
+def test_list_tasks_pages_by_stage_and_key_with_a_keyset_cursor(store: Store) -> None:
+    job_id = new_job(store, "pages")
+    start(store, job_id, 1, 12)
+    start(store, job_id, 2, 3)
+    everything = [(t.stage, t.task_key) for t in store.list_tasks(job_id)]
+    assert everything == sorted(everything) and len(everything) == 15
+    walked: list[tuple[int, str]] = []
+    after: tuple[int, str] | None = None
+    while page := store.list_tasks(job_id, limit=4, after=after):
+        assert len(page) <= 4
+        walked += [(t.stage, t.task_key) for t in page]
+        after = walked[-1]
+    assert walked == everything
+    assert [t.task_key for t in store.list_tasks(job_id, stage=1, limit=2, after=(1, "k10"))] == ["k11", "k2"]
+    assert [t.stage for t in store.list_tasks(job_id, limit=5, after=(1, "k9"))] == [2, 2, 2]
+    assert store.list_tasks(job_id, status=TaskStatus.QUEUED, after=(2, "k2")) == []
 
 
 def test_cancel_job_cancels_queued_tasks_and_running_ones_stop_as_cancelled(store: Store) -> None:

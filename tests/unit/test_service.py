@@ -201,9 +201,14 @@ def test_tasks_results_and_short_ids(rt: Runtime, finish) -> None:
         listing.job_result(rt.store, job_id)
     finish(rt, job_id)
     assert listing.job_result(rt.store, job_id)["result"]["greetings"] == 3
-    assert len(listing.list_tasks(rt.store, job_id)) == 6
-    assert len(listing.list_tasks(rt.store, job_id, stage=2, limit=2, offset=0)) == 2
-    task = listing.list_tasks(rt.store, job_id)[0]
+    assert len(listing.list_tasks(rt.store, job_id).items) == 6
+    first = listing.list_tasks(rt.store, job_id, stage=2, limit=2)
+    rest = listing.list_tasks(rt.store, job_id, stage=2, limit=2, cursor=first.next_cursor)
+    assert len(first.items) == len(rest.items) + 1 == 2 and first.next_cursor and rest.next_cursor is None
+    assert [t["task_key"] for t in first.items + rest.items] == sorted(t["task_key"] for t in first.items + rest.items)
+    with pytest.raises(InvalidInput, match="limit"):
+        listing.list_tasks(rt.store, job_id, limit=listing.MAX_PAGE + 1)
+    task = listing.list_tasks(rt.store, job_id).items[0]
     assert listing.get_task(rt.store, task["task_id"])["job_id"] == job_id
     with pytest.raises(NotFound):
         listing.list_tasks(rt.store, "f" * 64)
@@ -227,7 +232,7 @@ def test_cancel_retry_resubmit(rt: Runtime, finish) -> None:
     finish(rt, done)
     with pytest.raises(Conflict, match="already failed"):
         operations.cancel(rt.store, done)
-    [failed] = listing.list_tasks(rt.store, done, status=TaskStatus.FAILED)
+    [failed] = listing.list_tasks(rt.store, done, status=TaskStatus.FAILED).items
     assert operations.retry(rt.store, failed["task_id"]).job_id == done
     with pytest.raises(Conflict):
         operations.retry(rt.store, failed["task_id"])  # queued now, not failed

@@ -110,6 +110,11 @@ class JobList(BaseModel):
     next_cursor: str | None = Field(None, description="pass as ?cursor= for the next (older) page")
 
 
+class TaskList(BaseModel):
+    items: list[TaskInfo]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
 class JobResult(BaseModel):
     job_id: str
     status: str

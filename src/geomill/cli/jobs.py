@@ -28,6 +28,7 @@ from geomill.cli.common import (
 )
 from geomill.config import Settings
 from geomill.domain import GeomillError, JobStatus, TaskStatus
+from geomill.engine.ports import Store
 from geomill.engine.report import job_doc
 from geomill.roles import process_layout, resolve_role
 from geomill.runtime import Runtime
@@ -110,7 +111,7 @@ def status(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> No
 def jobs(
     status_filter: Annotated[JobStatus | None, typer.Option("--status", help="only jobs in this status")] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="only jobs of this type")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+    limit: Annotated[int, typer.Option(help="at most this many", min=1, max=listing.MAX_PAGE)] = 50,
     data_dir: DataDir = None, as_json: AsJson = False,
 ) -> None:
     """List jobs, newest first."""
@@ -183,14 +184,14 @@ def tasks(
     job_id: str,
     stage: Annotated[int | None, typer.Option(help="only this stage")] = None,
     status_filter: Annotated[str | None, typer.Option("--status", help="only tasks in this status")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+    limit: Annotated[int, typer.Option(help="at most this many (0: all), read a page at a time", min=0)] = 200,
     data_dir: DataDir = None, as_json: AsJson = False,
 ) -> None:
     """A job's tasks: status, attempts, target queue, which app ran them and when."""
     rt = Runtime.open(load_settings(data_dir))
     try:
         wanted = TaskStatus(status_filter) if status_filter else None
-        docs = listing.list_tasks(rt.store, resolve_job_id(rt.store, job_id), stage=stage, status=wanted, limit=limit)
+        docs = _task_pages(rt.store, resolve_job_id(rt.store, job_id), stage, wanted, limit)
     except ValueError as exc:
         raise fail(str(exc), EXIT_FAILED, as_json) from None
     except GeomillError as exc:
@@ -199,6 +200,20 @@ def tasks(
         views.print_json(docs)
     else:
         out.print(views.tasks_table(docs))
+
+
+def _task_pages(store: Store, job_id: str, stage: int | None, status: TaskStatus | None,
+                limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` tasks (0: all), following the cursor a page of at most MAX_PAGE at a time."""
+    docs: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        size = listing.MAX_PAGE if limit == 0 else min(limit - len(docs), listing.MAX_PAGE)
+        page = listing.list_tasks(store, job_id, stage=stage, status=status, limit=size, cursor=cursor)
+        docs += page.items
+        cursor = page.next_cursor
+        if cursor is None or (limit and len(docs) >= limit):
+            return docs
 
 
 @app.command()

@@ -90,7 +90,7 @@ def worker(
 
 
 @app.command("dead-letters")
-def dead_letters(limit: int = 50, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+def dead_letters(limit: Annotated[int, typer.Option(min=1, max=listing.MAX_PAGE)] = 50, data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Work that could not be processed at all (unknown task type, undecodable message), newest first."""
     rt = Runtime.open(load_settings(data_dir))
     docs = listing.dead_letters(rt.store, limit)

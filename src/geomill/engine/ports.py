@@ -102,8 +102,8 @@ class JobReads(Protocol):
         ...
 
     def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None,
-                   limit: int | None = None) -> list[Task]:
-        """A job's tasks by stage and key, optionally of one stage and one status."""
+                   limit: int | None = None, after: tuple[int, str] | None = None) -> list[Task]:
+        """A job's tasks by (stage, task_key), optionally of one stage and one status; `after` a keyset cursor."""
         ...
 
     def get_task(self, task_id: str) -> Task:

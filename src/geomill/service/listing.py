@@ -14,32 +14,73 @@ from geomill.engine.ports import Store
 from geomill.engine.registry import Registry
 from geomill.engine.report import job_doc, task_doc
 
+MAX_PAGE = 1000  # the most items one page of any listing may hold: a read key cannot ask for a whole job at once
+
 
 @dataclass(frozen=True)
-class JobPage:
+class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
 
 
+JobPage = Page  # the name list_jobs answered before task listings had pages too
+
+
+def _pack(first: str, second: str) -> str:
+    return base64.urlsafe_b64encode(f"{first}|{second}".encode()).decode().rstrip("=")
+
+
+def _unpack(cursor: str) -> tuple[str, str]:
+    """The two parts `_pack` joined; InvalidInput (field ``cursor``) for anything else."""
+    try:
+        first, second = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
+        return first, second
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad_cursor() from exc
+
+
+def _bad_cursor() -> InvalidInput:
+    return InvalidInput("cursor: not a cursor this API returned", errors=[{"field": "cursor", "message": "malformed"}])
+
+
 def encode_cursor(created_at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode().rstrip("=")
+    return _pack(created_at.isoformat(), job_id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor names; InvalidInput (field ``cursor``) for anything `encode_cursor` did not make."""
+    """The (created_at, job_id) a jobs cursor names; InvalidInput (field ``cursor``) otherwise."""
+    stamp, job_id = _unpack(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, job_id = raw.split("|", 1)
         return datetime.fromisoformat(stamp), job_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor: not a cursor this API returned",
-                           errors=[{"field": "cursor", "message": "malformed"}]) from exc
+    except ValueError as exc:
+        raise _bad_cursor() from exc
+
+
+def encode_task_cursor(stage: int, task_key: str) -> str:
+    return _pack(str(stage), task_key)
+
+
+def decode_task_cursor(cursor: str) -> tuple[int, str]:
+    """The (stage, task_key) a tasks cursor names; InvalidInput (field ``cursor``) otherwise."""
+    stage, task_key = _unpack(cursor)
+    try:
+        return int(stage), task_key
+    except ValueError as exc:
+        raise _bad_cursor() from exc
+
+
+def _page_size(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit: between 1 and {MAX_PAGE}",
+                           errors=[{"field": "limit", "message": f"between 1 and {MAX_PAGE}"}])
+    return limit
 
 
 def list_jobs(store: Store, *, status: JobStatus | None = None, job_type: str | None = None, limit: int = 50,
               created_after: datetime | None = None, created_before: datetime | None = None,
-              cursor: str | None = None) -> JobPage:
+              cursor: str | None = None) -> Page:
     """Jobs newest first, filtered; `next_cursor` names the next (older) page, None on the last."""
+    limit = _page_size(limit)
     after = decode_cursor(cursor) if cursor else None
     jobs = store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
     page, more = jobs[:limit], len(jobs) > limit
@@ -48,11 +89,16 @@ def list_jobs(store: Store, *, status: JobStatus | None = None, job_type: str | 
 
 
 def list_tasks(store: Store, job_id: str, *, stage: int | None = None, status: TaskStatus | None = None,
-               limit: int | None = None, offset: int = 0, admin: bool = False) -> list[dict[str, Any]]:
-    """A job's tasks (all, or `limit` from `offset`); NotFound for an unknown job rather than an empty list."""
+               limit: int = 100, cursor: str | None = None, admin: bool = False) -> Page:
+    """A page of a job's tasks by (stage, task_key); `next_cursor` names the next page, None on the last.
+    NotFound for an unknown job rather than an empty page."""
+    limit = _page_size(limit)
+    after = decode_task_cursor(cursor) if cursor else None
     store.get_job(job_id)
-    end = None if limit is None else offset + limit
-    return [task_doc(t, admin=admin) for t in store.list_tasks(job_id, stage, status)[offset:end]]
+    tasks = store.list_tasks(job_id, stage, status, limit + 1, after)
+    page, more = tasks[:limit], len(tasks) > limit
+    next_cursor = encode_task_cursor(page[-1].stage, page[-1].task_key) if more and page else None
+    return Page([task_doc(t, admin=admin) for t in page], next_cursor)
 
 
 def get_task(store: Store, task_id: str, *, admin: bool = False) -> dict[str, Any]:
@@ -70,7 +116,7 @@ def job_result(store: Store, job_id: str) -> dict[str, Any]:
 
 def dead_letters(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     """Work that could not be processed at all, newest first."""
-    return store.list_dead_letters(limit)
+    return store.list_dead_letters(_page_size(limit))
 
 
 def stuck_jobs(store: Store, idle_seconds: float) -> list[dict[str, Any]]:

@@ -76,6 +76,7 @@ class Statements:
                            "AND stage = :stage AND status IN ('completed', 'failed')")
     tasks: str = "SELECT * FROM tasks WHERE job_id = :job_id"  # list_tasks: and_stage / and_status, tasks_order
     and_stage: str = " AND stage = :stage"
+    and_after_task: str = " AND (stage, task_key) > (:after_stage, :after_key)"  # keyset: the unique index's order
     tasks_order: str = " ORDER BY stage, task_key"
     and_limit: str = " LIMIT :limit"
     tasks_by_status: str = ("SELECT * FROM tasks WHERE job_id = :job_id AND status = :status "

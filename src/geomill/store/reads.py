@@ -126,9 +126,13 @@ class SharedReads:
         return self.list_tasks(job_id, stage)
 
     def list_tasks(self, job_id: str, stage: int | None = None, status: TaskStatus | None = None,
-                   limit: int | None = None) -> list[Task]:
+                   limit: int | None = None, after: tuple[int, str] | None = None) -> list[Task]:
+        """By (stage, task_key); `after` is a keyset cursor, so a page walks the unique index, never sorts the job."""
         s = self._sql
-        sql, args = filtered(s.tasks, [(s.and_stage, "stage", stage), (s.and_status, "status", status)])
+        sql, args = filtered(s.tasks, [(s.and_stage, "stage", stage), (s.and_status, "status", status),
+                                       (s.and_after_task, "after_stage", after[0] if after else None)])
+        if after is not None:
+            args["after_key"] = after[1]
         sql += s.tasks_order
         if limit is not None:
             sql += s.and_limit

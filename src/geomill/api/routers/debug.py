@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from geomill.api.auth import Principal, require
 from geomill.api.errors import KEYED_RESPONSES, ApiError, problem_responses
-from geomill.api.models import ActionResult, TaskInfo
-from geomill.api.routers.jobs import JobId
+from geomill.api.models import ActionResult, TaskInfo, TaskList
+from geomill.api.routers.jobs import Cursor, JobId, PageSize
 from geomill.api.routers.tasks import retry
 from geomill.service import listing
+from geomill.service.listing import MAX_PAGE
 
 router = APIRouter(prefix="/api", tags=["debug"], responses={**KEYED_RESPONSES, **problem_responses(404)})
 
@@ -33,10 +34,12 @@ def stuck_jobs(request: Request, _: Admin,
     return listing.stuck_jobs(request.app.state.runtime.store, idle_seconds)
 
 
-@router.get("/debug/job/{job_id}/tasks", response_model=list[TaskInfo])
-def debug_job_tasks(request: Request, job_id: JobId, _: Admin) -> list[dict[str, Any]]:
-    """Every task of a job, with error tracebacks."""
-    return listing.list_tasks(request.app.state.runtime.store, job_id, admin=True)
+@router.get("/debug/job/{job_id}/tasks", response_model=TaskList)
+def debug_job_tasks(request: Request, job_id: JobId, _: Admin, limit: PageSize = 100,
+                    cursor: Cursor = None) -> TaskList:
+    """A page of a job's tasks, with error tracebacks; follow `next_cursor`."""
+    page = listing.list_tasks(request.app.state.runtime.store, job_id, limit=limit, cursor=cursor, admin=True)
+    return TaskList(items=page.items, next_cursor=page.next_cursor)  # type: ignore[arg-type]
 
 
 @router.get("/debug/task/{task_id}", response_model=TaskInfo)
@@ -50,6 +53,6 @@ def debug_retry_task(request: Request, task_id: Id, _: Admin) -> ActionResult:
 
 
 @router.get("/dead-letters", response_model=list[dict[str, Any]])
-def dead_letters(request: Request, _: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+def dead_letters(request: Request, _: Admin, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> list[dict]:
     """Work that could not be processed at all, newest first."""
     return listing.dead_letters(request.app.state.runtime.store, limit)

@@ -14,12 +14,13 @@ from pydantic import BeforeValidator
 from geomill.api.auth import Principal, require
 from geomill.api.body import JSON_OBJECT_BODY, parse_object
 from geomill.api.errors import KEYED_RESPONSES, problem_responses
-from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskInfo
+from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskList
 from geomill.domain import JobStatus as JobState
 from geomill.domain import TaskStatus
 from geomill.engine.orchestrator import Submission
 from geomill.runtime import Runtime
 from geomill.service import listing, operations
+from geomill.service.listing import MAX_PAGE
 from geomill.service.status import job_status_async
 from geomill.service.submit import job_type_for, submit, submit_async
 
@@ -123,18 +124,23 @@ def list_jobs(
     return JobList(items=page.items, next_cursor=page.next_cursor)  # type: ignore[arg-type]
 
 
-@router.get("/jobs/{job_id}/tasks", response_model=list[TaskInfo], responses=NOT_FOUND)
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[str | None, Query(max_length=500)]
+
+
+@router.get("/jobs/{job_id}/tasks", response_model=TaskList, responses=NOT_FOUND)
 def list_job_tasks(
     request: Request, job_id: JobId,
     stage: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     status: Annotated[TaskStatus | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    limit: PageSize = 100,
+    cursor: Cursor = None,
     who: Principal = Depends(require("read")),
-) -> list[dict[str, Any]]:
-    """A job's tasks (filter by stage and status)."""
-    return listing.list_tasks(runtime(request).store, job_id, stage=stage, status=status, limit=limit,
-                              offset=offset, admin=who.has("admin"))
+) -> TaskList:
+    """A page of a job's tasks by stage and key (filter by stage and status); follow `next_cursor`."""
+    page = listing.list_tasks(runtime(request).store, job_id, stage=stage, status=status, limit=limit,
+                              cursor=cursor, admin=who.has("admin"))
+    return TaskList(items=page.items, next_cursor=page.next_cursor)  # type: ignore[arg-type]
 
 
 @router.get("/jobs/{job_id}/result", response_model=JobResult, responses={**NOT_FOUND, **CONFLICT})

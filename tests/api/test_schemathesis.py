@@ -84,7 +84,8 @@ def _opaque_cursor_removed(case: schemathesis.Case) -> schemathesis.Case:
     """A cursor is opaque: no JSON Schema says which strings this API issued, so a generated one is refused (422)
     although "schema-valid". Bad cursors are covered in test_bad_input."""
     negative = case.meta is not None and case.meta.generation.mode.is_negative
-    if case.operation.path == "/api/jobs" and isinstance(case.query, dict) and not negative:
+    paged = ("/api/jobs", "/api/jobs/{job_id}/tasks", "/api/debug/job/{job_id}/tasks")
+    if case.operation.path in paged and isinstance(case.query, dict) and not negative:
         case.query.pop("cursor", None)
     return case
 

@@ -32,13 +32,21 @@ def small_disk(folder: Path, size: str = "8m") -> Iterator[Path]:
 
 
 def fill(folder: Path, leave_bytes: int = 0) -> Path:
-    """Fill `folder`'s filesystem up to `leave_bytes` free with one file."""
+    """Fill `folder`'s filesystem with one file until at most `leave_bytes` stay free (0: until ENOSPC)."""
     filler = folder / "filler.bin"
-    with filler.open("wb") as f:
-        try:
-            while os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize > leave_bytes + 65536:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass  # full
+    with filler.open("wb", buffering=0) as f:
+        for chunk in (1024 * 1024, 65536, 4096):
+            try:
+                while _free(folder) >= leave_bytes + chunk:
+                    f.write(b"\0" * chunk)
+                if not leave_bytes:
+                    while True:
+                        f.write(b"\0" * chunk)
+            except OSError:
+                pass  # full at this chunk size: go on with a smaller one
     return filler
+
+
+def _free(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize

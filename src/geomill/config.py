@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     db_socket_timeout_seconds: float = Field(
         30.0, gt=0, description="PostgreSQL: a connection silent this long (partition, stalled peer) is closed and "
                                 "the call retried (TCP keepalive, tcp_user_timeout, a round trip's longest wait)")
+    min_free_mb: float = Field(
+        512.0, ge=0, description="health: a storage zone or the SQLite database folder with less free space is "
+                                 "degraded")
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
     host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP API port")

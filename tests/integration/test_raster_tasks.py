@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,10 @@ from geomill.catalog.validation import (
     validate_item_dict,
     validate_item_file,
 )
-from geomill.domain import InvalidInput
+from geomill.domain import InvalidInput, OutOfSpace, Task, TaskStatus
 from geomill.domain.models import StageResults
 from geomill.engine.context import TaskContext
+from geomill.engine.execution import run_task
 from geomill.engine.registry import Registry
 from geomill.jobs import raster as raster_jobs
 from geomill.storage.local import LocalStorage
@@ -35,6 +38,7 @@ from geomill.tasks import stac as stac_tasks
 from geomill.tasks.raster.cog import CreateCogParams, create_cog
 from geomill.tasks.raster.validate import ValidateRasterParams, validate_raster
 from geomill.tasks.stac.item import CreateItemParams, create_item
+from small_disk import fill, small_disk
 
 PROJ_V11 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 RASTER_V11 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
@@ -462,3 +466,53 @@ def test_process_raster_job_end_to_end(ctx: TaskContext, storage: LocalStorage) 
     again = run_job(build_registry(), params, ctx)
     assert again["outputs"][0]["reused"] is True and again["outputs"][0]["cog_uri"] == out["cog_uri"]
     json.dumps(outcome)
+
+
+# disk full (issue 25): a small tmpfs holds the silver zone
+
+
+@pytest.fixture
+def small_silver(tmp_path: Path) -> Iterator[LocalStorage]:
+    with small_disk(tmp_path / "small", "4m") as root:
+        store = LocalStorage(root / "store")
+        store.ensure_zones()
+        yield store
+
+
+def noise_raster(path: Path, size: int = 1024) -> Path:
+    """Incompressible bytes: 3 x size x size, so DEFLATE cannot shrink the COG below the raw size."""
+    rng = np.random.default_rng(25)
+    return write_raster(path, rng.integers(0, 255, (3, size, size), dtype="uint8"))
+
+
+def test_a_cog_bigger_than_the_disk_fails_as_out_of_space_not_retried_at_once(
+    small_silver: LocalStorage, tmp_path: Path
+) -> None:
+    source = noise_raster(tmp_path / "noise.tif")  # ~3 MiB raw, ~4 MiB with overviews: more than the 4 MiB disk
+    registry = Registry()
+    raster_tasks.register(registry)
+    task = Task(task_id="t-full", job_id="j", stage=1, task_key="k", task_type="raster.create_cog",
+                params={"source": str(source)}, status=TaskStatus.PROCESSING, attempt=1, max_attempts=3,
+                target_queue="raster-tasks", timeout_seconds=60, created_at=datetime.now(UTC))
+    ctx = TaskContext(task_id="t-full", job_id="j", stage=1, attempt=1, storage=small_silver)
+    out = run_task(registry, task, ctx)
+    cogs = small_silver.zone_path("silver") / "cogs"
+    assert out.error is not None and out.error["type"] == "OutOfSpace", out.error
+    assert str(cogs) in out.error["message"] and "bytes free" in out.error["message"]
+    assert "GDAL said:" in out.error["message"] and "TIFF" in out.error["message"]  # libtiff's own words
+    assert out.retry_in is not None and out.retry_in >= OutOfSpace.retry_after_seconds >= 60
+    assert list(cogs.iterdir()) == []  # no temporary file left
+
+
+def test_a_cog_is_refused_before_writing_when_the_disk_has_less_room_than_its_estimate(
+    small_silver: LocalStorage, tmp_path: Path
+) -> None:
+    source = noise_raster(tmp_path / "noise.tif")
+    fill(small_silver.root, leave_bytes=512 * 1024)
+    with pytest.raises(OutOfSpace) as caught:
+        create_cog(CreateCogParams(source=str(source)), TaskContext(
+            task_id="t", job_id="j", stage=1, attempt=1, storage=small_silver))
+    cogs = small_silver.zone_path("silver") / "cogs"
+    assert caught.value.path == str(cogs) and caught.value.free_bytes < caught.value.needed_bytes
+    assert "GDAL said" not in str(caught.value)  # refused up front: GDAL never ran
+    assert list(cogs.iterdir()) == []

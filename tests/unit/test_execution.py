@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from geomill.domain import Fenced, InvalidInput, Task, TaskStatus, TaskTimeout, TransientError
+from geomill.domain import Fenced, InvalidInput, OutOfSpace, Task, TaskStatus, TaskTimeout, TransientError
 from geomill.engine.context import TaskContext
 from geomill.engine.execution import error_record, run_task
 from geomill.engine.registry import Registry, TaskType
@@ -33,6 +33,8 @@ def handler(params: Params, ctx: TaskContext) -> Any:
         raise TransientError("busy")
     if params.mode == "timeout":
         raise TaskTimeout("too slow")
+    if params.mode == "nospace":
+        raise OutOfSpace("no space left on /data", path="/data", free_bytes=0, needed_bytes=10)
     if params.mode == "fenced":
         raise Fenced("lost the lease")
     if params.mode == "dict":
@@ -111,6 +113,13 @@ def test_the_last_attempt_is_not_retried(reg: Registry, mode: str) -> None:
     out = run(reg, {"n": 1, "mode": mode}, attempt=3, max_attempts=3)
     assert out.retry_in is None
     assert out.error["retryable"] is True and out.error["attempt"] == 3
+
+
+def test_out_of_space_waits_its_own_long_delay_not_the_policys_short_one(reg: Registry) -> None:
+    out = run(reg, {"n": 1, "mode": "nospace"}, attempt=1)
+    assert out.error["type"] == "OutOfSpace" and out.error["retryable"] is True
+    assert out.retry_in == OutOfSpace.retry_after_seconds >= 60
+    assert run(reg, {"n": 1, "mode": "nospace"}, attempt=3).retry_in is None  # still bounded by the attempts
 
 
 def test_the_tasks_own_budget_limits_retries_too(reg: Registry) -> None:

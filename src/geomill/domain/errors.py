@@ -42,6 +42,19 @@ class TransientError(TaskError):
     """A failure worth retrying (network blip, busy resource)."""
 
 
+class OutOfSpace(TaskError):
+    """The target filesystem has no room for an output; retried only after `retry_after_seconds` (room may be freed)."""
+
+    retry_after_seconds: float = 600.0
+
+    def __init__(self, message: str, *, path: str, free_bytes: int | None = None,
+                 needed_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.free_bytes = free_bytes
+        self.needed_bytes = needed_bytes
+
+
 class TaskTimeout(TransientError):
     """A task ran past its time limit."""
 

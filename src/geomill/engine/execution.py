@@ -46,6 +46,12 @@ def error_record(exc: BaseException, attempt: int, *, permanent: bool) -> dict[s
     }
 
 
+def retry_delay(exc: BaseException, policy_delay: float) -> float:
+    """The policy's delay, or longer when the error says so (``retry_after_seconds``: a full disk is not freed in
+    the policy's few seconds, and retrying at once would fill it again)."""
+    return max(policy_delay, float(getattr(exc, "retry_after_seconds", 0.0) or 0.0))
+
+
 def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
     """Validate params, call the handler, validate its result; classify any failure."""
     task_type = registry.task_type(task.task_type)
@@ -69,7 +75,7 @@ def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
         log.warning("task attempt %d failed: %r", task.attempt, exc,
                     extra={"task_id": task.task_id, "job_id": task.job_id})
         retry = task_type.retry.should_retry(task.attempt) and task.attempt < task.max_attempts
-        delay = task_type.retry.delay(task.attempt) if retry else None
+        delay = retry_delay(exc, task_type.retry.delay(task.attempt)) if retry else None
         return Outcome(error=error_record(exc, task.attempt, permanent=False), retry_in=delay)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geomill.roles import MODE_QUEUES, AppMode, Role
@@ -28,11 +30,34 @@ def database(rt: Runtime) -> dict[str, Any]:
     return {"backend": rt.store.dialect, "schema_version": rt.store.schema_version()}
 
 
+def _database(rt: Runtime) -> dict[str, Any]:
+    """The database's state and, for SQLite, the free space of its folder (a full disk fails every write)."""
+    doc = database(rt)
+    path = getattr(rt.store, "path", None)
+    if path is None:
+        return doc
+    free = shutil.disk_usage(Path(path).parent).free
+    low = free < _min_free_bytes(rt)
+    return {**doc, "free_bytes": free, **({"status": "degraded", "low_space": True} if low else {})}
+
+
+def _min_free_bytes(rt: Runtime) -> int:
+    return int(rt.settings.min_free_mb * 1024 * 1024)
+
+
 def _storage(rt: Runtime) -> dict[str, Any]:
+    """Each zone is writable (an empty file is made there) and has GEOMILL_MIN_FREE_MB free: an empty file still
+    fits on a full disk, so the free bytes are checked too."""
+    free: dict[str, int] = {}
     for zone in ZONES:
-        with tempfile.NamedTemporaryFile(dir=rt.storage.zone_path(zone), prefix=".health-"):
+        folder = rt.storage.zone_path(zone)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".health-"):
             pass
-    return {"backend": "local", "root": str(rt.storage.root)}
+        free[zone] = shutil.disk_usage(folder).free
+    minimum = _min_free_bytes(rt)
+    low = sorted(zone for zone, n in free.items() if n < minimum)
+    doc = {"backend": "local", "root": str(rt.storage.root), "free_bytes": free, "min_free_bytes": minimum}
+    return {**doc, **({"status": "degraded", "low_space": low} if low else {})}
 
 
 def _dispatch(rt: Runtime) -> dict[str, Any]:
@@ -56,7 +81,7 @@ def health_document(rt: Runtime, role: Role, *, has_http: bool = True,
     no paths, host names, process ids or error messages."""
     settings = rt.settings
     components = {
-        "database": check(lambda: database(rt)),
+        "database": check(lambda: _database(rt)),
         "storage": check(lambda: _storage(rt)),
         "dispatch": check(lambda: _dispatch(rt)),
         "workers": check(lambda: _workers(rt)),

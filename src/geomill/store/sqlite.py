@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -62,6 +63,11 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
 
+
+def _disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: "database or disk is full"."""
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
 class SQLiteStore(SQLStore):
     """One connection per process (and per store object), guarded by a lock for the heartbeat thread."""
 
@@ -94,11 +100,27 @@ class SQLiteStore(SQLStore):
                 raise StoreError(f"SQLite busy or unavailable: {exc}") from exc
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute(q.ROLLBACK)
+            except BaseException as exc:
+                try:
+                    self._conn.execute(q.ROLLBACK)
+                except sqlite3.OperationalError:
+                    if not _disk_full(exc):  # SQLite may have rolled back a full disk's transaction itself
+                        raise
+                if _disk_full(exc):
+                    raise self._full(exc) from exc
                 raise
             else:
-                self._conn.execute(q.COMMIT)
+                try:
+                    self._conn.execute(q.COMMIT)
+                except sqlite3.OperationalError as exc:
+                    if _disk_full(exc):
+                        raise self._full(exc) from exc
+                    raise
+
+    def _full(self, exc: BaseException) -> StoreError:
+        free = shutil.disk_usage(self.path.parent).free
+        return StoreError(f"the disk holding the SQLite database {self.path} is full ({free:,} bytes free): "
+                          f"free space there and try again ({exc})")
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:
         """Rows (`sqlite3.Row`: by name or index)."""

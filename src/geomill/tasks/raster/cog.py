@@ -20,6 +20,7 @@ An explicit ``output_key`` is trusted as the identity: a valid COG already there
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import logging
@@ -33,6 +34,7 @@ import rasterio
 import rasterio.errors
 import rasterio.shutil
 from pydantic import BaseModel
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.io import DatasetReader
@@ -52,6 +54,14 @@ from geomill.tasks.raster.models import (
     normalize_compression,
     normalize_resampling,
     parse_crs,
+)
+from geomill.tasks.raster.space import (
+    check_room,
+    estimate_cog_bytes,
+    free_bytes,
+    gdal_messages,
+    looks_out_of_space,
+    out_of_space,
 )
 from geomill.tasks.raster.validate import (
     check_georeferenced,
@@ -180,19 +190,41 @@ def _remove_temporaries(tmp: Path) -> None:
 
 
 def write_cog(src: DatasetReader, plan: CogPlan, threads: str) -> None:
-    """Write to a temporary file beside the output, validate it, then rename it into place."""
-    plan.path.parent.mkdir(parents=True, exist_ok=True)
+    """Write to a temporary file beside the output, validate it, then rename it into place. Refuses up front when
+    the folder has less room than the COG needs, and names a disk that filled during the write (OutOfSpace)."""
+    folder = plan.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    needed = estimate_cog_bytes(src, plan.compression)
+    check_room(folder, needed)
     tmp = plan.path.with_name(f".{plan.path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        _copy(src, plan, tmp, threads)
-        valid, errors = is_valid_cog(tmp)
-        if not valid:
-            raise TaskError(f"GDAL wrote an invalid COG for {plan.source!r}: {'; '.join(errors)}")
-        os.replace(tmp, plan.path)
-    except rasterio.errors.RasterioError as exc:
-        raise TaskError(f"writing COG {plan.uri} from {plan.source!r} failed: {exc}") from exc
-    finally:
-        _remove_temporaries(tmp)
+    with gdal_messages() as messages:
+        try:
+            _copy(src, plan, tmp, threads)
+            valid, errors = is_valid_cog(tmp)
+            if not valid:  # GDAL may report a failed write only as warnings, leaving a broken file
+                if looks_out_of_space([*messages, *errors], folder, needed):
+                    raise out_of_space(folder, needed, free_bytes(folder), [*messages, *errors])
+                raise TaskError(f"GDAL wrote an invalid COG for {plan.source!r}: {'; '.join(errors)}")
+            os.replace(tmp, plan.path)
+        except TaskError:
+            raise
+        except Exception as exc:  # rasterio raises CPLE_* errors that are no RasterioError
+            failure = _write_failure(exc, plan, messages, needed)
+            if failure is None:
+                raise
+            raise failure from exc
+        finally:
+            _remove_temporaries(tmp)
+
+
+def _write_failure(exc: Exception, plan: CogPlan, messages: list[str], needed: int) -> TaskError | None:
+    """What a failed write was: the disk filled (OutOfSpace), a task error with GDAL's messages, or (None) a bug."""
+    said = [*messages, f"{type(exc).__name__}: {exc}"]
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or looks_out_of_space(said, plan.path.parent, needed):
+        return out_of_space(plan.path.parent, needed, free_bytes(plan.path.parent), said)
+    if not isinstance(exc, rasterio.errors.RasterioError | CPLE_BaseError | OSError):
+        return None
+    return TaskError(f"writing COG {plan.uri} from {plan.source!r} failed: {'; '.join(said)}")
 
 
 def describe(plan: CogPlan, *, reused: bool) -> CogResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,24 +134,15 @@ class ChunkWriter:
             self._writer = None
 
 
+_PG_TYPES: tuple[tuple[Callable[[pa.DataType], bool], str], ...] = (  # first match wins: int16 before integer
+    (pa.types.is_boolean, "boolean"), (pa.types.is_int16, "smallint"), (pa.types.is_int32, "integer"),
+    (pa.types.is_integer, "bigint"), (pa.types.is_float32, "real"), (pa.types.is_floating, "double precision"),
+    (pa.types.is_date, "date"), (pa.types.is_time, "time"),
+)
+
+
 def pg_type(arrow_type: pa.DataType) -> str:
     """The PostgreSQL column type for a normalized Arrow attribute type (chunks.normalize_column)."""
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_int16(arrow_type):
-        return "smallint"
-    if pa.types.is_int32(arrow_type):
-        return "integer"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_float32(arrow_type):
-        return "real"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_date(arrow_type):
-        return "date"
     if pa.types.is_timestamp(arrow_type):
         return "timestamptz" if arrow_type.tz else "timestamp"
-    if pa.types.is_time(arrow_type):
-        return "time"
-    return "text"
+    return next((name for matches, name in _PG_TYPES if matches(arrow_type)), "text")

@@ -24,8 +24,6 @@ def data(*parts: str) -> Path:
     return path
 
 
-shared = data  # the old name (the samples used to come from shared/data beside the checkout); other branches use it
-
 
 def raster(name: str) -> Path:
     """A sample raster: the package's copy when it has one, else the test data's."""

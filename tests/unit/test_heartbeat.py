@@ -88,7 +88,6 @@ class FakeProcess:
 def test_the_supervisor_kills_a_self_fenced_task_that_does_not_stop(make_runtime: Any) -> None:
     import multiprocessing as mp
 
-    from geomill.worker import heartbeat
     from geomill.worker.pool import WorkerPool
     from geomill.worker.slots import Slot
 
@@ -97,12 +96,8 @@ def test_the_supervisor_kills_a_self_fenced_task_that_does_not_stop(make_runtime
     slot = Slot.new(mp.get_context("spawn"))
     slot.set(task)
     pool, proc = WorkerPool(rt, [["default-tasks"]]), FakeProcess()
-    heartbeat.on_expired = slot.fence
-    try:
-        with Heartbeat(Unreachable(rt.store), task, 0.6, 0.2):  # the task "runs in C": nothing stops it
-            time.sleep(0.7)
-    finally:
-        heartbeat.on_expired = None
+    with Heartbeat(Unreachable(rt.store), task, 0.6, 0.2, on_expired=slot.fence):  # "runs in C": nothing stops it
+        time.sleep(0.7)
     assert slot.fenced_at.value > 0
     pool._enforce_fencing(proc, slot)
     assert not proc.killed  # within the cancel grace

@@ -57,7 +57,6 @@ __all__ = [
     "dead_letter_name",
     "declare_queues",
     "decode",
-    "queue_stats",
 ]
 
 
@@ -251,12 +250,6 @@ class QueueConsumer(threading.Thread):
             conn.add_callback_threadsafe(run)
         except (pika.exceptions.AMQPError, OSError, AttributeError):
             pass  # the connection is going: the next one starts with self.prefetch
-
-
-def queue_stats(url: str, queues: Sequence[str], queue_names: Mapping[str, str]) -> QueueStats:
-    """Messages ready and consumers of each queue and of the dead-letter queue (kept for callers that have a URL,
-    not a broker: ``RabbitBroker.queue_stats`` is the same)."""
-    return _stats(url, [queue_names.get(q, q) for q in queues] + [dead_letter_name(queue_names)])
 
 
 def _stats(url: str, names: Sequence[str]) -> QueueStats:

@@ -23,7 +23,6 @@ class Page:
     next_cursor: str | None
 
 
-JobPage = Page  # the name list_jobs answered before task listings had pages too
 
 
 def _pack(first: str, second: str) -> str:
@@ -85,7 +84,7 @@ def list_jobs(store: Store, *, status: JobStatus | None = None, job_type: str | 
     jobs = store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
     page, more = jobs[:limit], len(jobs) > limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more and page else None
-    return JobPage([job_doc(j) for j in page], next_cursor)
+    return Page([job_doc(j) for j in page], next_cursor)
 
 
 def list_tasks(store: Store, job_id: str, *, stage: int | None = None, status: TaskStatus | None = None,

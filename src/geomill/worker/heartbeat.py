@@ -15,19 +15,18 @@ from geomill.worker.timeouts import interrupt
 
 log = logging.getLogger(__name__)
 
-# Set in pool worker processes (slots.child_main): tells the supervisor, which kills the process when the task has
-# not stopped after the cancel grace (code inside GDAL sees neither ctx.cancelled nor the interrupt).
-on_expired: Callable[[], None] | None = None
-
-
 class Heartbeat:
     """Renews the task's lease every `interval`; notices when it was fenced or its job cancelled. A watchdog stops
     the task (`cancelled` for the handler, an interrupt for code that does not look) when no renewal succeeded
     by `margin` before the lease it last renewed runs out: a partitioned worker must not run on beside the
     worker the task is given to next. `fenced` then drops its outcome."""
 
-    def __init__(self, store: TaskQueue, task: Task, lease_seconds: float, interval: float) -> None:
+    def __init__(self, store: TaskQueue, task: Task, lease_seconds: float, interval: float,
+                 on_expired: Callable[[], None] | None = None) -> None:
         self.store, self.task = store, task
+        # in a pool process: tells the supervisor, which kills the process when the task has not stopped after the
+        # cancel grace (code inside GDAL sees neither ctx.cancelled nor the interrupt)
+        self.on_expired = on_expired
         self.lease_seconds, self.interval = lease_seconds, interval
         self.margin = min(interval, lease_seconds / 4)
         self.lease_until = time.monotonic() + lease_seconds  # claimed just now (conservative: measured after)
@@ -96,5 +95,5 @@ class Heartbeat:
         log.warning("lease of task %s (attempt %d) not renewed for %.0f s: stopping it, its outcome is dropped",
                     t.task_id, t.attempt, self.lease_seconds - self.margin, extra={"task_id": t.task_id})
         interrupt(f"stopped: the lease of attempt {t.attempt} could not be renewed")
-        if on_expired is not None:
-            on_expired()
+        if self.on_expired is not None:
+            self.on_expired()

@@ -30,8 +30,9 @@ class WorkerLoop:
     """Listens to `queues` (logical names); the ``jobs`` queue means this worker also plans stages."""
 
     def __init__(self, runtime: Runtime, queues: list[str], *, stop: threading.Event | None = None,
-                 on_task: SlotSetter | None = None) -> None:
+                 on_task: SlotSetter | None = None, on_lease_expired: Callable[[], None] | None = None) -> None:
         self.rt = runtime
+        self.on_lease_expired = on_lease_expired  # a pool process: the supervisor kills a task that will not stop
         names = runtime.settings.queue_names
         self.handles_events = JOBS_QUEUE in queues
         self.task_queues = [names.get(q, q) for q in queues if q != JOBS_QUEUE]
@@ -179,7 +180,7 @@ class WorkerLoop:
 
     def _run(self, task: Task) -> tuple[Outcome, Heartbeat]:
         s = self.rt.settings
-        with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds) as hb:
+        with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds, self.on_lease_expired) as hb:
             ctx = self.rt.resources.context(task.task_id, task.job_id, task.stage, task.attempt,
                                             _progress=hb.report_progress, _cancelled=lambda: hb.cancelled)
             with soft_time_limit(task.timeout_seconds):

@@ -13,7 +13,6 @@ from geomill.config import Settings
 from geomill.domain import Task
 from geomill.logs import setup_logging
 from geomill.runtime import Runtime
-from geomill.worker import heartbeat
 
 
 @dataclass
@@ -78,10 +77,10 @@ def child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot, nic
     setup_logging(settings.log_level, settings.log_json)
     from geomill.worker.loop import WorkerLoop
 
-    heartbeat.on_expired = slot.fence  # a task that ignores the stop request is killed by the supervisor
     runtime = Runtime.open(settings, migrate=False)
     gc.freeze()  # the imported modules and the runtime live forever: keep them out of every later full collection
     try:
-        WorkerLoop(runtime, queues, stop=StopFlag(stop), on_task=slot.set).run()  # type: ignore[arg-type]
+        WorkerLoop(runtime, queues, stop=StopFlag(stop), on_task=slot.set,  # type: ignore[arg-type]
+                   on_lease_expired=slot.fence).run()  # a task ignoring the stop request is killed by the supervisor
     finally:
         runtime.close()

@@ -57,9 +57,14 @@ def parse_params(model: type[BaseModel], params: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())) or "(parameters)", "message": e["msg"]}
-                  for e in exc.errors()]
-        raise InvalidInput(f"invalid parameters: {validation_message(exc)}", errors=errors) from exc
+        raise invalid_parameters(exc) from exc
+
+
+def invalid_parameters(exc: ValidationError) -> InvalidInput:
+    """A validation failure as InvalidInput: the message and one error per field (the API's 422 body)."""
+    errors = [{"field": ".".join(str(p) for p in e.get("loc", ())) or "(parameters)", "message": e["msg"]}
+              for e in exc.errors()]
+    return InvalidInput(f"invalid parameters: {validation_message(exc)}", errors=errors)
 
 
 @dataclass(frozen=True)

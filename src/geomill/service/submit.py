@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from geomill.domain import InvalidInput, NewJob, UnknownJobType
-from geomill.engine.orchestrator import Submission, submitted, validation_message
+from geomill.engine.orchestrator import Submission, invalid_parameters, submitted
 from geomill.engine.ports import AsyncStore
 from geomill.engine.registry import JobType
 from geomill.service.paths import check_params
@@ -58,9 +58,7 @@ def strict_check(model: type[BaseModel], params: dict[str, Any], *, types: bool)
     except ValueError as exc:  # ValidationError is one; json.dumps raises it for NaN/Infinity
         if not isinstance(exc, ValidationError):
             raise InvalidInput("invalid parameters: NaN and Infinity are not JSON", field="body") from None
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())) or "(parameters)", "message": e["msg"]}
-                  for e in exc.errors()]
-        raise InvalidInput(f"invalid parameters: {validation_message(exc)}", errors=errors) from None
+        raise invalid_parameters(exc) from None
 
 
 def state_files(settings: Settings) -> tuple[Path, ...]:

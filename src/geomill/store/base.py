@@ -22,7 +22,8 @@ def lease_expired_error(lease: ExpiredLease, retry: bool) -> dict[str, Any]:
     message = f"attempt {lease.attempt} lost its lease (worker died or hung)"
     if not retry:
         message += f"; no attempts left ({lease.attempt} of {lease.max_attempts}): the task failed"
-    return {"type": "LeaseExpired", "message": message, "retryable": retry, "attempt": lease.attempt}
+    return {"type": "LeaseExpired", "message": message, "cause": "transient", "retryable": retry,
+            "attempt": lease.attempt}
 
 
 def event_from_row(r: Mapping[str, Any]) -> Event:
@@ -134,7 +135,8 @@ class SQLStore(SharedReads, ServiceState):
         """Unfinished jobs past their deadline fail (compare-and-set on their stage, queued tasks cancelled)."""
         failed = []
         for r in self._read(self._sql.overdue_jobs, self._clock()):
-            error = {"type": "DeadlineExceeded", "message": "the job ran past its deadline", "stage": r["stage"]}
+            error = {"type": "DeadlineExceeded", "cause": "platform", "message": "the job ran past its deadline",
+                     "stage": r["stage"]}
             if self.finish_job(r["job_id"], r["stage"], JobStatus.FAILED, None, error):
                 failed.append(r["job_id"])
         return failed

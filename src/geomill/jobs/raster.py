@@ -125,7 +125,7 @@ def finalize(params: ProcessRasterParams, stages: Sequence[FinishedStage]) -> di
     if cog is not None:
         outputs.append({
             "cog_uri": cog["cog_uri"], "cog_path": cog["path"], "size_bytes": cog["size_bytes"],
-            "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"],
+            "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"], "warnings": cog.get("warnings", []),
             "stac_item_uri": item.get("item_uri"), "stac_item_path": item.get("item_path"),
             "bbox": item.get("bbox"),
             "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},

@@ -24,6 +24,7 @@ import errno
 import glob
 import hashlib
 import logging
+import math
 import os
 import re
 import unicodedata
@@ -95,6 +96,7 @@ class CogResult(BaseModel):
     valid: bool
     reused: bool
     fingerprint: str
+    warnings: list[str] = []  # e.g. "no valid pixel": processed, but the COG holds nothing but nodata
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,19 @@ def _write_failure(exc: Exception, plan: CogPlan, messages: list[str], needed: i
     return TaskError(f"writing COG {plan.uri} from {plan.source!r} failed: {'; '.join(said)}")
 
 
+PREVIEW_SIDE = 512  # the decimated read (from the overviews) that looks for a valid pixel first
+
+
+def has_valid_pixel(ds: DatasetReader) -> bool:
+    """True when some pixel is valid (not nodata, not masked): a decimated read of the mask from the overviews
+    first, then, only when that finds none, the full mask block by block (bounded memory)."""
+    scale = max(1, math.ceil(max(ds.width, ds.height) / PREVIEW_SIDE))
+    preview = ds.dataset_mask(out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)))
+    if preview.any():
+        return True
+    return any(ds.dataset_mask(window=window).any() for _, window in ds.block_windows(1))
+
+
 def describe(plan: CogPlan, *, reused: bool) -> CogResult:
     """The result for the COG at `plan.path`."""
     valid, _ = is_valid_cog(plan.path)
@@ -311,6 +326,9 @@ def describe(plan: CogPlan, *, reused: bool) -> CogResult:
             compression=plan.compression, resampling=plan.resampling, crs=crs, epsg=epsg,
             width=ds.width, height=ds.height, count=ds.count, dtypes=list(ds.dtypes),
             valid=valid, reused=reused, fingerprint=plan.fingerprint,
+            warnings=[] if has_valid_pixel(ds) else [
+                f"{plan.source!r} has no valid pixel: every pixel is nodata or masked; the COG was written "
+                "anyway (its STAC statistics say valid_percent 0)"],
         )
 
 

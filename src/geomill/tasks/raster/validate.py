@@ -160,7 +160,9 @@ def sampled_wgs84_bounds(crs: CRS, transform: Affine, width: int, height: int) -
     """WGS84 bounds of the points of a dense grid over the raster that do transform (a geostationary disk's
     corners are in space): the footprint of the valid pixels, not of the corners. None if no point transforms."""
     cols, rows = np.meshgrid(np.linspace(0, width, SAMPLES_PER_SIDE), np.linspace(0, height, SAMPLES_PER_SIDE))
-    xs, ys = transform * (cols.ravel(), rows.ravel())
+    cols, rows = cols.ravel(), rows.ravel()
+    xs = transform.a * cols + transform.b * rows + transform.c
+    ys = transform.d * cols + transform.e * rows + transform.f
     with np.errstate(invalid="ignore"):
         lon, lat = (np.asarray(v) for v in warp_transform(crs, "EPSG:4326", list(xs), list(ys)))
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90) & (np.abs(lon) <= 360)

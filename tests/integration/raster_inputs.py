@@ -14,8 +14,11 @@ from rasterio.control import GroundControlPoint
 GEOS = "+proj=geos +h=35785831 +lon_0=0 +a=6378137 +b=6356752.31414 +units=m +no_defs"
 
 
+UTM_GRID = Affine(30, 0, 500000, 0, -30, 4000000)
+
+
 def write_tif(path: Path, data: np.ndarray, *, crs: str | None = "EPSG:32618",
-              transform: Affine = Affine(30, 0, 500000, 0, -30, 4000000), nodata: float | None = None,
+              transform: Affine = UTM_GRID, nodata: float | None = None,
               **profile: object) -> Path:
     meta = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
             "dtype": data.dtype.name, "transform": transform, "nodata": nodata, **profile}

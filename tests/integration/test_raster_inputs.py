@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from rasterio.transform import array_bounds
 from rasterio.enums import Resampling
+from rasterio.transform import array_bounds
 from rasterio.warp import calculate_default_transform, reproject
 from rio_cogeo.cogeo import cog_validate
 

@@ -159,8 +159,9 @@ SAMPLES_PER_SIDE = 101  # grid of points sampled when the corners do not all tra
 def sampled_wgs84_bounds(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, ...] | None:
     """WGS84 bounds of the points of a dense grid over the raster that do transform (a geostationary disk's
     corners are in space): the footprint of the valid pixels, not of the corners. None if no point transforms."""
-    cols, rows = np.meshgrid(np.linspace(0, width, SAMPLES_PER_SIDE), np.linspace(0, height, SAMPLES_PER_SIDE))
-    cols, rows = cols.ravel(), rows.ravel()
+    grid_cols, grid_rows = np.meshgrid(np.linspace(0, width, SAMPLES_PER_SIDE),
+                                       np.linspace(0, height, SAMPLES_PER_SIDE))
+    cols, rows = grid_cols.ravel(), grid_rows.ravel()
     xs = transform.a * cols + transform.b * rows + transform.c
     ys = transform.d * cols + transform.e * rows + transform.f
     with np.errstate(invalid="ignore"):
@@ -188,11 +189,11 @@ def wgs84_bounds(ds: DatasetReader, source: str) -> tuple[float, float, float, f
     left, right = sorted((left, right))
     bottom, top = sorted((bottom, top))
     try:
-        result = tuple(transform_bounds(crs, "EPSG:4326", left, bottom, right, top, densify_pts=21))
+        w, s, e, n = transform_bounds(crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)
     except (rasterio.errors.RasterioError, ValueError):
-        result = (math.inf,) * 4
-    if all(math.isfinite(v) for v in result):
-        return result  # type: ignore[return-value]
+        w = s = e = n = math.inf
+    if all(math.isfinite(v) for v in (w, s, e, n)):
+        return w, s, e, n
     transform = ds.transform if ds.crs is not None else from_bounds(left, bottom, right, top, ds.width, ds.height)
     sampled = sampled_wgs84_bounds(crs, transform, ds.width, ds.height)
     if sampled is None:

@@ -18,7 +18,7 @@ from rio_cogeo.cogeo import cog_validate
 from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_file
 from geomill.domain import InvalidInput
-from geomill.engine.context import TaskContext
+from geomill.engine.context import Limits, TaskContext
 from geomill.storage.local import LocalStorage
 from geomill.tasks.raster.cog import CreateCogParams, create_cog
 from geomill.tasks.raster.models import RESAMPLINGS
@@ -263,3 +263,19 @@ def test_raster_without_crs_keeps_the_clear_error(tmp_path: Path, ctx: TaskConte
     source = write_tif(tmp_path / "plain.tif", np.ones((1, 10, 10), "uint8"), crs=None)
     with pytest.raises(InvalidInput, match=r"plain\.tif.*no coordinate reference system"):
         validate_raster(ValidateRasterParams(source=str(source)), ctx)
+
+
+def test_gcp_raster_and_subdataset_above_the_tiled_threshold_stay_on_the_single_path(
+    tmp_path: Path, storage: LocalStorage
+) -> None:
+    ctx = TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage,
+                      limits=Limits(large_raster_threshold_mb=0))
+    source, _ = gcp_tif(tmp_path / "scan.tif")
+    nc = netcdf_classic(tmp_path / "climate.nc")
+    for params in (ValidateRasterParams(source=str(source)), ValidateRasterParams(source=str(nc), subdataset="temp")):
+        summary = validate_raster(params, ctx)
+        assert summary.processing is not None and summary.processing.path == "single"
+        assert "converted as one COG" in summary.processing.reason
+    plain = write_tif(tmp_path / "plain.tif", np.ones((1, 10, 10), "uint8"))
+    summary = validate_raster(ValidateRasterParams(source=str(plain)), ctx)
+    assert summary.processing is not None and summary.processing.path == "tiled"

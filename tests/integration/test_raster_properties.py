@@ -35,7 +35,7 @@ settings.register_profile("long", max_examples=500, deadline=None, suppress_heal
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SIDES = [1, 2, 3, 5, 7, 13, 31, 97, 257, 521, 1031]
-DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "complex64"]
+DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "complex64"]  # int64/uint64: see docs/rasters.md
 CRSES = {  # name: (CRS, transform)
     "geographic": ("EPSG:4326", Affine(0.01, 0, 10, 0, -0.01, 50)),
     "projected": ("EPSG:32633", Affine(30, 0, 500000, 0, -30, 5500000)),

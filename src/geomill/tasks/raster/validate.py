@@ -271,6 +271,11 @@ def validate_raster(params: ValidateRasterParams, ctx: TaskContext) -> RasterSum
         summary = inspect_raster(params.source, ctx.storage, params.subdataset)
     threshold = ctx.limits.large_raster_threshold_mb
     summary.processing = choose_processing(summary, threshold)
+    if summary.processing.path == "tiled" and (summary.subdataset or summary.gcp_count):
+        what = "a subdataset" if summary.subdataset else "a raster georeferenced by GCPs"
+        summary.processing = summary.processing.model_copy(update={"path": "single", "reason": (
+            f"{summary.processing.reason}; but {what} is converted as one COG (the tiled path reads neither "
+            "subdatasets nor GCPs)")})
     ctx.progress(1.0, "validated")
     logger.info("raster valid", extra={"task_id": ctx.task_id, "source": params.source, "is_cog": summary.is_cog})
     return summary

@@ -93,7 +93,7 @@ def check_readable(ds: DatasetReader, source: str) -> None:
 def check_contents(ds: DatasetReader, source: str) -> None:
     """Refuse what has no pixels to convert: a container of subdatasets (listed), no bands, complex numbers,
     variables with more than one dimension beyond y, x and bands."""
-    if ds.subdatasets:
+    if ds.subdatasets and (ds.count == 0 or ds.driver != "GTiff"):  # a multi-page TIFF: its first page, as before
         names = subdataset_names(ds)
         raise InvalidInput(
             f"{source!r} ({ds.name}) {'has no raster bands of its own (0 bands): it ' if ds.count == 0 else ''}"

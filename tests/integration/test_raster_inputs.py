@@ -279,3 +279,32 @@ def test_gcp_raster_and_subdataset_above_the_tiled_threshold_stay_on_the_single_
     plain = write_tif(tmp_path / "plain.tif", np.ones((1, 10, 10), "uint8"))
     summary = validate_raster(ValidateRasterParams(source=str(plain)), ctx)
     assert summary.processing is not None and summary.processing.path == "tiled"
+
+
+def test_netcdf_subdatasets_process_raster_job_takes_the_subdataset_parameter(tmp_path: Path,
+                                                                              ctx: TaskContext) -> None:
+    from geomill.domain.models import StageResults
+    from geomill.engine.registry import Registry
+    from geomill.jobs import raster as raster_jobs
+    from geomill.tasks import raster as raster_tasks
+    from geomill.tasks import stac as stac_tasks
+
+    registry = Registry()
+    for module in (raster_tasks, stac_tasks, raster_jobs):
+        module.register(registry)
+    nc = netcdf_classic(tmp_path / "climate.nc")
+    params = raster_jobs.ProcessRasterParams(source=str(nc), subdataset="precip")
+    job = registry.job_type("process_raster")
+    done: list[StageResults] = []
+    for stage in job.stages:
+        results = {}
+        for spec in stage.plan(params, done):
+            task_type = registry.task_type(spec.task_type)
+            result = task_type.handler(task_type.params_model.model_validate(spec.params), ctx)
+            results[spec.key] = task_type.result_model.model_validate(result).model_dump(mode="json")
+        done.append(StageResults(stage.name, results, {}))
+    out = job.finalize(params, done)["outputs"][0]
+    assert "climate-precip-" in out["cog_uri"] and out["warnings"] == []
+    validate_item_file(out["stac_item_path"])
+    with rasterio.open(out["cog_path"]) as ds:
+        assert np.all(ds.read(1) == 1.0)

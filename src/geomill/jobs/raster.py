@@ -8,7 +8,7 @@ The job's stages are the union of both paths; a stage of the path not taken plan
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -77,12 +77,18 @@ class ProcessRasterParams(CogOptions):
                         json_schema_extra={"x-geomill-file": True})
     tile_size: int = Field(DEFAULT_TILE_SIZE, ge=256, le=65536, multiple_of=256,
                            description="tile side in pixels when the raster is processed tiled")
+    subdataset: str | None = Field(None, description="the subdataset of a container (netCDF variable, HDF5 "
+                                                     "dataset) to process, by name; a container is refused "
+                                                     "without it, listing its subdatasets")
+    gcp_method: Literal["polynomial", "tps"] | None = Field(
+        None, description="a raster georeferenced by GCPs only is warped by them: polynomial (default) or tps "
+                          "(thin-plate spline)")
 
     always_tiled: ClassVar[bool] = False  # process_large_raster: tiled whatever the size
 
 
 def plan_validate(params: ProcessRasterParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
-    return [VALIDATE.spec("validate", ValidateRasterParams(source=params.source))]
+    return [VALIDATE.spec("validate", ValidateRasterParams(source=params.source, subdataset=params.subdataset))]
 
 
 def plan_create_cog(params: ProcessRasterParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:
@@ -95,6 +101,7 @@ def plan_create_cog(params: ProcessRasterParams, previous: Sequence[FinishedStag
     return [CREATE_COG.spec("create_cog", CreateCogParams(
         source=checked["source"], target_crs=params.target_crs,
         compression=params.compression, resampling=params.resampling,
+        subdataset=params.subdataset, gcp_method=params.gcp_method,
     ), size_bytes=checked.get("size_bytes"))]  # a big input routes to long-tasks
 
 
@@ -125,7 +132,7 @@ def finalize(params: ProcessRasterParams, stages: Sequence[FinishedStage]) -> di
     if cog is not None:
         outputs.append({
             "cog_uri": cog["cog_uri"], "cog_path": cog["path"], "size_bytes": cog["size_bytes"],
-            "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"],
+            "reused": cog["reused"], "valid": cog["valid"], "crs": cog["crs"], "warnings": cog.get("warnings", []),
             "stac_item_uri": item.get("item_uri"), "stac_item_path": item.get("item_path"),
             "bbox": item.get("bbox"),
             "validate": {k: checked[k] for k in SUMMARY_FIELDS if k in checked},

@@ -24,8 +24,10 @@ import errno
 import glob
 import hashlib
 import logging
+import math
 import os
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +38,10 @@ import rasterio.shutil
 from pydantic import BaseModel
 from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform, reproject
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
 from geomill.engine.context import Storage, TaskContext
@@ -93,6 +96,7 @@ class CogResult(BaseModel):
     valid: bool
     reused: bool
     fingerprint: str
+    warnings: list[str] = []  # e.g. "no valid pixel": processed, but the COG holds nothing but nodata
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class CogPlan:
     fingerprint: str
     uri: str
     path: Path
+    gcp_method: str | None = None  # "tps": thin-plate spline for a GCP-georeferenced source
+
+
+GCP_METHODS = ("polynomial", "tps")
 
 
 def _check_compression_fits(compression: str, src: DatasetReader, source: str) -> None:
@@ -117,19 +125,40 @@ def _check_compression_fits(compression: str, src: DatasetReader, source: str) -
         )
 
 
-def fingerprint(path: Path, compression: str, resampling: str, dst_crs: CRS | None) -> str:
-    """A short hash of the source's identity (name, size, mtime) and the resolved options."""
+def fingerprint(path: Path, compression: str, resampling: str, dst_crs: CRS | None,
+                **more: str | None) -> str:
+    """A short hash of the source's identity (name, size, mtime) and the resolved options (`more`: options that
+    are hashed only when set, e.g. the subdataset, so older fingerprints stay the same)."""
     stat = path.stat()
     doc = {
         "v": FINGERPRINT_VERSION, "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "compression": compression, "resampling": resampling, "crs": dst_crs.to_wkt() if dst_crs else None,
+        **{k: v for k, v in more.items() if v is not None},
     }
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()[:16]
 
 
-def default_output_key(path: Path, fp: str) -> str:
-    """``cogs/<stem>-<fingerprint>.tif`` with the stem reduced to safe characters."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._") or "raster"
+_FOLDED = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+                         "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "ı": "i"})
+
+
+def safe_stem(name: str) -> str:
+    """A file-name stem in letters, digits, '.', '_', '-' that stays readable: accents folded (``São Paulo`` ->
+    ``Sao_Paulo``), and a name in another script kept as its punycode (``Москва`` -> ``xn--80adxhks``) rather than
+    dropped."""
+    folded = unicodedata.normalize("NFKD", name.translate(_FOLDED))
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    if not folded.isascii():
+        words = [w for w in re.split(r"[^\w]+", unicodedata.normalize("NFC", folded)) if w]
+        folded = "_".join(w if w.isascii() else "xn--" + w.encode("punycode").decode("ascii") for w in words)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", folded).strip("._-")
+
+
+def default_output_key(path: Path, fp: str, subdataset: str | None = None) -> str:
+    """``cogs/<stem>[-<subdataset>]-<fingerprint>.tif`` with the stem reduced to safe characters."""
+    stem = safe_stem(path.stem) or "raster"
+    if subdataset:
+        stem = f"{stem}-{safe_stem(subdataset.rsplit(':', 1)[-1]) or 'subdataset'}"
     return f"cogs/{stem}-{fp}.tif"
 
 
@@ -141,9 +170,17 @@ def plan_cog(params: CreateCogParams, src: DatasetReader, path: Path, storage: S
     dst_crs = parse_crs(params.target_crs)
     if dst_crs is not None and dst_crs == src.crs:
         dst_crs = None
-    fp = fingerprint(path, compression, resampling, dst_crs)
-    uri = storage.uri_for("silver", params.output_key or default_output_key(path, fp))
-    return CogPlan(params.source, compression, resampling, dst_crs, fp, uri, storage.local_path(uri))
+    gcp_method = (params.gcp_method or "polynomial").strip().lower()
+    if gcp_method not in GCP_METHODS:
+        raise InvalidInput(f"unknown gcp_method {params.gcp_method!r}; allowed: {', '.join(GCP_METHODS)}",
+                           field="gcp_method")
+    if src.crs is not None:
+        gcp_method = "polynomial"  # only GCP-georeferenced sources are warped by their GCPs
+    fp = fingerprint(path, compression, resampling, dst_crs, subdataset=params.subdataset,
+                     gcp_method=None if gcp_method == "polynomial" else gcp_method)
+    uri = storage.uri_for("silver", params.output_key or default_output_key(path, fp, params.subdataset))
+    return CogPlan(params.source, compression, resampling, dst_crs, fp, uri, storage.local_path(uri),
+                   gcp_method=gcp_method)
 
 
 def creation_options(plan: CogPlan, threads: str) -> dict[str, str]:
@@ -176,12 +213,51 @@ def _needs_alpha(src: DatasetReader) -> bool:
 def _copy(src: DatasetReader, plan: CogPlan, dst: Path, threads: str) -> None:
     """Stream `src` (through a WarpedVRT when reprojecting) into `dst` with the COG driver."""
     options = creation_options(plan, threads)
+    if src.crs is None:  # georeferenced by GCPs (check_georeferenced let nothing else through)
+        warped = dst.with_name(dst.name + ".gcpwarp.tif")  # removed with the temporary file
+        warp_by_gcps(src, plan, warped)
+        with rasterio.open(warped) as flat:
+            rasterio.shutil.copy(flat, str(dst), driver="COG", **options)
+        return
     if plan.dst_crs is None:
         rasterio.shutil.copy(src, str(dst), driver="COG", **options)
         return
     resampling = Resampling[plan.resampling]
     with WarpedVRT(src, crs=plan.dst_crs, resampling=resampling, add_alpha=_needs_alpha(src)) as vrt:
         rasterio.shutil.copy(vrt, str(dst), driver="COG", **options)
+
+
+def gcp_transformer_options(method: str | None) -> dict[str, str]:
+    """GDAL transformer options of the GCP method: a polynomial (GDAL's default) or a thin-plate spline; always
+    explicit, so a geotransform the file also declares (often the identity) does not win over the GCPs."""
+    return {"SRC_METHOD": "GCP_TPS" if method == "tps" else "GCP_POLYNOMIAL"}
+
+
+def warp_by_gcps(src: DatasetReader, plan: CogPlan, dst: Path) -> None:
+    """Warp a GCP-georeferenced raster with GDAL's GCP transformer into a tiled GeoTIFF at `dst`, band by band
+    (GDAL's warper works in chunks, so memory stays bounded), to the GCPs' CRS or the target CRS."""
+    gcps, gcp_crs = src.gcps
+    dst_crs = plan.dst_crs or gcp_crs
+    extra = gcp_transformer_options(plan.gcp_method)
+    transform, width, height = calculate_default_transform(
+        gcp_crs, dst_crs, src.width, src.height, gcps=gcps, **extra)
+    alpha = _needs_alpha(src)
+    profile = {
+        "driver": "GTiff", "width": width, "height": height, "count": src.count + int(alpha),
+        "dtype": src.dtypes[0], "crs": dst_crs, "transform": transform, "nodata": src.nodata,
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(dst, "w", **profile) as out:
+        if alpha:
+            out.colorinterp = [*src.colorinterp, ColorInterp.alpha]
+        out_bands = list(range(1, src.count + 1))
+        reproject(
+            rasterio.band(src, list(src.indexes)), rasterio.band(out, out_bands), gcps=gcps, src_crs=gcp_crs,
+            dst_transform=transform, dst_crs=dst_crs, src_nodata=src.nodata, dst_nodata=src.nodata,
+            dst_alpha=src.count + 1 if alpha else 0, resampling=Resampling[plan.resampling], **extra,
+        )
+        for band in src.indexes:
+            out.set_band_description(band, src.descriptions[band - 1] or "")
 
 
 def _remove_temporaries(tmp: Path) -> None:
@@ -227,6 +303,19 @@ def _write_failure(exc: Exception, plan: CogPlan, messages: list[str], needed: i
     return TaskError(f"writing COG {plan.uri} from {plan.source!r} failed: {'; '.join(said)}")
 
 
+PREVIEW_SIDE = 512  # the decimated read (from the overviews) that looks for a valid pixel first
+
+
+def has_valid_pixel(ds: DatasetReader) -> bool:
+    """True when some pixel is valid (not nodata, not masked): a decimated read of the mask from the overviews
+    first, then, only when that finds none, the full mask block by block (bounded memory)."""
+    scale = max(1, math.ceil(max(ds.width, ds.height) / PREVIEW_SIDE))
+    preview = ds.dataset_mask(out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)))
+    if preview.any():
+        return True
+    return any(ds.dataset_mask(window=window).any() for _, window in ds.block_windows(1))
+
+
 def describe(plan: CogPlan, *, reused: bool) -> CogResult:
     """The result for the COG at `plan.path`."""
     valid, _ = is_valid_cog(plan.path)
@@ -237,6 +326,9 @@ def describe(plan: CogPlan, *, reused: bool) -> CogResult:
             compression=plan.compression, resampling=plan.resampling, crs=crs, epsg=epsg,
             width=ds.width, height=ds.height, count=ds.count, dtypes=list(ds.dtypes),
             valid=valid, reused=reused, fingerprint=plan.fingerprint,
+            warnings=[] if has_valid_pixel(ds) else [
+                f"{plan.source!r} has no valid pixel: every pixel is nodata or masked; the COG was written "
+                "anyway (its STAC statistics say valid_percent 0)"],
         )
 
 
@@ -244,7 +336,7 @@ def create_cog(params: CreateCogParams, ctx: TaskContext) -> CogResult:
     """Handler of ``raster.create_cog``."""
     with gdal_env(ctx, threads=True):
         path = resolve_source(params.source, ctx.storage)
-        with open_raster(path, params.source) as src:
+        with open_raster(path, params.source, params.subdataset) as src:
             check_georeferenced(src, params.source)
             plan = plan_cog(params, src, path, ctx.storage)
             reused = is_valid_cog(plan.path)[0]

@@ -70,8 +70,12 @@ def cog_key(name: str, key: str) -> str:
     return f"{TILES_PREFIX}/{name}/cogs/{key}.tif"
 
 
+SUBDATASET_DESCRIPTION = "the subdataset of a container (netCDF variable, HDF5 dataset) to process, by name"
+
+
 class ValidateRasterParams(BaseModel):
     source: str = Field(min_length=1, description="local path or storage URI (bronze://, silver://, file://)")
+    subdataset: str | None = Field(None, description=SUBDATASET_DESCRIPTION)
 
 
 class CreateCogParams(BaseModel):
@@ -80,6 +84,9 @@ class CreateCogParams(BaseModel):
     compression: str | None = Field(None, description=f"one of {', '.join(COMPRESSIONS)}; default DEFLATE")
     resampling: str | None = Field(None, description=f"one of {', '.join(RESAMPLINGS)}; default per data")
     output_key: str | None = Field(None, description="key in the silver zone; default cogs/<stem>-<fingerprint>.tif")
+    subdataset: str | None = Field(None, description=SUBDATASET_DESCRIPTION)
+    gcp_method: str | None = Field(None, description="GCP-georeferenced input: 'polynomial' (default) or 'tps' "
+                                                     "(thin-plate spline)")
 
 
 class MosaicParams(BaseModel):
@@ -166,6 +173,8 @@ class RasterSummary(BaseModel):
     cog_errors: list[str] = []
     cog_warnings: list[str] = []
     processing: ProcessingChoice | None = None
+    subdataset: str | None = None  # the container's subdataset this describes
+    gcp_count: int = 0  # > 0: georeferenced by ground control points (warped by them when converted)
 
 
 def resolve_source(source: str, storage: Storage) -> Path:

@@ -142,6 +142,11 @@ def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
         path = resolve_source(params.source, ctx.storage)
         with open_raster(path, params.source) as src:
             check_georeferenced(src, params.source)
+            if src.crs is None:
+                raise InvalidInput(
+                    f"{params.source!r} is georeferenced by ground control points only, which the tiled path "
+                    "does not warp; warp it first (gdalwarp), or raise GEOMILL_LARGE_RASTER_THRESHOLD_MB so it "
+                    "is converted as one COG", field="source")
             check_readable(src, params.source)
             compression = normalize_compression(params.compression) or "DEFLATE"
             _check_compression_fits(compression, src, params.source)

@@ -9,13 +9,16 @@ modification time of the source file (else of the COG).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pystac
+import rasterio.errors
 from pydantic import BaseModel
+from rasterio._err import CPLE_BaseError
 from rasterio.io import DatasetReader
 from rio_stac import create_stac_item
 
@@ -26,7 +29,13 @@ from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import Storage, TaskContext
 from geomill.storage.base import ZONES
 from geomill.tasks.raster.gdal import gdal_env
-from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
+from geomill.tasks.raster.validate import (
+    check_georeferenced,
+    open_raster,
+    ordered_bounds,
+    resolve_source,
+    wgs84_bounds,
+)
 from geomill.tasks.stac.models import CreateItemParams
 
 logger = logging.getLogger(__name__)
@@ -86,13 +95,52 @@ def asset_href(cog_uri: str, cog_path: Path, item_path: Path) -> str:
 
 
 def build_item(ds: DatasetReader, item_id: str, href: str, when: datetime) -> dict[str, Any]:
-    """A STAC item dict for the open COG `ds`, with its one asset at `href`."""
-    item = create_stac_item(
-        ds, input_datetime=when, id=item_id, asset_name=ASSET_KEY, asset_roles=["data"],
-        asset_media_type=pystac.MediaType.COG, asset_href=href, with_proj=True, with_raster=True,
-        geom_densify_pts=21,
-    )
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+    """A STAC item dict for the open COG `ds`, with its one asset at `href` (rio-stac, then mended: see
+    `mend_item`)."""
+    def make(**geographic: Any) -> dict[str, Any]:
+        item = create_stac_item(
+            ds, input_datetime=when, id=item_id, asset_name=ASSET_KEY, asset_roles=["data"],
+            asset_media_type=pystac.MediaType.COG, asset_href=href, with_proj=True, with_raster=True,
+            geom_densify_pts=21, **geographic,
+        )
+        return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+    try:
+        return mend_item(make(), ds, item_id)
+    except (SystemError, rasterio.errors.RasterioError, CPLE_BaseError):
+        # the footprint's edge does not transform (points in space): rio-stac's bbox in the raster's own CRS,
+        # replaced by the WGS84 bounds of the pixels that do transform
+        return mend_item(make(geographic_crs=ds.crs), ds, item_id, footprint_from_pixels=True)
+
+
+def _box(bounds: tuple[float, float, float, float]) -> dict[str, Any]:
+    w, s, e, n = bounds
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+def mend_item(doc: dict[str, Any], ds: DatasetReader, item_id: str, *,
+              footprint_from_pixels: bool = False) -> dict[str, Any]:
+    """What rio-stac gets wrong for some inputs: ``proj:bbox`` of a south-up grid (min > max), a footprint whose
+    corners do not transform to WGS84 (geostationary: inf), WKT1 in ``proj:wkt2`` for a CRS without EPSG code,
+    and meaningless statistics (null mean, a histogram of nothing) for a band without a valid pixel."""
+    props = doc["properties"]
+    native = ordered_bounds(ds)
+    if "proj:bbox" in props:
+        props["proj:bbox"] = list(native)
+        props["proj:geometry"] = _box(native)
+    if props.get("proj:wkt2"):
+        props["proj:wkt2"] = ds.crs.to_wkt(version="WKT2_2019")
+    bbox = doc.get("bbox") or []
+    if footprint_from_pixels or len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
+        footprint = wgs84_bounds(ds, item_id)
+        doc["bbox"] = list(footprint)
+        doc["geometry"] = _box(footprint)
+    for asset in doc.get("assets", {}).values():
+        for band in asset.get("raster:bands", []):
+            if band.get("statistics", {}).get("valid_percent") == 0:
+                band["statistics"] = {"valid_percent": 0.0}
+                band.pop("histogram", None)
+    return doc
 
 
 def _check_valid(doc: dict[str, Any], where: Path) -> None:

@@ -74,3 +74,27 @@ def test_a_live_planners_events_are_left_alone(make_runtime: Any) -> None:
     assert rt.store.claim_event(f"another-host#{_dead_pid()}", 60) is None  # (nothing else to claim)
     assert WorkerLoop(rt, ["jobs"]).release_orphaned_events() == 0
     assert rt.store.event_claimants() == [other]
+
+
+def test_a_planner_of_another_host_that_stopped_reporting_is_resumed_at_once(
+    make_runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its pid cannot be checked here: the other host's supervisor no longer reports in the workers table."""
+    rt = make_runtime(event_visibility_seconds=60, janitor_interval_seconds=5)  # a report counts for 15 s
+    job_id = rt.orchestrator.submit("fanout", {"n": N}).job.job_id
+    dead = WorkerLoop(rt, ["jobs"])
+    dead.app = "geomill@other-host#4242"
+    rt.store.record_worker("geomill@other-host#4240", {"app_name": "geomill@other-host", "pids": [4242]})
+    _kill_during_second_chunk(rt, monkeypatch)
+    with pytest.raises(Killed):
+        dead.handle_one_event()
+    monkeypatch.undo()
+    assert WorkerLoop(rt, ["jobs"]).release_orphaned_events() == 0  # the other host still reports that pid: alive
+
+    stale = {"t": rt.store._since(16)}  # type: ignore[attr-defined]
+    rt.store._write("UPDATE workers SET last_seen_at = :t", stale)  # type: ignore[attr-defined]  # it stopped
+    planner = WorkerLoop(rt, ["jobs"])
+    assert planner.release_orphaned_events() == 1
+    assert planner.handle_one_event()
+    stage = job_status(rt.store, rt.registry, job_id)["stages"][0]
+    assert stage["planning"] is False and stage["total"] == N

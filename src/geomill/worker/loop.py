@@ -63,21 +63,37 @@ class WorkerLoop:
             self.release_prefetched()
 
     def release_orphaned_events(self) -> int:
-        """On start, take back at once the events a dead planner of this host held (e.g. killed in the middle of a
-        chunked stage insert), instead of after their visibility timeout. A claimant is ``<app_name>#<pid>`` (the
-        default app name names the host): dead when that pid is gone here, or is ours (a previous process that had
-        our pid: we hold nothing yet). Releasing a live claim by mistake costs little: chunks are compare-and-set."""
+        """On start, take back at once the events a dead planner held (e.g. killed in the middle of a chunked stage
+        insert), instead of after their visibility timeout. A claimant is ``<app_name>#<pid>`` (the default app name
+        names the host). One of this host is dead when that pid is gone here, or is ours (a previous process that had
+        our pid: we hold nothing yet). One of another host is dead when no supervisor of its app name reported in the
+        workers table within three janitor intervals (the host or its supervisor is gone; a live supervisor restarts a
+        dead child, which then takes the events back itself). Releasing a live claim by mistake costs little: chunks
+        are compare-and-set."""
         prefix = f"{self.rt.settings.app_name}#"
         released = 0
         try:
-            for claimant in self.rt.store.event_claimants():
-                if claimant.startswith(prefix) and (claimant == self.app or _pid_gone(claimant[len(prefix):])):
+            claimants = self.rt.store.event_claimants()
+            reporting: set[str] | None = None
+            for claimant in claimants:
+                if claimant.startswith(prefix):
+                    dead = claimant == self.app or _pid_gone(claimant[len(prefix):])
+                else:
+                    if reporting is None:
+                        reporting = self._reporting_apps()
+                    dead = claimant.rpartition("#")[0] not in reporting
+                if dead:
                     released += self.rt.store.release_claimed_events(claimant)
         except StoreError:
             log.warning("could not look for events of dead planners; they return after their visibility timeout")
         if released:
             log.warning("took back %d event(s) held by dead planners", released)
         return released
+
+    def _reporting_apps(self) -> set[str]:
+        """The app names (hosts) whose supervisor reported in the workers table within three janitor intervals."""
+        window = self.rt.settings.janitor_interval_seconds * 3
+        return {str(w.get("app_name") or w["worker_id"].rpartition("#")[0]) for w in self.rt.store.list_workers(window)}
 
     def release_prefetched(self) -> None:
         """Record finished tasks still buffered; give back claimed tasks that were never started (their attempt does

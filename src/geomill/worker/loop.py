@@ -15,6 +15,7 @@ from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.logs import correlation_id_var
 from geomill.runtime import Runtime
+from geomill.worker.gdal_messages import NativeStderr, task_messages
 from geomill.worker.heartbeat import Heartbeat
 from geomill.worker.timeouts import soft_time_limit
 
@@ -47,6 +48,7 @@ class WorkerLoop:
         self._finished: list[tuple[Task, dict]] = []  # successes of prefetched short tasks, recorded in one commit
         self._finished_since = 0.0
         self.stages_completed = 0  # completions that emitted stage_complete (a broker consumer publishes then)
+        self.native_stderr: NativeStderr | None = None  # a worker process's: raw stderr lines tied to the task
 
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
@@ -199,8 +201,12 @@ class WorkerLoop:
         with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds, self.on_lease_expired) as hb:
             ctx = self.rt.resources.context(task.task_id, task.job_id, task.stage, task.attempt,
                                             _progress=hb.report_progress, _cancelled=lambda: hb.cancelled)
-            with soft_time_limit(task.timeout_seconds):
+            ids = {"task_id": task.task_id, "job_id": task.job_id}
+            with task_messages(ids, self.native_stderr) as messages, soft_time_limit(task.timeout_seconds):
                 outcome = run_task(self.rt.registry, task, ctx)
+        if outcome.error is not None and messages:  # what GDAL and libtiff said, with the failure they explain
+            outcome.error["gdal_messages"] = list(messages)
+            log.warning("GDAL said: %s", " | ".join(messages), extra=ids)
         return outcome, hb
 
     def _record(self, task: Task, outcome: Outcome, *, fenced: bool, cancelled: bool) -> None:

@@ -177,3 +177,27 @@ def test_a_partitioned_worker_process_stops_its_task_logs_it_and_recovers(tmp_pa
         stop(worker)
     assert doc["status"] == "completed", doc
     assert tasks(env, job_id)[0]["attempt"] == 2
+
+
+def test_a_cut_postgresql_logs_one_line_when_lost_and_one_when_back(
+    pg_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """psycopg_pool logs every failed reconnection (and our retries each logged one): an outage of a few seconds
+    was dozens of lines. Now: one WARNING when PostgreSQL is lost, one INFO when it is back (issue 25)."""
+    store = PostgresStore(proxy.url(pg_url), pool_size=2, retry_seconds=30.0)
+    store.migrate()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            caplog.clear()
+            proxy.cut()
+            threading.Timer(3.0, proxy.restore).start()
+            for _ in range(3):
+                store.counters()  # the first waits through the outage; the others run on the restored link
+            time.sleep(0.5)  # the pool's background reconnections have finished
+        lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+                 if r.levelno >= logging.INFO and r.name.startswith(("psycopg", "geomill"))]
+        assert [(name, level) for name, level, _ in lines] == [
+            ("geomill.store.postgres", "WARNING"), ("geomill.store.postgres", "INFO")], lines
+        assert "PostgreSQL unavailable" in lines[0][2] and "back" in lines[1][2]
+    finally:
+        store.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +27,8 @@ from geomill.runtime import Runtime
 from geomill.worker.gdal_messages import NativeStderr
 from geomill.worker.loop import WorkerLoop
 from small_disk import fill, small_disk
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class WriteParams(BaseModel):
@@ -117,3 +122,22 @@ def test_a_successful_tasks_handled_gdal_errors_stay_out_of_the_log(
     assert outcome.error is None and outcome.result == {"ok": True}
     assert not [r for r in caplog.records if r.name.startswith("rasterio") and r.levelno >= logging.INFO]
     assert logging.getLogger("rasterio._err").propagate and logging.getLogger("rasterio._env").level == 0  # restored
+
+
+def test_a_worker_process_on_a_full_tmpfs_ties_libtiffs_line_to_the_task_in_its_json_log(tmp_path: Path) -> None:
+    """End to end: `geomill run` with worker processes and JSON logs; the job's failed task and the log agree."""
+    with small_disk(tmp_path / "small", "1m") as folder:
+        fill(folder, leave_bytes=64 * 1024)
+        env = dict(os.environ, GEOMILL_DATA_DIR=str(tmp_path / "d"), GEOMILL_PLUGINS='["plugins.tiff_writer"]',
+                   GEOMILL_WORKERS="1", GEOMILL_LOG_JSON="true", GEOMILL_LOG_LEVEL="WARNING",
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.run([sys.executable, "-m", "geomill.cli", "run", "test_write_tiff",
+                               "-p", f"path={folder / 'noise.tif'}", "--json"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    (task,) = json.loads(proc.stdout)["failed_tasks"]
+    assert "_tiffWriteProc: No space left on device." in task["error"]["gdal_messages"]
+    logged = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    raw = [d for d in logged if d["msg"] == "_tiffWriteProc: No space left on device."]
+    assert raw and all(d["logger"] == "geomill.gdal" and d["task_id"] == task["task_id"] for d in raw)
+    assert "_tiffWriteProc" not in "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("{"))

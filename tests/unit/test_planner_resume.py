@@ -14,6 +14,7 @@ from geomill.engine.orchestrator import CHUNK, FIRST_CHUNK
 from geomill.runtime import Runtime
 from geomill.service.status import job_status
 from geomill.worker.loop import WorkerLoop
+from geomill.worker.pool import WorkerPool
 
 N = FIRST_CHUNK + 2 * CHUNK + 10  # four chunks: killed inserting the third
 
@@ -98,3 +99,17 @@ def test_a_planner_of_another_host_that_stopped_reporting_is_resumed_at_once(
     assert planner.handle_one_event()
     stage = job_status(rt.store, rt.registry, job_id)["stages"][0]
     assert stage["planning"] is False and stage["total"] == N
+
+
+def test_the_janitor_takes_back_the_events_of_a_host_that_stopped_reporting_without_a_planner_starting(
+    make_runtime: Any
+) -> None:
+    """A whole host gone while the other hosts' planners keep running: the janitor pass releases its events."""
+    rt = make_runtime(event_visibility_seconds=60, janitor_interval_seconds=5)
+    rt.orchestrator.submit("fanout", {"n": 1})
+    rt.orchestrator.submit("fanout", {"n": 2})
+    assert rt.store.claim_event("geomill@gone#7", 60) is not None
+    assert rt.store.claim_event("geomill@alive#8", 60) is not None
+    rt.store.record_worker("geomill@alive#1", {"app_name": "geomill@alive", "pids": [8]})
+    WorkerPool(rt, [["jobs"]])._janitor()
+    assert rt.store.event_claimants() == ["geomill@alive#8"]

@@ -27,6 +27,22 @@ EVENT_POLL = 0.05  # seconds between event polls while tasks keep a worker busy 
 FLUSH_AFTER = 0.05  # seconds a finished short task may wait for its batch's single completion commit
 
 
+def release_events_of_silent_hosts(runtime: Runtime, *, log_it: bool = True) -> int:
+    """Take back the events held by planners of other app names (hosts) whose supervisor has not reported in the
+    workers table within three janitor intervals: the host or its supervisor is gone (a live supervisor restarts a
+    dead planner, which takes its events back itself). Run when a planner starts and by the janitor."""
+    window = runtime.settings.janitor_interval_seconds * 3
+    own = f"{runtime.settings.app_name}#"
+    others = [c for c in runtime.store.event_claimants() if not c.startswith(own)]
+    if not others:
+        return 0
+    reporting = {str(w.get("app_name") or w["worker_id"].rpartition("#")[0]) for w in runtime.store.list_workers(window)}
+    released = sum(runtime.store.release_claimed_events(c) for c in others if c.rpartition("#")[0] not in reporting)
+    if released and log_it:
+        log.warning("took back %d event(s) held by planners of hosts that stopped reporting", released)
+    return released
+
+
 class WorkerLoop:
     """Listens to `queues` (logical names); the ``jobs`` queue means this worker also plans stages."""
 
@@ -75,27 +91,16 @@ class WorkerLoop:
         prefix = f"{self.rt.settings.app_name}#"
         released = 0
         try:
-            claimants = self.rt.store.event_claimants()
-            reporting: set[str] | None = None
-            for claimant in claimants:
-                if claimant.startswith(prefix):
-                    dead = claimant == self.app or _pid_gone(claimant[len(prefix):])
-                else:
-                    if reporting is None:
-                        reporting = self._reporting_apps()
-                    dead = claimant.rpartition("#")[0] not in reporting
-                if dead:
+            mine = [c for c in self.rt.store.event_claimants() if c.startswith(prefix)]
+            for claimant in mine:
+                if claimant == self.app or _pid_gone(claimant[len(prefix):]):
                     released += self.rt.store.release_claimed_events(claimant)
+            released += release_events_of_silent_hosts(self.rt, log_it=False)
         except StoreError:
             log.warning("could not look for events of dead planners; they return after their visibility timeout")
         if released:
             log.warning("took back %d event(s) held by dead planners", released)
         return released
-
-    def _reporting_apps(self) -> set[str]:
-        """The app names (hosts) whose supervisor reported in the workers table within three janitor intervals."""
-        window = self.rt.settings.janitor_interval_seconds * 3
-        return {str(w.get("app_name") or w["worker_id"].rpartition("#")[0]) for w in self.rt.store.list_workers(window)}
 
     def release_prefetched(self) -> None:
         """Record finished tasks still buffered; give back claimed tasks that were never started (their attempt does

@@ -37,18 +37,19 @@ class Reachability:
     """Whether PostgreSQL answered the last call, logged only when that changes: `lost` logs one WARNING for an
     outage however many calls fail and retry in it, `answered` one INFO when a call succeeds again."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, back: str = "PostgreSQL is back after %.1f s") -> None:
         self.log = logger
+        self.back = back  # the INFO line, given the outage's seconds
         self._lost_at: float | None = None
         self._lock = threading.Lock()
 
-    def lost(self, exc: BaseException, retry_seconds: float) -> None:
+    def lost(self, message: str, *args: Any) -> None:
+        """Log `message` (a WARNING) unless this outage was logged already."""
         with self._lock:
             if self._lost_at is not None:
                 return
             self._lost_at = time.monotonic()
-        self.log.warning("PostgreSQL unavailable (%s); calls are retried for up to %.0f s each",
-                         str(exc).strip(), retry_seconds)
+        self.log.warning(message, *args)
 
     def answered(self) -> None:
         if self._lost_at is None:  # the usual case: no lock
@@ -56,7 +57,7 @@ class Reachability:
         with self._lock:
             lost_at, self._lost_at = self._lost_at, None
         if lost_at is not None:
-            self.log.info("PostgreSQL is back after %.1f s", time.monotonic() - lost_at)
+            self.log.info(self.back, time.monotonic() - lost_at)
 
 
 def connect_kwargs(socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, connect_timeout: float = 5.0) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import pytest
 
 from geomill.config import Settings
 from geomill.dispatch import PollingDispatch
+from geomill.dispatch.postgres import ListenNotifyDispatch
 from geomill.domain import StoreError, TaskStatus
 from geomill.engine.registry import Registry
 from geomill.jobs import demo as demo_jobs
@@ -201,3 +202,29 @@ def test_a_cut_postgresql_logs_one_line_when_lost_and_one_when_back(
         assert "PostgreSQL unavailable" in lines[0][2] and "back" in lines[1][2]
     finally:
         store.close()
+
+
+def test_a_cut_listen_connection_logs_one_line_when_lost_and_one_when_back(
+    pg_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The LISTEN connection reconnects with backoff through an outage: one WARNING, one INFO, not one per try."""
+    dispatch = ListenNotifyDispatch(proxy.url(pg_url), poll_interval=0.05, max_backoff=0.2, connect_timeout=1.0)
+    try:
+        dispatch.wait(["default-tasks"], 0.05)  # connected and listening
+        with caplog.at_level(logging.INFO):
+            caplog.clear()
+            proxy.cut()
+            until = time.monotonic() + 3.0  # about 15 reconnection attempts
+            while time.monotonic() < until:
+                dispatch.wait(["default-tasks"], 0.05)
+            proxy.restore()
+            until = time.monotonic() + 1.0
+            while time.monotonic() < until:
+                dispatch.wait(["default-tasks"], 0.05)
+        lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+                 if r.name.startswith(("psycopg", "geomill"))]
+        assert [(name, level) for name, level, _ in lines] == [
+            ("geomill.dispatch.postgres", "WARNING"), ("geomill.dispatch.postgres", "INFO")], lines
+        assert "back" in lines[1][2]
+    finally:
+        dispatch.close()

@@ -115,7 +115,8 @@ class PostgresAsyncStore:
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
-                self._reachability.lost(exc, self.retry_seconds)  # one line per outage, not one per retry
+                self._reachability.lost("PostgreSQL unavailable (%s); requests are retried for up to %.0f s",
+                                        str(exc).strip(), self.retry_seconds)  # one line per outage, not per retry
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except psycopg.Error as exc:

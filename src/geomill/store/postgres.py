@@ -128,7 +128,8 @@ class PostgresStore(SQLStore):
                 self._unavailable_at = time.monotonic()
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"{what}: PostgreSQL unavailable for {self.retry_seconds:.0f} s: {exc}") from exc
-                self._reachability.lost(exc, self.retry_seconds)  # one line per outage, not one per retry
+                self._reachability.lost("PostgreSQL unavailable (%s); calls are retried for up to %.0f s each",
+                                        str(exc).strip(), self.retry_seconds)  # one line per outage, not per retry
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
             except psycopg.Error as exc:

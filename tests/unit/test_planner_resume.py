@@ -113,3 +113,4 @@ def test_the_janitor_takes_back_the_events_of_a_host_that_stopped_reporting_with
     rt.store.record_worker("geomill@alive#1", {"app_name": "geomill@alive", "pids": [8]})
     WorkerPool(rt, [["jobs"]])._janitor()
     assert rt.store.event_claimants() == ["geomill@alive#8"]
+    assert rt.store.counters().get("released_events") == 1  # a repair, counted (GET /metrics shows it)

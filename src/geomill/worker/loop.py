@@ -38,8 +38,9 @@ def release_events_of_silent_hosts(runtime: Runtime, *, log_it: bool = True) -> 
         return 0
     reporting = {str(w.get("app_name") or w["worker_id"].rpartition("#")[0]) for w in runtime.store.list_workers(window)}
     released = sum(runtime.store.release_claimed_events(c) for c in others if c.rpartition("#")[0] not in reporting)
-    if released and log_it:
+    if released and log_it:  # the janitor's repair: logged and counted like the others
         log.warning("took back %d event(s) held by planners of hosts that stopped reporting", released)
+        runtime.store.bump_counter("released_events", released)
     return released
 
 

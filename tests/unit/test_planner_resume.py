@@ -114,3 +114,4 @@ def test_the_janitor_takes_back_the_events_of_a_host_that_stopped_reporting_with
     WorkerPool(rt, [["jobs"]])._janitor()
     assert rt.store.event_claimants() == ["geomill@alive#8"]
     assert rt.store.counters().get("released_events") == 1  # a repair, counted (GET /metrics shows it)
+

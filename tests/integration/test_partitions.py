@@ -5,6 +5,7 @@ renew its lease stops its task, and the janitor gives retried completions a grac
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import threading
@@ -228,3 +229,35 @@ def test_a_cut_listen_connection_logs_one_line_when_lost_and_one_when_back(
         assert "back" in lines[1][2]
     finally:
         dispatch.close()
+
+
+@pytest.mark.slow
+def test_a_worker_process_group_logs_a_few_lines_per_postgresql_outage_not_one_per_retry(
+    pg_url: str, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """`geomill worker --processes 2` (a supervisor and two workers: three stores, two LISTEN connections) through
+    a cut of 4 s: one WARNING per store or LISTEN connection when lost, and no library lines or tracebacks."""
+    env = geomill_env(tmp_path / "d", proxy.url(pg_url), log_json="true", log_level="WARNING",
+                      janitor_interval_seconds=1)
+    migrated = PostgresStore(pg_url)
+    migrated.migrate()
+    migrated.close()
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as err:
+        worker = subprocess.Popen([*GEOMILL, "worker", "--processes", "2"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=err, start_new_session=True)
+    try:
+        time.sleep(5)  # started, listening, idle
+        before = log_path.stat().st_size
+        proxy.cut()
+        time.sleep(4)
+        proxy.restore()
+        time.sleep(5)  # every process has made a call since
+    finally:
+        stop(worker)
+    lines = log_path.read_bytes()[before:].decode().splitlines()
+    docs = [json.loads(line) for line in lines if line.startswith("{")]
+    during = [d for d in docs if "draining" not in d["msg"]]
+    assert not [d for d in during if not d["logger"].startswith("geomill")], during  # psycopg_pool kept quiet
+    assert not [d for d in during if "exc" in d], during  # no tracebacks
+    assert 1 <= len(during) <= 5, during  # was: a line per retry and per reconnection attempt of each process

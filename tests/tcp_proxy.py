@@ -91,7 +91,7 @@ class TcpProxy:
                 if not data:
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select on a socket `cut` closed meanwhile (fd -1)
             pass
         finally:
             for s in (src, dst):

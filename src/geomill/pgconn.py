@@ -8,16 +8,56 @@ as the link is down (the kernel's defaults give up after ~2 h idle, or ~15 min o
   catches a peer that still acknowledges packets but never answers (a stalled proxy or load balancer); the
   connection is then closed and the call fails with OperationalError, which the stores retry on a new connection.
 Used by the store pool, the async pool, the LISTEN connection (dispatch) and, later, the PostGIS sink pool.
+
+An outage is logged once per change (``Reachability``: lost at WARNING, back at INFO); psycopg_pool's own logger,
+which logs every failed reconnection and every discarded connection, is kept to CRITICAL.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
 DEFAULT_SOCKET_TIMEOUT = 30.0  # seconds, GEOMILL_DB_SOCKET_TIMEOUT_SECONDS
+POOL_LOGGER = "psycopg.pool"
+
+
+def quiet_pool_logger() -> None:
+    """psycopg_pool logs a WARNING per failed reconnection and per discarded connection (a few seconds' outage: a
+    dozen lines); the stores log one line per change of reachability instead."""
+    logging.getLogger(POOL_LOGGER).setLevel(logging.CRITICAL)
+
+
+class Reachability:
+    """Whether PostgreSQL answered the last call, logged only when that changes: `lost` logs one WARNING for an
+    outage however many calls fail and retry in it, `answered` one INFO when a call succeeds again."""
+
+    def __init__(self, logger: logging.Logger, back: str = "PostgreSQL is back after %.1f s") -> None:
+        self.log = logger
+        self.back = back  # the INFO line, given the outage's seconds
+        self._lost_at: float | None = None
+        self._lock = threading.Lock()
+
+    def lost(self, message: str, *args: Any) -> None:
+        """Log `message` (a WARNING) unless this outage was logged already."""
+        with self._lock:
+            if self._lost_at is not None:
+                return
+            self._lost_at = time.monotonic()
+        self.log.warning(message, *args)
+
+    def answered(self) -> None:
+        if self._lost_at is None:  # the usual case: no lock
+            return
+        with self._lock:
+            lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None:
+            self.log.info(self.back, time.monotonic() - lost_at)
 
 
 def connect_kwargs(socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, connect_timeout: float = 5.0) -> dict[str, Any]:

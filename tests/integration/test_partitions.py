@@ -5,6 +5,7 @@ renew its lease stops its task, and the janitor gives retried completions a grac
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 from geomill.config import Settings
 from geomill.dispatch import PollingDispatch
+from geomill.dispatch.postgres import ListenNotifyDispatch
 from geomill.domain import StoreError, TaskStatus
 from geomill.engine.registry import Registry
 from geomill.jobs import demo as demo_jobs
@@ -177,3 +179,85 @@ def test_a_partitioned_worker_process_stops_its_task_logs_it_and_recovers(tmp_pa
         stop(worker)
     assert doc["status"] == "completed", doc
     assert tasks(env, job_id)[0]["attempt"] == 2
+
+
+def test_a_cut_postgresql_logs_one_line_when_lost_and_one_when_back(
+    pg_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """psycopg_pool logs every failed reconnection (and our retries each logged one): an outage of a few seconds
+    was dozens of lines. Now: one WARNING when PostgreSQL is lost, one INFO when it is back (issue 25)."""
+    store = PostgresStore(proxy.url(pg_url), pool_size=2, retry_seconds=30.0)
+    store.migrate()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            caplog.clear()
+            proxy.cut()
+            threading.Timer(3.0, proxy.restore).start()
+            for _ in range(3):
+                store.counters()  # the first waits through the outage; the others run on the restored link
+            time.sleep(0.5)  # the pool's background reconnections have finished
+        lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+                 if r.levelno >= logging.INFO and r.name.startswith(("psycopg", "geomill"))]
+        assert [(name, level) for name, level, _ in lines] == [
+            ("geomill.store.postgres", "WARNING"), ("geomill.store.postgres", "INFO")], lines
+        assert "PostgreSQL unavailable" in lines[0][2] and "back" in lines[1][2]
+    finally:
+        store.close()
+
+
+def test_a_cut_listen_connection_logs_one_line_when_lost_and_one_when_back(
+    pg_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The LISTEN connection reconnects with backoff through an outage: one WARNING, one INFO, not one per try."""
+    dispatch = ListenNotifyDispatch(proxy.url(pg_url), poll_interval=0.05, max_backoff=0.2, connect_timeout=1.0)
+    try:
+        dispatch.wait(["default-tasks"], 0.05)  # connected and listening
+        with caplog.at_level(logging.INFO):
+            caplog.clear()
+            proxy.cut()
+            until = time.monotonic() + 3.0  # about 15 reconnection attempts
+            while time.monotonic() < until:
+                dispatch.wait(["default-tasks"], 0.05)
+            proxy.restore()
+            until = time.monotonic() + 1.0
+            while time.monotonic() < until:
+                dispatch.wait(["default-tasks"], 0.05)
+        lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+                 if r.name.startswith(("psycopg", "geomill"))]
+        assert [(name, level) for name, level, _ in lines] == [
+            ("geomill.dispatch.postgres", "WARNING"), ("geomill.dispatch.postgres", "INFO")], lines
+        assert "back" in lines[1][2]
+    finally:
+        dispatch.close()
+
+
+@pytest.mark.slow
+def test_a_worker_process_group_logs_a_few_lines_per_postgresql_outage_not_one_per_retry(
+    pg_url: str, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """`geomill worker --processes 2` (a supervisor and two workers: three stores, two LISTEN connections) through
+    a cut of 4 s: one WARNING per store or LISTEN connection when lost, and no library lines or tracebacks."""
+    env = geomill_env(tmp_path / "d", proxy.url(pg_url), log_json="true", log_level="WARNING",
+                      janitor_interval_seconds=1)
+    migrated = PostgresStore(pg_url)
+    migrated.migrate()
+    migrated.close()
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as err:
+        worker = subprocess.Popen([*GEOMILL, "worker", "--processes", "2"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=err, start_new_session=True)
+    try:
+        time.sleep(5)  # started, listening, idle
+        before = log_path.stat().st_size
+        proxy.cut()
+        time.sleep(4)
+        proxy.restore()
+        time.sleep(5)  # every process has made a call since
+    finally:
+        stop(worker)
+    lines = log_path.read_bytes()[before:].decode().splitlines()
+    docs = [json.loads(line) for line in lines if line.startswith("{")]
+    during = [d for d in docs if "draining" not in d["msg"]]
+    assert not [d for d in during if not d["logger"].startswith("geomill")], during  # psycopg_pool kept quiet
+    assert not [d for d in during if "exc" in d], during  # no tracebacks
+    assert 1 <= len(during) <= 5, during  # was: a line per retry and per reconnection attempt of each process

@@ -622,6 +622,22 @@ def test_the_events_of_a_dead_claimant_are_released_at_once(store: Store) -> Non
     assert again is not None and (again.event_id, again.job_id) == (claimed.event_id, job_id)
 
 
+
+def test_the_events_of_a_planner_on_a_host_that_stopped_reporting_are_released_at_once(rt: Runtime) -> None:
+    """Another host's pid cannot be checked: its supervisor's rows in the workers table say whether it lives."""
+    store = rt.store
+    new_job(store, "other-host")
+    assert store.claim_event("app@gone#7", 60) is not None
+    store.record_worker("app@alive#1", {"app_name": "app@alive"})
+    store.record_worker("app@gone#1", {"app_name": "app@gone"})
+    assert WorkerLoop(rt, ["jobs"]).release_orphaned_events() == 0  # app@gone still reports
+    stale = "UPDATE workers SET last_seen_at = :t WHERE worker_id = 'app@gone#1'"
+    store._write(pyformat(stale) if store.dialect == "postgres" else stale,  # type: ignore[attr-defined]
+                 {"t": store._since(rt.settings.janitor_interval_seconds * 3 + 1)})  # type: ignore[attr-defined]
+    assert WorkerLoop(rt, ["jobs"]).release_orphaned_events() == 1
+    assert store.event_claimants() == [] and store.claim_event("b", 60) is not None
+
+
 # janitor
 
 

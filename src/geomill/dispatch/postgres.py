@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from geomill.engine.dispatch_ports import wake_channel
-from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, bounded, connect_kwargs
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, Reachability, bounded, connect_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class ListenNotifyDispatch:
         self._lock = threading.Lock()  # one waiter at a time on the connection
         self._backoff = 0.0
         self._next_connect = 0.0
+        self._reachability = Reachability(log, "LISTEN connection back after %.1f s")  # one line per change
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return on a notification for one of `queues`, a local `notify`, or after min(timeout, poll interval)."""
@@ -77,7 +78,7 @@ class ListenNotifyDispatch:
             for _ in conn.notifies(timeout=0):  # drain what else arrived: one wake-up covers it all
                 pass
         except psycopg.Error as exc:
-            log.warning("LISTEN connection lost (%s); polling until it is back", str(exc).strip())
+            self._reachability.lost("LISTEN connection lost (%s); polling until it is back", str(exc).strip())
             self._drop()
             self._schedule_reconnect()
 
@@ -93,7 +94,7 @@ class ListenNotifyDispatch:
                 self._conn = bounded(self.socket_timeout).connect(
                     self.url, autocommit=True, **connect_kwargs(self.socket_timeout, self.connect_timeout))
             except psycopg.Error as exc:
-                log.warning("cannot open the LISTEN connection (%s); polling meanwhile", str(exc).strip())
+                self._reachability.lost("cannot open the LISTEN connection (%s); polling meanwhile", str(exc).strip())
                 self._schedule_reconnect()
                 return None
         channels = {wake_channel(x) for x in queues} - self._listening
@@ -102,11 +103,12 @@ class ListenNotifyDispatch:
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 self._listening.add(channel)
         except psycopg.Error as exc:
-            log.warning("LISTEN failed (%s); polling meanwhile", str(exc).strip())
+            self._reachability.lost("LISTEN failed (%s); polling meanwhile", str(exc).strip())
             self._drop()
             self._schedule_reconnect()
             return None
         self._backoff = 0.0
+        self._reachability.answered()
         return self._conn
 
     def _schedule_reconnect(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from geomill.domain import Job, NewJob, StoreError, Task, TaskStatus
 from geomill.engine.ports import JobView, Store
-from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, async_bounded, connect_kwargs
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, Reachability, async_bounded, connect_kwargs, quiet_pool_logger
 from geomill.store import postgres_queries as q
 from geomill.store.postgres import create_job_params
 from geomill.store.reads import VIEW_TASKS, job_and_stages_from_view_row, job_from_rows, view_statuses
@@ -52,6 +52,8 @@ class PostgresAsyncStore:
         from psycopg_pool import AsyncConnectionPool
 
         self.retry_seconds = retry_seconds
+        quiet_pool_logger()
+        self._reachability = Reachability(log)
         self._pool = AsyncConnectionPool(
             # all connections opened up front: growing the pool in the middle of a burst costs its requests a
             # connection set-up each
@@ -105,13 +107,16 @@ class PostgresAsyncStore:
         while True:
             try:
                 async with self._pool.connection() as conn:
-                    return await fn(conn, job_id)
+                    result = await fn(conn, job_id)
+                self._reachability.answered()
+                return result
             except PoolClosed as exc:
                 raise StoreError("the async store is closed") from exc
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
-                log.warning("PostgreSQL unavailable (%s); retrying in %.2f s", str(exc).strip(), delay)
+                self._reachability.lost("PostgreSQL unavailable (%s); requests are retried for up to %.0f s",
+                                        str(exc).strip(), self.retry_seconds)  # one line per outage, not per retry
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except psycopg.Error as exc:

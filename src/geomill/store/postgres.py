@@ -53,7 +53,7 @@ from geomill.domain import (
 from geomill.domain.status import job_sources
 from geomill.engine.ports import PendingMessage, TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
-from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, bounded, connect_kwargs
+from geomill.pgconn import DEFAULT_SOCKET_TIMEOUT, Reachability, bounded, connect_kwargs, quiet_pool_logger
 from geomill.store import postgres_queries as q
 from geomill.store.base import SQLStore, event_from_row, pending_messages
 from geomill.store.postgres_queries import channel_for
@@ -98,6 +98,8 @@ class PostgresStore(SQLStore):
         self.retry_seconds = retry_seconds
         self.socket_timeout = socket_timeout  # the async pool and sinks bound their connections the same way
         _preflight(url, connect_timeout)
+        quiet_pool_logger()
+        self._reachability = Reachability(log)
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), open=True, name="geomill-store",
             connection_class=bounded(socket_timeout),  # a partition fails a call instead of hanging it
@@ -117,14 +119,17 @@ class PostgresStore(SQLStore):
         while True:
             try:
                 with self._pool.connection() as conn:
-                    return fn(conn)
+                    result = fn(conn)
+                self._reachability.answered()
+                return result
             except PoolClosed as exc:
                 raise StoreError(f"{what}: the store is closed") from exc
             except psycopg.OperationalError as exc:
                 self._unavailable_at = time.monotonic()
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"{what}: PostgreSQL unavailable for {self.retry_seconds:.0f} s: {exc}") from exc
-                log.warning("%s: PostgreSQL unavailable (%s); retrying in %.2f s", what, str(exc).strip(), delay)
+                self._reachability.lost("PostgreSQL unavailable (%s); calls are retried for up to %.0f s each",
+                                        str(exc).strip(), self.retry_seconds)  # one line per outage, not per retry
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
             except psycopg.Error as exc:

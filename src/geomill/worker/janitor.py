@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from geomill.config import Settings
 from geomill.domain import RegistryError
@@ -33,6 +34,19 @@ def outage_grace(settings: Settings) -> float:
     return settings.heartbeat_seconds + STORE_RETRY_DELAY
 
 
+_graced_outage = [float("-inf")]  # monotonic time of the store failure whose grace was last logged
+
+
+def _log_grace_once(since: float, grace: float) -> None:
+    """One line per outage: every pass of the grace period would repeat it."""
+    failed_at = time.monotonic() - since
+    if abs(failed_at - _graced_outage[0]) < 0.5:
+        return
+    _graced_outage[0] = failed_at
+    log.info("janitor: the database was unreachable %.1f s ago; no leases reclaimed for %.1f s more", since,
+             grace - since)
+
+
 def reconcile(store: Reconciler, settings: Settings, registry: Registry) -> RepairReport:
     """One janitor pass. Right after the database was unreachable, leases that expired during the outage mostly
     belong to workers whose completions are still being retried: they are left alone for `outage_grace`."""
@@ -41,8 +55,7 @@ def reconcile(store: Reconciler, settings: Settings, registry: Registry) -> Repa
     overdue = len(store.fail_overdue_jobs())
     since, grace = store.seconds_since_unavailable(), outage_grace(settings)
     if since < grace:
-        log.info("janitor: the database was unreachable %.1f s ago; no leases reclaimed for %.1f s more",
-                 since, grace - since)
+        _log_grace_once(since, grace)
     reclaimed = store.reclaim_expired_leases(lease_retry(registry)) if since >= grace else 0
     report = RepairReport(reclaimed_leases=reclaimed, resignalled_stages=resignalled, overdue_jobs=overdue)
     if report != RepairReport():

@@ -15,6 +15,7 @@ from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
 from geomill.logs import correlation_id_var
 from geomill.runtime import Runtime
+from geomill.worker.gdal_messages import NativeStderr, task_messages
 from geomill.worker.heartbeat import Heartbeat
 from geomill.worker.timeouts import soft_time_limit
 
@@ -24,6 +25,23 @@ SlotSetter = Callable[[Task | None], None]
 SHORT_TASK = 0.2  # seconds: tasks shorter than this are claimed `prefetch` at a time
 EVENT_POLL = 0.05  # seconds between event polls while tasks keep a worker busy (one query saved per task)
 FLUSH_AFTER = 0.05  # seconds a finished short task may wait for its batch's single completion commit
+
+
+def release_events_of_silent_hosts(runtime: Runtime, *, log_it: bool = True) -> int:
+    """Take back the events held by planners of other app names (hosts) whose supervisor has not reported in the
+    workers table within three janitor intervals: the host or its supervisor is gone (a live supervisor restarts a
+    dead planner, which takes its events back itself). Run when a planner starts and by the janitor."""
+    window = runtime.settings.janitor_interval_seconds * 3
+    own = f"{runtime.settings.app_name}#"
+    others = [c for c in runtime.store.event_claimants() if not c.startswith(own)]
+    if not others:
+        return 0
+    reporting = {str(w.get("app_name") or w["worker_id"].rpartition("#")[0]) for w in runtime.store.list_workers(window)}
+    released = sum(runtime.store.release_claimed_events(c) for c in others if c.rpartition("#")[0] not in reporting)
+    if released and log_it:  # the janitor's repair: logged and counted like the others
+        log.warning("took back %d event(s) held by planners of hosts that stopped reporting", released)
+        runtime.store.bump_counter("released_events", released)
+    return released
 
 
 class WorkerLoop:
@@ -47,6 +65,7 @@ class WorkerLoop:
         self._finished: list[tuple[Task, dict]] = []  # successes of prefetched short tasks, recorded in one commit
         self._finished_since = 0.0
         self.stages_completed = 0  # completions that emitted stage_complete (a broker consumer publishes then)
+        self.native_stderr: NativeStderr | None = None  # a worker process's: raw stderr lines tied to the task
 
     def run(self) -> None:
         """Work until `stop` is set; a running task is always finished (or fenced) first."""
@@ -63,16 +82,21 @@ class WorkerLoop:
             self.release_prefetched()
 
     def release_orphaned_events(self) -> int:
-        """On start, take back at once the events a dead planner of this host held (e.g. killed in the middle of a
-        chunked stage insert), instead of after their visibility timeout. A claimant is ``<app_name>#<pid>`` (the
-        default app name names the host): dead when that pid is gone here, or is ours (a previous process that had
-        our pid: we hold nothing yet). Releasing a live claim by mistake costs little: chunks are compare-and-set."""
+        """On start, take back at once the events a dead planner held (e.g. killed in the middle of a chunked stage
+        insert), instead of after their visibility timeout. A claimant is ``<app_name>#<pid>`` (the default app name
+        names the host). One of this host is dead when that pid is gone here, or is ours (a previous process that had
+        our pid: we hold nothing yet). One of another host is dead when no supervisor of its app name reported in the
+        workers table within three janitor intervals (the host or its supervisor is gone; a live supervisor restarts a
+        dead child, which then takes the events back itself). Releasing a live claim by mistake costs little: chunks
+        are compare-and-set."""
         prefix = f"{self.rt.settings.app_name}#"
         released = 0
         try:
-            for claimant in self.rt.store.event_claimants():
-                if claimant.startswith(prefix) and (claimant == self.app or _pid_gone(claimant[len(prefix):])):
+            mine = [c for c in self.rt.store.event_claimants() if c.startswith(prefix)]
+            for claimant in mine:
+                if claimant == self.app or _pid_gone(claimant[len(prefix):]):
                     released += self.rt.store.release_claimed_events(claimant)
+            released += release_events_of_silent_hosts(self.rt, log_it=False)
         except StoreError:
             log.warning("could not look for events of dead planners; they return after their visibility timeout")
         if released:
@@ -183,8 +207,12 @@ class WorkerLoop:
         with Heartbeat(self.rt.store, task, s.lease_seconds, s.heartbeat_seconds, self.on_lease_expired) as hb:
             ctx = self.rt.resources.context(task.task_id, task.job_id, task.stage, task.attempt,
                                             _progress=hb.report_progress, _cancelled=lambda: hb.cancelled)
-            with soft_time_limit(task.timeout_seconds):
+            ids = {"task_id": task.task_id, "job_id": task.job_id}
+            with task_messages(ids, self.native_stderr) as messages, soft_time_limit(task.timeout_seconds):
                 outcome = run_task(self.rt.registry, task, ctx)
+        if outcome.error is not None and messages:  # what GDAL and libtiff said, with the failure they explain
+            outcome.error["gdal_messages"] = list(messages)
+            log.warning("GDAL said: %s", " | ".join(messages), extra=ids)
         return outcome, hb
 
     def _record(self, task: Task, outcome: Outcome, *, fenced: bool, cancelled: bool) -> None:

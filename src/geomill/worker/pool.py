@@ -17,6 +17,7 @@ from geomill.engine.execution import error_record
 from geomill.runtime import Runtime
 from geomill.spawning import start_without_main
 from geomill.worker.janitor import reconcile
+from geomill.worker.loop import release_events_of_silent_hosts
 from geomill.worker.slots import Slot, child_main
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class WorkerPool:
         try:
             if self.rt.store.acquire_leadership("janitor", self.holder, lease):
                 reconcile(self.rt.store, self.settings, self.rt.registry)
+                # after an outage every host's reports are late: wait until they have had time to come in again
+                if self.rt.store.seconds_since_unavailable() > self.settings.janitor_interval_seconds * 3:
+                    release_events_of_silent_hosts(self.rt)
                 if self.outbox is not None:  # the reconciler part: re-send what was sent but never claimed
                     self.outbox.send_due(republish_after_seconds=self.settings.broker_republish_seconds)
         except Exception:  # the janitor must never take the supervisor down; it runs again next interval

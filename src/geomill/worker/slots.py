@@ -75,12 +75,17 @@ def child_main(settings: Settings, queues: list[str], stop: Any, slot: Slot, nic
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which drains us
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     setup_logging(settings.log_level, settings.log_json)
+    from geomill.worker.gdal_messages import NativeStderr
     from geomill.worker.loop import WorkerLoop
 
     runtime = Runtime.open(settings, migrate=False)
     gc.freeze()  # the imported modules and the runtime live forever: keep them out of every later full collection
+    native = NativeStderr().install()  # libtiff's raw stderr lines become log records with the task's id
     try:
-        WorkerLoop(runtime, queues, stop=StopFlag(stop), on_task=slot.set,  # type: ignore[arg-type]
-                   on_lease_expired=slot.fence).run()  # a task ignoring the stop request is killed by the supervisor
+        loop = WorkerLoop(runtime, queues, stop=StopFlag(stop), on_task=slot.set,  # type: ignore[arg-type]
+                          on_lease_expired=slot.fence)  # a task ignoring the stop request is killed by the supervisor
+        loop.native_stderr = native
+        loop.run()
     finally:
         runtime.close()
+        native.uninstall()

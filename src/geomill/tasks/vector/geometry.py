@@ -31,6 +31,7 @@ class GeometryStats:
     has_z: bool = False
     bounds: list[float] | None = None  # xmin, ymin, xmax, ymax in the layer's CRS
     repaired: int = 0
+    linearized: int = 0  # curved geometries made linear on read
     nulls: int = 0
     has_2d: bool = False
 

@@ -110,6 +110,7 @@ class VectorLoad(BaseModel):
     bbox: list[float]
     repaired: int
     null_geometries: int
+    linearized: int = 0
     source_datetime: str
 
 
@@ -147,4 +148,5 @@ class FinalizeResult(BaseModel):
     bbox_wgs84: list[float]
     repaired: int
     item_id: str
+    linearized: int = 0
     collection_id: str

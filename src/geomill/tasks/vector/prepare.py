@@ -96,30 +96,33 @@ class LayerPreparer:
             self.writers[name] = ChunkWriter(self.folder / name, self.chunk_rows, self.crs_json)
         return self.writers[name]
 
-    def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int]:
-        """Parse and repair a batch's geometries."""
-        return repair(batch_geometries(batch, self.info, label))
+    def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int, int]:
+        """Parse (curves linearized) and repair a batch's geometries: (geoms, repaired, linearized)."""
+        geoms, linearized = batch_geometries(batch, self.info, label)
+        geoms, repaired = repair(geoms)
+        return geoms, repaired, linearized
 
-    def add(self, batch: pa.RecordBatch, cleaned: tuple[np.ndarray, int]) -> None:
-        geoms, repaired = cleaned
+    def add(self, batch: pa.RecordBatch, cleaned: tuple[np.ndarray, int, int]) -> None:
+        geoms, repaired, linearized = cleaned
         names = [self.mapping[n] for n in self.info.attributes]
         arrays = [normalize_column(batch.column(n)) for n in self.info.attributes]
         if not self.split:
-            reuse = repaired == 0 and self.info.geometry_column is not None
+            reuse = repaired == 0 and linearized == 0 and self.info.geometry_column is not None
             wkb = batch.column(self.info.geometry_column) if reuse else to_wkb_column(geoms)
-            self._write("all", names, arrays, wkb, geoms, repaired)
+            self._write("all", names, arrays, wkb, geoms, repaired, linearized)
             return
         for family, mask in family_masks(geoms).items():
             keep = pa.array(mask)
             self._write(family, names, [pc.filter(a, keep) for a in arrays], to_wkb_column(geoms[mask]),
-                        geoms[mask], repaired)
-            repaired = 0  # counted once per batch
+                        geoms[mask], repaired, linearized)
+            repaired = linearized = 0  # counted once per batch
 
     def _write(self, name: str, names: list[str], arrays: list, wkb: pa.Array, geoms: np.ndarray,
-               repaired: int) -> None:
+               repaired: int, linearized: int = 0) -> None:
         writer = self.writer(name)
         writer.write(pa.Table.from_arrays([*arrays, wkb.cast(pa.binary())], names=[*names, "geom"]))
         writer.stats.add(geoms, repaired)
+        writer.stats.linearized += linearized
 
     def abort(self) -> None:
         for writer in self.writers.values():
@@ -168,6 +171,7 @@ def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, pre
     stats = writer.stats
     return VectorLoad(target=target, source=params.source, layer=layer.layer, chunks=refs,
                       feature_count=stats.rows, bbox=stats.bounds or [], repaired=stats.repaired,
+                      linearized=stats.linearized,
                       null_geometries=stats.nulls, source_datetime=_source_datetime(params, ctx))
 
 

@@ -3,14 +3,12 @@ once, File Geodatabases, awkward file names, `layer='*'` with empty layers. End 
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyogrio
 import pytest
-import shapely
 
 from geomill.domain import JobStatus
 from vector_helpers import open_runtime, run_vector_job

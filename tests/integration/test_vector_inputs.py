@@ -3,12 +3,14 @@ once, File Geodatabases, awkward file names, `layer='*'` with empty layers. End 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyogrio
 import pytest
+import shapely
 
 from geomill.domain import JobStatus
 from vector_helpers import open_runtime, run_vector_job
@@ -69,3 +71,56 @@ def test_tin_and_polyhedral_surface_are_refused_at_once_naming_the_file(rt, tmp_
                                                                                           "PolyhedralSurface") in message
     attempts = [t.attempt for t in rt.store.list_tasks(job.job_id)]
     assert max(attempts) == 1  # an input error is never retried
+
+
+def points_table(n: int) -> pa.Table:
+    xs = np.arange(n, dtype="float64")
+    return pa.table({"name": pa.array([f"p{i}" for i in range(n)], type=pa.string()),
+                     "geometry": pa.array(shapely.to_wkb(shapely.points(xs, xs / 2)), type=pa.binary())})
+
+
+def write_gdb(path: Path, layers: dict[str, int]) -> None:
+    """A File Geodatabase (GDAL's OpenFileGDB driver writes them since 3.6) with `layers` of n points each."""
+    for name, n in layers.items():
+        pyogrio.write_arrow(points_table(n), path, layer=name, driver="OpenFileGDB", geometry_name="geometry",
+                            geometry_type="Point", crs="EPSG:2056")
+
+
+def zip_folder(folder: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            zf.write(f, f.relative_to(folder.parent).as_posix())
+    return target
+
+
+def test_file_geodatabase_folder_is_read_with_layer_selection(rt) -> None:
+    write_gdb(bronze(rt) / "city.gdb", {"roads": 3, "trees": 5})
+    refused = run_vector_job(rt, source="bronze://city.gdb")
+    assert refused.status is JobStatus.FAILED and "roads" in refused.error["message"]  # several layers: choose
+    job = run_vector_job(rt, source="bronze://city.gdb", layer="trees")
+    assert job.status is JobStatus.COMPLETED, job.error
+    out = job.result["tables"][0]
+    assert out["feature_count"] == 5 and out["srid"] == 2056
+    assert pyogrio.read_info(rt.storage.local_path(out["location"]))["features"] == 5
+
+
+def test_zipped_file_geodatabase_is_read_and_all_layers_load(rt, tmp_path: Path) -> None:
+    write_gdb(tmp_path / "city.gdb", {"roads": 3, "trees": 5})
+    zip_folder(tmp_path / "city.gdb", bronze(rt) / "city.gdb.zip")
+    job = run_vector_job(rt, source="bronze://city.gdb.zip", layer="*", table="city")
+    assert job.status is JobStatus.COMPLETED, job.error
+    counts = {t["table"]: t["feature_count"] for t in job.result["tables"]}
+    assert counts == {"city_roads": 3, "city_trees": 5}
+
+
+def test_all_layers_with_empty_layers_skips_and_reports_them(rt) -> None:
+    path = bronze(rt) / "mixed.gpkg"
+    for name, n in (("parks", 4), ("nothing", 0), ("more", 2)):
+        pyogrio.write_arrow(points_table(n), path, layer=name, driver="GPKG", geometry_name="geometry",
+                            geometry_type="Point", crs="EPSG:4326", append=path.exists())
+    job = run_vector_job(rt, source="bronze://mixed.gpkg", layer="*")
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert {t["table"]: t["feature_count"] for t in job.result["tables"]} == {"mixed_parks": 4, "mixed_more": 2}
+    assert job.result["skipped_layers"] == ["nothing"]
+    only_empty = run_vector_job(rt, source="bronze://mixed.gpkg", layer="nothing")
+    assert only_empty.status is JobStatus.FAILED and "has no features" in only_empty.error["message"]

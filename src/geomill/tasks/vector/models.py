@@ -117,6 +117,7 @@ class VectorLoad(BaseModel):
 class PrepareResult(BaseModel):
     loads: list[VectorLoad]
     column_mapping: dict[str, dict[str, str]]  # per layer: source name -> safe name (changed names only)
+    skipped_layers: list[str] = []  # layer='*': layers without features, not loaded
 
 
 class UploadParams(BaseModel):

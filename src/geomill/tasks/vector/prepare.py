@@ -35,7 +35,7 @@ from geomill.tasks.vector.models import (
 )
 from geomill.tasks.vector.naming import check_identifier, safe_columns, safe_name, table_name_from
 from geomill.tasks.vector.reader import LayerInfo, ReadOptions, batch_geometries, open_layer
-from geomill.tasks.vector.sources import SourceLayer, find_layers, resolve_file
+from geomill.tasks.vector.sources import ALL_LAYERS, SourceLayer, find_layers, resolve_file
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,6 @@ def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path
         except BaseException:
             preparer.abort()
             raise
-    if not preparer.writers:
-        raise InvalidInput(f"{layer.label} has no features", field="source")
     outputs = {name: writer.close() for name, writer in preparer.writers.items()}
     return preparer, outputs
 
@@ -193,11 +191,17 @@ def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[
     sink = ctx.vector_sink
     loads: list[VectorLoad] = []
     mapping: dict[str, dict[str, str]] = {}
+    skipped: list[str] = []
     for index, (layer, table) in enumerate(zip(layers, tables, strict=True)):
         ctx.progress(index / len(layers), f"reading {layer.label}")
         key = load_key(params, index)
         folder = ctx.storage.local_path(f"silver://vector/{key}")
         preparer, outputs = _prepare_layer(layer, params, folder, ctx, chunk_rows)
+        if not outputs:
+            if params.layer != ALL_LAYERS or len(layers) == 1:
+                raise InvalidInput(f"{layer.label} has no features", field="source")
+            skipped.append(layer.layer or table)  # layer='*': an empty layer is skipped and reported
+            continue
         mapping[layer.layer or table] = {k: v for k, v in preparer.mapping.items() if k != v}
         for name, chunks in sorted(outputs.items()):
             out_table = table if name == "all" else check_identifier(
@@ -208,7 +212,9 @@ def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[
             load = _load(params, ctx, layer, preparer, name, chunks, out_table, out_key)
             sink.create_staging(load.target, preparer.writers[name].schema)
             loads.append(load)
+    if not loads:
+        raise InvalidInput(f"every layer of {params.source!r} is empty ({', '.join(skipped)})", field="source")
     ctx.progress(1.0, f"{sum(ld.feature_count for ld in loads)} features in "
                       f"{sum(len(ld.chunks) for ld in loads)} chunks")
-    return PrepareResult(loads=loads, column_mapping=mapping)
+    return PrepareResult(loads=loads, column_mapping=mapping, skipped_layers=skipped)
 

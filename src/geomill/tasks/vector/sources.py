@@ -38,6 +38,8 @@ def resolve_file(source: str, storage: Storage) -> Path:
     path = storage.local_path(source)  # a storage error is an InvalidInput already
     if not path.exists():
         raise InvalidInput(f"vector source {source!r} not found: no file at {path}", field="source")
+    if path.is_dir() and path.suffix.lower() == ".gdb":
+        return path  # an Esri File Geodatabase is a folder (read by GDAL's OpenFileGDB driver)
     if not path.is_file():
         raise InvalidInput(f"vector source {source!r} is not a file ({path})", field="source")
     if path.stat().st_size == 0:
@@ -68,6 +70,12 @@ def _vector_in_zip(path: Path, source: str, layer: str | None) -> tuple[str, boo
     """The /vsizip/ path of the one vector file inside a zip (a shapefile is checked for its sidecars)."""
     members = _zip_members(path, source)
     vectors = [n for n in members if n.lower().endswith(VECTOR_SUFFIXES) and "__macosx" not in n.lower()]
+    gdbs = sorted({n[: n.lower().index(".gdb/") + 4] for n in members if ".gdb/" in n.lower()})
+    if gdbs and not vectors:  # a zipped File Geodatabase: its folder is the dataset
+        if len(gdbs) > 1:
+            raise InvalidInput(f"zip {source!r} holds several File Geodatabases ({', '.join(gdbs)}); zip one",
+                               field="source")
+        return f"/vsizip/{path}/{gdbs[0]}", False
     if not vectors:
         listed = ", ".join(members[:10]) or "nothing"
         raise InvalidInput(f"zip {source!r} holds no vector file (found: {listed}); expected one of "
@@ -99,7 +107,8 @@ def find_layers(source: str, storage: Storage, layer: str | None) -> list[Source
         return [SourceLayer(str(path), None, repr(source), is_parquet=True)]
     if path.suffix.lower() == ".zip":
         open_path, is_csv = _vector_in_zip(path, source, layer)
-        layer = None if layer and layer != ALL_LAYERS and PurePosixPath(open_path).stem == layer else layer
+        named_file = not open_path.lower().endswith(".gdb") and PurePosixPath(open_path).stem == layer
+        layer = None if layer and layer != ALL_LAYERS and named_file else layer
     else:
         open_path, is_csv = str(path), path.suffix.lower() in CSV_SUFFIXES
         if path.suffix.lower() == ".shp":

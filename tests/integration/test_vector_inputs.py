@@ -124,3 +124,25 @@ def test_all_layers_with_empty_layers_skips_and_reports_them(rt) -> None:
     assert job.result["skipped_layers"] == ["nothing"]
     only_empty = run_vector_job(rt, source="bronze://mixed.gpkg", layer="nothing")
     assert only_empty.status is JobStatus.FAILED and "has no features" in only_empty.error["message"]
+
+
+@pytest.mark.parametrize("name", ["two words.gpkg", "bang!x.gpkg", "semi;colon.gpkg", "what?.gpkg", "hash#1.gpkg",
+                                  "zürich_straße.gpkg", "bang!x.shp", "semi;colon.zip", "a!b;c.gdb"])
+def test_file_names_with_characters_gdal_treats_specially_are_read(rt, tmp_path: Path, name: str) -> None:
+    target = bronze(rt) / name
+    if name.endswith(".gdb"):
+        write_gdb(tmp_path / "plain.gdb", {"pts": 3})
+        (tmp_path / "plain.gdb").rename(target)
+    elif name.endswith(".zip"):
+        write_gdb(tmp_path / "inner.gdb", {"pts": 3})
+        zip_folder(tmp_path / "inner.gdb", target)
+    else:
+        written = tmp_path / ("plain" + Path(name).suffix)  # written under a plain name: pyogrio mangles some
+        pyogrio.write_arrow(points_table(3), written, geometry_name="geometry", geometry_type="Point",
+                            crs="EPSG:4326")
+        for part in tmp_path.glob("plain.*"):
+            part.rename(bronze(rt) / (Path(name).stem + part.suffix))
+    source = str(target) if set(name) & set("?#") else f"bronze://{name}"  # a URI would need them %-encoded
+    job = run_vector_job(rt, source=source, table="t")
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.result["tables"][0]["feature_count"] == 3

@@ -13,7 +13,7 @@ import pytest
 import shapely
 
 from geomill.domain import JobStatus
-from vector_helpers import open_runtime, run_vector_job
+from vector_helpers import feature, open_runtime, run_vector_job, write_geojson
 
 CURVES = ["CIRCULARSTRING (0 0, 1 1, 2 0)", "COMPOUNDCURVE (CIRCULARSTRING (0 0, 1 1, 2 0), (2 0, 3 0))",
           "CURVEPOLYGON (CIRCULARSTRING (0 0, 1 1, 2 0, 1 -1, 0 0))",
@@ -146,3 +146,36 @@ def test_file_names_with_characters_gdal_treats_specially_are_read(rt, tmp_path:
     job = run_vector_job(rt, source=source, table="t")
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.result["tables"][0]["feature_count"] == 3
+
+
+def test_timestamps_with_offsets_are_stored_as_the_same_instant_in_utc(rt) -> None:
+    write_geojson(bronze(rt) / "times.geojson", [feature("POINT (7.4 46.9)", t="2024-05-01T10:00:00+02:00"),
+                                                 feature("POINT (7.5 46.8)", t="2024-05-01T10:00:00-05:30")])
+    job = run_vector_job(rt, source="bronze://times.geojson")
+    assert job.status is JobStatus.COMPLETED, job.error
+    out = pyogrio.read_arrow(rt.storage.local_path(job.result["tables"][0]["location"]))[1].column("t")
+    assert [v.isoformat() for v in out.cast(pa.timestamp("ms", tz="UTC")).to_pylist()] == [
+        "2024-05-01T08:00:00+00:00", "2024-05-01T15:30:00+00:00"]
+
+
+def test_gpx_is_wgs84_and_all_layers_skip_its_empty_ones(rt) -> None:
+    (bronze(rt) / "walk.gpx").write_text(
+        '<?xml version="1.0"?><gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1">'
+        '<wpt lat="46.9" lon="7.4"><name>a</name></wpt><wpt lat="46.95" lon="7.45"><name>b</name></wpt></gpx>')
+    job = run_vector_job(rt, source="bronze://walk.gpx", layer="*")
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert [(t["table"], t["feature_count"], t["srid"]) for t in job.result["tables"]] == [
+        ("walk_waypoints", 2, 4326)]
+    assert set(job.result["skipped_layers"]) == {"routes", "tracks", "route_points", "track_points"}
+
+
+def test_topojson_is_read_as_wgs84(rt) -> None:
+    (bronze(rt) / "pts.topojson").write_text(
+        '{"type":"Topology","objects":{"pts":{"type":"GeometryCollection","geometries":['
+        '{"type":"Point","coordinates":[7.4,46.9],"properties":{"n":1}},'
+        '{"type":"Point","coordinates":[7.5,46.8],"properties":{"n":2}}]}},"arcs":[]}')
+    job = run_vector_job(rt, source="bronze://pts.topojson")
+    assert job.status is JobStatus.COMPLETED, job.error
+    out = job.result["tables"][0]
+    assert out["srid"] == 4326 and out["feature_count"] == 2
+    assert out["bbox_wgs84"] == pytest.approx([7.4, 46.8, 7.5, 46.9])

@@ -36,6 +36,16 @@ CURVE_TYPES = {8, 9, 10, 11, 12, 13, 14}  # CircularString, CompoundCurve, Curve
 SURFACE_TYPES = {15: "PolyhedralSurface", 16: "TIN", 17: "Triangle"}
 
 
+LONLAT_DRIVERS = ("TopoJSON",)
+
+
+def _driver(layer: SourceLayer) -> str | None:
+    try:
+        return str(pyogrio.read_info(layer.path, layer=layer.layer)["driver"])
+    except (DataSourceError, DataLayerError):
+        return None
+
+
 @dataclass(frozen=True)
 class CsvGeometry:
     """Where a CSV's geometries are: x and y columns, or a WKT column."""
@@ -115,6 +125,8 @@ def _layer_info(meta: dict[str, Any], schema: pa.Schema, layer: SourceLayer, opt
     crs_text = options.crs or meta.get("crs")
     if not crs_text and csv is not None and csv.x and is_lonlat(csv.x, csv.y or ""):
         crs_text = "EPSG:4326"  # columns named lon/lat: WGS84 longitude/latitude
+    if not crs_text and csv is None and _driver(layer) in LONLAT_DRIVERS:
+        crs_text = "EPSG:4326"  # TopoJSON: WGS84 longitude/latitude (GDAL reports no CRS for it)
     if not crs_text:
         raise InvalidInput(f"the CRS of {layer.label} is unknown (no .prj or CRS in the file); give it with "
                            "crs=EPSG:<code>", field="crs")

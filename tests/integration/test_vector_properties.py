@@ -52,15 +52,17 @@ def geometries(draw: st.DrawFn) -> shapely.Geometry | None:
         dims = draw(st.sampled_from(["xy", "xyz", "xym"]))
         if dims == "xyz":
             geom = shapely.force_3d(geom, draw(coord))
-        elif dims == "xym":
-            geom = shapely.from_wkt(shapely.to_wkt(geom).replace(" (", " M (", 1).replace("(", "(", 1)) \
-                if geom.geom_type == "Point" else geom
+        elif dims == "xym" and geom.geom_type in ("Point", "LineString"):
+            m = draw(coord)
+            coords = ", ".join(f"{x} {y} {m}" for x, y in shapely.get_coordinates(geom))
+            geom = shapely.from_wkt(f"{geom.geom_type.upper()} M ({coords})")
     return geom
 
 
-NAMES = ["select", "from", "order", "user", "Größe", "名前", "fid", "geom", "Column With Spaces", "x" * 70,
+NAMES = ["select", "from", "order", "user", "Größe", "名前", "ogc_fid", "shape", "Column With Spaces", "x" * 70,
          "name", "1st"]
-texts = st.one_of(st.none(), st.text(max_size=30), st.just("é" * 100_000), st.text(alphabet="\x01\t\n'\"\\,;", max_size=10))
+no_nul = st.characters(exclude_characters="\x00")  # GDAL strings are C strings: a NUL cannot be in the source
+texts = st.one_of(st.none(), st.text(no_nul, max_size=30), st.just("é" * 100_000), st.text(alphabet="\x01\t\n'\"\\,;", max_size=10))
 
 
 @st.composite
@@ -104,11 +106,8 @@ def same_geometries(got: list, want: list) -> None:
             assert shapely.equals(shapely.normalize(a), shapely.normalize(b)), f"row {i}: {a} != {b}"
 
 
-def check_outcome(job, names, values, geoms) -> list | None:
-    """None when the job was refused as invalid input (never retried); else the table's result."""
-    if job.status is JobStatus.FAILED:
-        assert job.error.get("cause") == "invalid_input", job.error
-        return None
+def check_outcome(job, geoms) -> list:
+    """Every generated input is one geomill documents as accepted (docs/vector.md): it must load, every row."""
     assert job.status is JobStatus.COMPLETED, job.error
     out = job.result["tables"]
     assert sum(t["feature_count"] for t in out) == len(geoms)
@@ -128,9 +127,7 @@ def test_any_geometries_and_columns_round_trip_into_geopackage(tmp_path: Path, d
     try:
         write_source(rt.storage.zone_path("bronze") / f"src{n}.gpkg", names, values, geoms)
         job = run_vector_job(rt, source=f"bronze://src{n}.gpkg", table=f"t{n}")
-        out = check_outcome(job, names, values, geoms)
-        if out is None:
-            return
+        out = check_outcome(job, geoms)
         path = rt.storage.local_path(out[0]["location"])
         _, table = pyogrio.read_arrow(path, return_fids=True)
         order = np.argsort(table.column("__fid").to_numpy()) if "__fid" in table.column_names else None
@@ -160,9 +157,7 @@ def test_any_geometries_and_columns_round_trip_into_postgis(tmp_path: Path, pg_u
     try:
         write_source(rt.storage.zone_path("bronze") / f"src{n}.gpkg", names, values, geoms)
         job = run_vector_job(rt, source=f"bronze://src{n}.gpkg", table=f"t{n}")
-        out = check_outcome(job, names, values, geoms)
-        if out is None:
-            return
+        out = check_outcome(job, geoms)
         mapping = next(iter(job.result["column_mapping"].values()), {})
         columns = [mapping.get(name, name) for name in names]
         select = ", ".join(f'"{c}"' for c in columns)

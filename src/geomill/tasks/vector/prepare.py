@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
 from geomill.tasks.vector.chunks import ChunkWriter, normalize_column, pg_type
-from geomill.tasks.vector.geometry import family_masks, needs_conversion, repair, target_type, to_wkb_column
+from geomill.tasks.vector.geometry import (
+    drop_m,
+    family_masks,
+    needs_conversion,
+    repair,
+    target_type,
+    to_wkb_column,
+)
 from geomill.tasks.vector.models import (
     Backend,
     ChunkRef,
@@ -90,6 +97,7 @@ class LayerPreparer:
         self.mapping = safe_columns(info.attributes)
         self.writers: dict[str, ChunkWriter] = {}
         self.crs_json = info.crs.to_json_dict()
+        self.rewrite = False
 
     def writer(self, name: str) -> ChunkWriter:
         if name not in self.writers:
@@ -99,7 +107,9 @@ class LayerPreparer:
     def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int, int]:
         """Parse (curves linearized) and repair a batch's geometries: (geoms, repaired, linearized)."""
         geoms, linearized = batch_geometries(batch, self.info, label)
+        geoms, measured = drop_m(geoms)
         geoms, repaired = repair(geoms)
+        self.rewrite = measured > 0  # the WKB read must be written anew
         return geoms, repaired, linearized
 
     def add(self, batch: pa.RecordBatch, cleaned: tuple[np.ndarray, int, int]) -> None:
@@ -107,7 +117,7 @@ class LayerPreparer:
         names = [self.mapping[n] for n in self.info.attributes]
         arrays = [normalize_column(batch.column(n)) for n in self.info.attributes]
         if not self.split:
-            reuse = repaired == 0 and linearized == 0 and self.info.geometry_column is not None
+            reuse = not (repaired or linearized or self.rewrite) and self.info.geometry_column is not None
             wkb = batch.column(self.info.geometry_column) if reuse else to_wkb_column(geoms)
             self._write("all", names, arrays, wkb, geoms, repaired, linearized)
             return

@@ -157,7 +157,7 @@ def test_any_geometries_and_columns_round_trip_into_postgis(tmp_path: Path, pg_u
     try:
         write_source(rt.storage.zone_path("bronze") / f"src{n}.gpkg", names, values, geoms)
         job = run_vector_job(rt, source=f"bronze://src{n}.gpkg", table=f"t{n}")
-        out = check_outcome(job, geoms)
+        check_outcome(job, geoms)
         mapping = next(iter(job.result["column_mapping"].values()), {})
         columns = [mapping.get(name, name) for name in names]
         select = ", ".join(f'"{c}"' for c in columns)

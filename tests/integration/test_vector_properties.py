@@ -101,7 +101,7 @@ def same_geometries(got: list, want: list) -> None:
         if b is None or a is None:
             assert a is None and b is None, f"row {i}: {a} != {b}"
         elif b.is_empty or a.is_empty:
-            assert a is None or (a.is_empty and b.is_empty), f"row {i}: {a} != {b}"
+            assert a is not None and a.is_empty and b.is_empty, f"row {i}: {a} != {b}"
         else:
             assert shapely.equals(shapely.normalize(a), shapely.normalize(b)), f"row {i}: {a} != {b}"
 

@@ -179,3 +179,22 @@ def test_topojson_is_read_as_wgs84(rt) -> None:
     out = job.result["tables"][0]
     assert out["srid"] == 4326 and out["feature_count"] == 2
     assert out["bbox_wgs84"] == pytest.approx([7.4, 46.8, 7.5, 46.9])
+
+
+@pytest.mark.usefixtures("postgres_server")
+def test_curved_geometries_load_linearized_into_postgis(tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    runtime = open_runtime(tmp_path / "pgdata", pg_url)
+    try:
+        write_wkb_gpkg(bronze(runtime) / "curves.gpkg", gdal_wkb(tmp_path, CURVES))
+        job = run_vector_job(runtime, source="bronze://curves.gpkg")
+        assert job.status is JobStatus.COMPLETED, job.error
+        assert job.result["linearized"] == len(CURVES)
+        with psycopg.connect(pg_url) as con:
+            rows = con.execute("SELECT ST_HasArc(geom), ST_NPoints(geom), ST_SRID(geom) FROM geo.curves "
+                               "ORDER BY fid").fetchall()
+        assert len(rows) == len(CURVES) and all(not arc and points > 10 and srid == 2056
+                                                for arc, points, srid in rows)
+    finally:
+        runtime.close()

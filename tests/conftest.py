@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import hypothesis_profiles  # noqa: F401  (registers and loads the hypothesis profile)
 from geomill.config import Settings
 from geomill.dispatch import PollingDispatch
 from geomill.domain import Job

@@ -56,12 +56,14 @@ def plan_finalize(params: ProcessVectorParams, previous: Sequence[FinishedStage]
 
 
 def finalize(params: ProcessVectorParams, stages: Sequence[FinishedStage]) -> dict[str, Any]:
-    """``{"source", "tables": [finalize results], "column_mapping", "repaired", "chunks"}``."""
+    """``{"source", "tables": [finalize results], "column_mapping", "repaired", "linearized", "skipped_layers", "chunks"}``."""
     prepare = stage_result(stages, "prepare", "prepare") or {}
     done = stage_results(stages, "finalize")
     tables = [done[k] for k in sorted(done)]
     return {"source": params.source, "tables": tables, "column_mapping": prepare.get("column_mapping", {}),
             "repaired": sum(t.get("repaired", 0) for t in tables),
+            "linearized": sum(t.get("linearized", 0) for t in tables),
+            "skipped_layers": prepare.get("skipped_layers", []),
             "chunks": sum(len(ld.get("chunks", [])) for ld in prepare.get("loads", []))}
 
 

@@ -100,4 +100,5 @@ def finalize_vector(params: FinalizeParams, ctx: TaskContext) -> FinalizeResult:
     return FinalizeResult(schema_name=target.schema_, table=target.table, backend=target.backend,
                           location=location, feature_count=count, geometry_type=target.geometry_type,
                           srid=target.srid, bbox=bbox, bbox_wgs84=wgs84, repaired=load.repaired,
+                          linearized=load.linearized,
                           item_id=item["id"], collection_id=COLLECTION_ID)

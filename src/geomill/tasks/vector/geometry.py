@@ -31,6 +31,7 @@ class GeometryStats:
     has_z: bool = False
     bounds: list[float] | None = None  # xmin, ymin, xmax, ymax in the layer's CRS
     repaired: int = 0
+    linearized: int = 0  # curved geometries made linear on read
     nulls: int = 0
     has_2d: bool = False
 
@@ -74,6 +75,30 @@ def needs_conversion(stats: GeometryStats) -> bool:
     promoted = family is not None and target_type(stats).rstrip("Z").startswith("MULTI") and bool(
         stats.type_ids & SINGLE_TYPES.get(family, set()))
     return promoted or (stats.has_z and stats.has_2d)
+
+
+def drop_m(geoms: np.ndarray) -> tuple[np.ndarray, int]:
+    """M values removed (XYM -> XY, XYZM -> XYZ): the outputs have no M dimension. Returns (geoms, changed)."""
+    measured = shapely.has_m(geoms)
+    count = int(measured.sum())
+    if count:
+        geoms = geoms.copy()
+        with_z = measured & shapely.has_z(geoms)
+        geoms[with_z] = shapely.from_wkb(shapely.to_wkb(geoms[with_z], output_dimension=3, flavor="iso"))
+        geoms[measured & ~with_z] = shapely.force_2d(geoms[measured & ~with_z])
+    return geoms, count
+
+
+def z_empties(wkb: np.ndarray, geoms: np.ndarray) -> np.ndarray:
+    """Empty multi geometries and collections given a Z type code in their ISO WKB (GEOS cannot make them Z, and
+    a PostGIS Z column refuses a 2D empty geometry)."""
+    flat = shapely.is_empty(geoms) & ~shapely.has_z(geoms)
+    if flat.any():
+        wkb = wkb.copy()
+        for i in np.flatnonzero(flat):
+            code = int.from_bytes(wkb[i][1:5], "little") % 1000
+            wkb[i] = b"\x01" + (code + 1000).to_bytes(4, "little") + wkb[i][5:]
+    return wkb
 
 
 def repair(geoms: np.ndarray) -> tuple[np.ndarray, int]:

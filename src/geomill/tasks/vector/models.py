@@ -110,12 +110,14 @@ class VectorLoad(BaseModel):
     bbox: list[float]
     repaired: int
     null_geometries: int
+    linearized: int = 0
     source_datetime: str
 
 
 class PrepareResult(BaseModel):
     loads: list[VectorLoad]
     column_mapping: dict[str, dict[str, str]]  # per layer: source name -> safe name (changed names only)
+    skipped_layers: list[str] = []  # layer='*': layers without features, not loaded
 
 
 class UploadParams(BaseModel):
@@ -147,4 +149,5 @@ class FinalizeResult(BaseModel):
     bbox_wgs84: list[float]
     repaired: int
     item_id: str
+    linearized: int = 0
     collection_id: str

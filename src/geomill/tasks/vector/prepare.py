@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
 from geomill.tasks.vector.chunks import ChunkWriter, normalize_column, pg_type
-from geomill.tasks.vector.geometry import family_masks, needs_conversion, repair, target_type, to_wkb_column
+from geomill.tasks.vector.geometry import (
+    drop_m,
+    family_masks,
+    needs_conversion,
+    repair,
+    target_type,
+    to_wkb_column,
+)
 from geomill.tasks.vector.models import (
     Backend,
     ChunkRef,
@@ -35,7 +42,7 @@ from geomill.tasks.vector.models import (
 )
 from geomill.tasks.vector.naming import check_identifier, safe_columns, safe_name, table_name_from
 from geomill.tasks.vector.reader import LayerInfo, ReadOptions, batch_geometries, open_layer
-from geomill.tasks.vector.sources import SourceLayer, find_layers, resolve_file
+from geomill.tasks.vector.sources import ALL_LAYERS, SourceLayer, find_layers, resolve_file
 
 logger = logging.getLogger(__name__)
 
@@ -90,36 +97,42 @@ class LayerPreparer:
         self.mapping = safe_columns(info.attributes)
         self.writers: dict[str, ChunkWriter] = {}
         self.crs_json = info.crs.to_json_dict()
+        self.rewrite = False
 
     def writer(self, name: str) -> ChunkWriter:
         if name not in self.writers:
             self.writers[name] = ChunkWriter(self.folder / name, self.chunk_rows, self.crs_json)
         return self.writers[name]
 
-    def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int]:
-        """Parse and repair a batch's geometries."""
-        return repair(batch_geometries(batch, self.info, label))
+    def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int, int]:
+        """Parse (curves linearized) and repair a batch's geometries: (geoms, repaired, linearized)."""
+        geoms, linearized = batch_geometries(batch, self.info, label)
+        geoms, measured = drop_m(geoms)
+        geoms, repaired = repair(geoms)
+        self.rewrite = measured > 0  # the WKB read must be written anew
+        return geoms, repaired, linearized
 
-    def add(self, batch: pa.RecordBatch, cleaned: tuple[np.ndarray, int]) -> None:
-        geoms, repaired = cleaned
+    def add(self, batch: pa.RecordBatch, cleaned: tuple[np.ndarray, int, int]) -> None:
+        geoms, repaired, linearized = cleaned
         names = [self.mapping[n] for n in self.info.attributes]
         arrays = [normalize_column(batch.column(n)) for n in self.info.attributes]
         if not self.split:
-            reuse = repaired == 0 and self.info.geometry_column is not None
+            reuse = not (repaired or linearized or self.rewrite) and self.info.geometry_column is not None
             wkb = batch.column(self.info.geometry_column) if reuse else to_wkb_column(geoms)
-            self._write("all", names, arrays, wkb, geoms, repaired)
+            self._write("all", names, arrays, wkb, geoms, repaired, linearized)
             return
         for family, mask in family_masks(geoms).items():
             keep = pa.array(mask)
             self._write(family, names, [pc.filter(a, keep) for a in arrays], to_wkb_column(geoms[mask]),
-                        geoms[mask], repaired)
-            repaired = 0  # counted once per batch
+                        geoms[mask], repaired, linearized)
+            repaired = linearized = 0  # counted once per batch
 
     def _write(self, name: str, names: list[str], arrays: list, wkb: pa.Array, geoms: np.ndarray,
-               repaired: int) -> None:
+               repaired: int, linearized: int = 0) -> None:
         writer = self.writer(name)
         writer.write(pa.Table.from_arrays([*arrays, wkb.cast(pa.binary())], names=[*names, "geom"]))
         writer.stats.add(geoms, repaired)
+        writer.stats.linearized += linearized
 
     def abort(self) -> None:
         for writer in self.writers.values():
@@ -138,8 +151,6 @@ def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path
         except BaseException:
             preparer.abort()
             raise
-    if not preparer.writers:
-        raise InvalidInput(f"{layer.label} has no features", field="source")
     outputs = {name: writer.close() for name, writer in preparer.writers.items()}
     return preparer, outputs
 
@@ -168,6 +179,7 @@ def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, pre
     stats = writer.stats
     return VectorLoad(target=target, source=params.source, layer=layer.layer, chunks=refs,
                       feature_count=stats.rows, bbox=stats.bounds or [], repaired=stats.repaired,
+                      linearized=stats.linearized,
                       null_geometries=stats.nulls, source_datetime=_source_datetime(params, ctx))
 
 
@@ -189,11 +201,17 @@ def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[
     sink = ctx.vector_sink
     loads: list[VectorLoad] = []
     mapping: dict[str, dict[str, str]] = {}
+    skipped: list[str] = []
     for index, (layer, table) in enumerate(zip(layers, tables, strict=True)):
         ctx.progress(index / len(layers), f"reading {layer.label}")
         key = load_key(params, index)
         folder = ctx.storage.local_path(f"silver://vector/{key}")
         preparer, outputs = _prepare_layer(layer, params, folder, ctx, chunk_rows)
+        if not outputs:
+            if params.layer != ALL_LAYERS or len(layers) == 1:
+                raise InvalidInput(f"{layer.label} has no features", field="source")
+            skipped.append(layer.layer or table)  # layer='*': an empty layer is skipped and reported
+            continue
         mapping[layer.layer or table] = {k: v for k, v in preparer.mapping.items() if k != v}
         for name, chunks in sorted(outputs.items()):
             out_table = table if name == "all" else check_identifier(
@@ -204,7 +222,9 @@ def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[
             load = _load(params, ctx, layer, preparer, name, chunks, out_table, out_key)
             sink.create_staging(load.target, preparer.writers[name].schema)
             loads.append(load)
+    if not loads:
+        raise InvalidInput(f"every layer of {params.source!r} is empty ({', '.join(skipped)})", field="source")
     ctx.progress(1.0, f"{sum(ld.feature_count for ld in loads)} features in "
                       f"{sum(len(ld.chunks) for ld in loads)} chunks")
-    return PrepareResult(loads=loads, column_mapping=mapping)
+    return PrepareResult(loads=loads, column_mapping=mapping, skipped_layers=skipped)
 

@@ -8,8 +8,10 @@ file (GDAL's GeoJSON driver streams too).
 from __future__ import annotations
 
 import json
+import uuid
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyogrio
+import pyogrio.raw
 import shapely
-from pyogrio.errors import DataLayerError, DataSourceError
+from pyogrio.errors import DataLayerError, DataSourceError, FieldError, GeometryError
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
@@ -29,6 +32,18 @@ from geomill.tasks.vector.sources import SourceLayer
 
 CSV_OPTIONS = {"AUTODETECT_TYPE": "YES", "EMPTY_STRING_AS_NULL": "YES", "KEEP_GEOM_COLUMNS": "NO"}
 GDAL_GEOMETRY_NAMES = ("wkb_geometry", "geometry", "geom")
+CURVE_TYPES = {8, 9, 10, 11, 12, 13, 14}  # CircularString, CompoundCurve, CurvePolygon, MultiCurve, MultiSurface...
+SURFACE_TYPES = {15: "PolyhedralSurface", 16: "TIN", 17: "Triangle"}
+
+
+LONLAT_DRIVERS = ("TopoJSON",)
+
+
+def _driver(layer: SourceLayer) -> str | None:
+    try:
+        return str(pyogrio.read_info(layer.path, layer=layer.layer)["driver"])
+    except (DataSourceError, DataLayerError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,8 @@ def _layer_info(meta: dict[str, Any], schema: pa.Schema, layer: SourceLayer, opt
     crs_text = options.crs or meta.get("crs")
     if not crs_text and csv is not None and csv.x and is_lonlat(csv.x, csv.y or ""):
         crs_text = "EPSG:4326"  # columns named lon/lat: WGS84 longitude/latitude
+    if not crs_text and csv is None and _driver(layer) in LONLAT_DRIVERS:
+        crs_text = "EPSG:4326"  # TopoJSON: WGS84 longitude/latitude (GDAL reports no CRS for it)
     if not crs_text:
         raise InvalidInput(f"the CRS of {layer.label} is unknown (no .prj or CRS in the file); give it with "
                            "crs=EPSG:<code>", field="crs")
@@ -139,27 +156,83 @@ def _is_number(value: Any) -> bool:
     return True
 
 
-def batch_geometries(batch: pa.RecordBatch, info: LayerInfo, label: str) -> np.ndarray:
-    """The batch's geometries as a shapely array (None where a feature has none)."""
-    if info.geometry_column is not None:
+def _wkb_type(wkb: bytes | None) -> int | None:
+    """The base OGC type code of an (ISO or EWKB) WKB value: 8-12 are curves, 15 PolyhedralSurface, 16 TIN."""
+    if not wkb or len(wkb) < 5:
+        return None
+    code = int.from_bytes(wkb[1:5], "little" if wkb[0] == 1 else "big")
+    return (code & 0x0FFFFFFF) % 1000
+
+
+def linearize(wkb: np.ndarray, label: str) -> np.ndarray:
+    """Curved geometries (CircularString, CompoundCurve, CurvePolygon, MultiCurve, MultiSurface, and collections
+    holding them) made linear by GDAL (``OGR_G_GetLinearGeometry``, one vertex every ``OGR_ARC_STEPSIZE`` degrees of
+    arc, 4 by default): written to an in-memory GeoPackage and read back with pyogrio, which linearizes on read."""
+    path = f"/vsimem/geomill-linearize-{uuid.uuid4().hex}.gpkg"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pyogrio.raw.write(path, wkb, [], [], driver="GPKG", geometry_type="Unknown", crs="EPSG:4326")
+            _, _, linear, _ = pyogrio.raw.read(path)
+    except (DataSourceError, DataLayerError, GeometryError, FieldError) as exc:
+        raise InvalidInput(f"{label} has geometries GDAL cannot linearize: {exc}", field="source") from exc
+    finally:
+        with suppress(Exception):
+            pyogrio.vsi_unlink(path)
+    return np.asarray(linear, dtype=object)
+
+
+def _from_wkb(wkb: np.ndarray, label: str) -> tuple[np.ndarray, int]:
+    """Shapely geometries of WKB values, curves linearized (counted); TIN / PolyhedralSurface refused."""
+    try:
+        return shapely.from_wkb(wkb), 0
+    except (NotImplementedError, shapely.errors.GEOSException):
+        pass  # some rows are curved, TINs or damaged: find which
+    kinds = np.array([_wkb_type(v) for v in wkb], dtype=object)
+    surfaces = np.isin(kinds, list(SURFACE_TYPES))
+    if surfaces.any():
+        kind = SURFACE_TYPES[int(kinds[surfaces][0])]
+        raise InvalidInput(f"{label} holds {kind} geometries ({int(surfaces.sum())} in one batch): geomill does not "
+                           "load TIN or PolyhedralSurface (3D surface meshes); convert them to MultiPolygon first "
+                           "(e.g. ogr2ogr -nlt MULTIPOLYGON)", field="source")
+    curved = np.zeros(len(wkb), dtype=bool)
+    geoms = np.empty(len(wkb), dtype=object)
+    for i, value in enumerate(wkb):
         try:
-            return shapely.from_wkb(batch.column(info.geometry_column).to_numpy(zero_copy_only=False))
-        except shapely.errors.GEOSException as exc:  # curves, TINs... that GEOS cannot represent
-            raise InvalidInput(f"{label} has geometries geomill cannot read (curved or TIN types?): {exc}",
-                               field="source") from exc
+            geoms[i] = shapely.from_wkb(value)
+        except NotImplementedError:
+            curved[i] = True  # shapely/GEOS 3.13+ parse curves but shapely cannot represent them
+        except shapely.errors.GEOSException as exc:
+            if kinds[i] not in CURVE_TYPES and kinds[i] != 7:
+                raise InvalidInput(f"{label} has a geometry that is not valid WKB (row {i} of a batch): {exc}",
+                                   field="source") from exc
+            curved[i] = True
+    if curved.any():
+        linear = shapely.from_wkb(linearize(wkb[curved], label))
+        geoms[curved] = linear
+    return geoms, int(curved.sum())
+
+
+def batch_geometries(batch: pa.RecordBatch, info: LayerInfo, label: str) -> tuple[np.ndarray, int]:
+    """The batch's geometries as a shapely array (None where a feature has none), and how many were linearized."""
+    if info.geometry_column is not None:
+        return _from_wkb(batch.column(info.geometry_column).to_numpy(zero_copy_only=False), label)
     csv = info.csv
     assert csv is not None
     if csv.wkt:
         text = batch.column(csv.wkt).cast(pa.string()).to_numpy(zero_copy_only=False)
         try:
-            return shapely.from_wkt(text, on_invalid="raise")
+            return shapely.from_wkt(text, on_invalid="raise"), 0
+        except NotImplementedError as exc:
+            raise InvalidInput(f"column {csv.wkt!r} of {label} holds curved WKT, which geomill reads only from a "
+                               "geometry column (GDAL's CSV WKT column)", field="source") from exc
         except shapely.errors.GEOSException as exc:
             raise InvalidInput(f"column {csv.wkt!r} of {label} holds text that is not WKT: {exc}",
                                field="source") from exc
     xs, ys = _numbers(batch, csv.x, label), _numbers(batch, csv.y, label)  # type: ignore[arg-type]
     geoms = np.asarray(shapely.points(xs, ys), dtype=object)
     geoms[np.isnan(xs) | np.isnan(ys)] = None
-    return geoms
+    return geoms, 0
 
 
 def _geoparquet_info(path: str, label: str, options: ReadOptions) -> tuple[LayerInfo, pa.Schema]:

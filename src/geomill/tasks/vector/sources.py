@@ -5,12 +5,16 @@ Every refusal is an InvalidInput naming the source and the reason, raised before
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 import zipfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
+from pyogrio.util import vsi_path as pyogrio_vsi_path
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import Storage
@@ -38,6 +42,8 @@ def resolve_file(source: str, storage: Storage) -> Path:
     path = storage.local_path(source)  # a storage error is an InvalidInput already
     if not path.exists():
         raise InvalidInput(f"vector source {source!r} not found: no file at {path}", field="source")
+    if path.is_dir() and path.suffix.lower() == ".gdb":
+        return path  # an Esri File Geodatabase is a folder (read by GDAL's OpenFileGDB driver)
     if not path.is_file():
         raise InvalidInput(f"vector source {source!r} is not a file ({path})", field="source")
     if path.stat().st_size == 0:
@@ -68,6 +74,12 @@ def _vector_in_zip(path: Path, source: str, layer: str | None) -> tuple[str, boo
     """The /vsizip/ path of the one vector file inside a zip (a shapefile is checked for its sidecars)."""
     members = _zip_members(path, source)
     vectors = [n for n in members if n.lower().endswith(VECTOR_SUFFIXES) and "__macosx" not in n.lower()]
+    gdbs = sorted({n[: n.lower().index(".gdb/") + 4] for n in members if ".gdb/" in n.lower()})
+    if gdbs and not vectors:  # a zipped File Geodatabase: its folder is the dataset
+        if len(gdbs) > 1:
+            raise InvalidInput(f"zip {source!r} holds several File Geodatabases ({', '.join(gdbs)}); zip one",
+                               field="source")
+        return f"/vsizip/{path}/{gdbs[0]}", False
     if not vectors:
         listed = ", ".join(members[:10]) or "nothing"
         raise InvalidInput(f"zip {source!r} holds no vector file (found: {listed}); expected one of "
@@ -82,6 +94,26 @@ def _vector_in_zip(path: Path, source: str, layer: str | None) -> tuple[str, boo
     if inner.lower().endswith(".shp"):
         _check_shapefile_parts(source, members, inner)
     return f"/vsizip/{path}/{inner}", inner.lower().endswith(CSV_SUFFIXES)
+
+
+def gdal_path(path: Path) -> str:
+    """A name of the local file (or .gdb folder) `path` that pyogrio passes to GDAL unchanged.
+
+    pyogrio parses its path argument as a URI: ``!`` splits an archive from its member and ``;`` starts URI
+    parameters, so ``a!b.gpkg`` would open ``b.gpkg``. Such a file is opened through symbolic links with a plain name
+    (``source`` + the suffix) in a private temporary folder, one link per file of the same stem (a shapefile's
+    sidecars follow it)."""
+    text = str(path)
+    if pyogrio_vsi_path(text) == text:
+        return text
+    folder = Path(tempfile.gettempdir()) / "geomill-gdal-names" / hashlib.sha256(text.encode()).hexdigest()[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [path] if path.is_dir() else [p for p in path.parent.iterdir() if p.stem == path.stem]
+    for part in parts:
+        link = folder / ("source" + part.suffix)
+        with suppress(FileExistsError):
+            link.symlink_to(part.resolve(), target_is_directory=part.is_dir())
+    return str(folder / ("source" + path.suffix))
 
 
 def _list_layers(path: str, source: str) -> list[tuple[str, str | None]]:
@@ -99,9 +131,10 @@ def find_layers(source: str, storage: Storage, layer: str | None) -> list[Source
         return [SourceLayer(str(path), None, repr(source), is_parquet=True)]
     if path.suffix.lower() == ".zip":
         open_path, is_csv = _vector_in_zip(path, source, layer)
-        layer = None if layer and layer != ALL_LAYERS and PurePosixPath(open_path).stem == layer else layer
+        named_file = not open_path.lower().endswith(".gdb") and PurePosixPath(open_path).stem == layer
+        layer = None if layer and layer != ALL_LAYERS and named_file else layer
     else:
-        open_path, is_csv = str(path), path.suffix.lower() in CSV_SUFFIXES
+        open_path, is_csv = gdal_path(path), path.suffix.lower() in CSV_SUFFIXES
         if path.suffix.lower() == ".shp":
             _check_shapefile_parts(source, [p.name for p in path.parent.iterdir()], path.name)
     layers = _list_layers(open_path, source)

@@ -14,7 +14,7 @@ import shapely
 
 from geomill.domain import InvalidInput, TaskError
 from geomill.engine.context import TaskContext
-from geomill.tasks.vector.geometry import promote
+from geomill.tasks.vector.geometry import promote, z_empties
 from geomill.tasks.vector.models import LoadTarget, UploadParams, UploadResult
 from geomill.tasks.vector.naming import GEOMETRY_COLUMN
 
@@ -30,7 +30,8 @@ def chunk_wkb(table: pa.Table, target: LoadTarget) -> pa.Array:
         return column.combine_chunks()
     geoms = promote(shapely.from_wkb(column.to_numpy(zero_copy_only=False)), target.geometry_type)
     geoms = shapely.force_3d(geoms) if target.has_z else shapely.force_2d(geoms)
-    return pa.array(shapely.to_wkb(geoms, byte_order=1, flavor="iso"), type=pa.binary())
+    wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso")
+    return pa.array(z_empties(wkb, geoms) if target.has_z else wkb, type=pa.binary())
 
 
 def _discard_after_cancel(target: LoadTarget, ctx: TaskContext) -> None:

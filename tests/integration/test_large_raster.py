@@ -25,14 +25,13 @@ from rio_cogeo.cogeo import cog_validate
 import samples
 from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_dict
-from geomill.domain.models import StageResults
 from geomill.engine.context import Limits, TaskContext
-from geomill.engine.registry import Registry
 from geomill.jobs import build_registry
 from geomill.jobs.large_raster import ProcessLargeRasterParams
 from geomill.jobs.raster import ProcessRasterParams
 from geomill.storage.local import LocalStorage
 from geomill.tasks.raster.tiles import tile_windows
+from jobrun import run_job
 from procs import geomill_env, sqlite_rows, start, stop, submit, wait_for, wait_terminal
 
 WIDTH, HEIGHT, TILE = 2000, 1500, 512
@@ -68,20 +67,6 @@ def storage(tmp_path: Path) -> LocalStorage:
 def context(storage: LocalStorage, threshold_mb: float) -> TaskContext:
     return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage),
                        limits=Limits(gdal_cache_mb=16, large_raster_threshold_mb=threshold_mb))
-
-
-def run_job(registry: Registry, job_name: str, params, ctx: TaskContext) -> tuple[dict, list[StageResults]]:
-    """Plan each stage, run its tasks through the registered handlers, finalize: the engine minus the store."""
-    job = registry.job_type(job_name)
-    done: list[StageResults] = []
-    for stage in job.stages:
-        results = {}
-        for spec in stage.plan(params, done):
-            task_type = registry.task_type(spec.task_type)
-            result = task_type.handler(task_type.params_model.model_validate(spec.params), ctx)
-            results[spec.key] = task_type.result_model.model_validate(result).model_dump(mode="json")
-        done.append(StageResults(stage.name, results, {}))
-    return job.finalize(params, done), done
 
 
 def assert_valid_cog(path: str | Path) -> None:

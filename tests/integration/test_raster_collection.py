@@ -57,18 +57,6 @@ def write_tiles(folder: Path, data: np.ndarray, size: int) -> list[Path]:
     return paths
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    store = LocalStorage(tmp_path / "data")
-    store.ensure_zones()
-    return store
-
-
-@pytest.fixture
-def ctx(storage: LocalStorage) -> TaskContext:
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage))
-
-
 def run(env: dict[str, str], *params: str, force: bool = False) -> dict[str, Any]:
     args = [a for p in params for a in ("-p", p)]
     proc = cli(env, "run", "process_raster_collection", *args, *(["--force"] if force else []), "--json",

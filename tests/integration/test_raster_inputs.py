@@ -15,7 +15,6 @@ from rasterio.transform import array_bounds
 from rasterio.warp import calculate_default_transform, reproject
 from rio_cogeo.cogeo import cog_validate
 
-from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_file
 from geomill.domain import InvalidInput
 from geomill.engine.context import Limits, TaskContext
@@ -24,19 +23,8 @@ from geomill.tasks.raster.cog import CreateCogParams, create_cog
 from geomill.tasks.raster.models import RESAMPLINGS
 from geomill.tasks.raster.validate import ValidateRasterParams, validate_raster
 from geomill.tasks.stac.item import CreateItemParams, create_item
+from jobrun import run_job
 from raster_inputs import GEOS, gcp_tif, netcdf_classic, netcdf_four_dimensions, write_tif
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    store = LocalStorage(tmp_path / "store")
-    store.ensure_zones()
-    return store
-
-
-@pytest.fixture
-def ctx(storage: LocalStorage) -> TaskContext:
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage))
 
 
 def assert_valid_cog(path: str | Path) -> None:
@@ -283,7 +271,6 @@ def test_gcp_raster_and_subdataset_above_the_tiled_threshold_stay_on_the_single_
 
 def test_netcdf_subdatasets_process_raster_job_takes_the_subdataset_parameter(tmp_path: Path,
                                                                               ctx: TaskContext) -> None:
-    from geomill.domain.models import StageResults
     from geomill.engine.registry import Registry
     from geomill.jobs import raster as raster_jobs
     from geomill.tasks import raster as raster_tasks
@@ -294,16 +281,7 @@ def test_netcdf_subdatasets_process_raster_job_takes_the_subdataset_parameter(tm
         module.register(registry)
     nc = netcdf_classic(tmp_path / "climate.nc")
     params = raster_jobs.ProcessRasterParams(source=str(nc), subdataset="precip")
-    job = registry.job_type("process_raster")
-    done: list[StageResults] = []
-    for stage in job.stages:
-        results = {}
-        for spec in stage.plan(params, done):
-            task_type = registry.task_type(spec.task_type)
-            result = task_type.handler(task_type.params_model.model_validate(spec.params), ctx)
-            results[spec.key] = task_type.result_model.model_validate(result).model_dump(mode="json")
-        done.append(StageResults(stage.name, results, {}))
-    out = job.finalize(params, done)["outputs"][0]
+    out = run_job(registry, "process_raster", params, ctx)[0]["outputs"][0]
     assert "climate-precip-" in out["cog_uri"] and out["warnings"] == []
     validate_item_file(out["stac_item_path"])
     with rasterio.open(out["cog_path"]) as ds:

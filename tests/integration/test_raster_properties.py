@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import validate_item_file
 from geomill.domain import InvalidInput
-from geomill.domain.models import StageResults
 from geomill.engine.context import TaskContext
 from geomill.engine.registry import Registry
 from geomill.jobs import raster as raster_jobs
@@ -27,6 +26,7 @@ from geomill.storage.local import LocalStorage
 from geomill.tasks import raster as raster_tasks
 from geomill.tasks import stac as stac_tasks
 from geomill.tasks.raster.cogcheck import validate_cog
+from jobrun import run_job
 
 # Profiles: tests/hypothesis_profiles.py. 30 examples at least: 25 did not reach a failing case of the old code.
 EXAMPLES = max(30, settings.default.max_examples)
@@ -55,17 +55,7 @@ REGISTRY = _registry()
 
 def run_process_raster(source: Path, ctx: TaskContext) -> dict:
     """Plan and run each stage of process_raster through the registered handlers, then finalize."""
-    job = REGISTRY.job_type("process_raster")
-    params = raster_jobs.ProcessRasterParams(source=str(source))
-    done: list[StageResults] = []
-    for stage in job.stages:
-        results = {}
-        for spec in stage.plan(params, done):
-            task_type = REGISTRY.task_type(spec.task_type)
-            result = task_type.handler(task_type.params_model.model_validate(spec.params), ctx)
-            results[spec.key] = task_type.result_model.model_validate(result).model_dump(mode="json")
-        done.append(StageResults(stage.name, results, {}))
-    return job.finalize(params, done)
+    return run_job(REGISTRY, "process_raster", raster_jobs.ProcessRasterParams(source=str(source)), ctx)[0]
 
 
 @st.composite

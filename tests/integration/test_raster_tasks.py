@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 
+import jobrun
 import samples
 from geomill.catalog.base import open_catalog
 from geomill.catalog.validation import (
@@ -27,7 +28,6 @@ from geomill.catalog.validation import (
     validate_item_file,
 )
 from geomill.domain import InvalidInput, OutOfSpace, Task, TaskStatus
-from geomill.domain.models import StageResults
 from geomill.engine.context import TaskContext
 from geomill.engine.execution import run_task
 from geomill.engine.registry import Registry
@@ -46,18 +46,6 @@ SAMPLES = ["RGB.byte.tif", "shade.tif", "world.rgb.tif", "rgb1_fake_nir_epsg3857
 
 
 sample = samples.raster
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    store = LocalStorage(tmp_path / "store")
-    store.ensure_zones()
-    return store
-
-
-@pytest.fixture
-def ctx(storage: LocalStorage) -> TaskContext:
-    return TaskContext(task_id="t", job_id="j", stage=1, attempt=1, storage=storage, catalog=open_catalog(storage))
 
 
 def make_cog(ctx: TaskContext, name: str = "RGB.byte.tif", **options):
@@ -437,17 +425,8 @@ def test_job_params_are_normalized() -> None:
 
 
 def run_job(registry: Registry, params: raster_jobs.ProcessRasterParams, ctx: TaskContext) -> dict:
-    """Plan each stage, run its tasks through the registered handlers, then finalize: the engine, minus the store."""
-    job = registry.job_type("process_raster")
-    done: list[StageResults] = []
-    for stage in job.stages:
-        results = {}
-        for spec in stage.plan(params, done):
-            task_type = registry.task_type(spec.task_type)
-            result = task_type.handler(task_type.params_model.model_validate(spec.params), ctx)
-            results[spec.key] = task_type.result_model.model_validate(result).model_dump(mode="json")
-        done.append(StageResults(stage.name, results, {}))
-    return job.finalize(params, done)
+    """process_raster through the registered handlers (tests/jobrun.py): the engine, minus the store."""
+    return jobrun.run_job(registry, "process_raster", params, ctx)[0]
 
 
 def test_process_raster_job_end_to_end(ctx: TaskContext, storage: LocalStorage) -> None:

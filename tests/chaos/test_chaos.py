@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from harness import FAULTS, run_disk_full, run_fault
 
 pytestmark = pytest.mark.slow

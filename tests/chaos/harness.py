@@ -260,7 +260,8 @@ def _point(name: str) -> tuple[Callable[[Drill], None], Callable[[Drill], float]
 
 def _mid_task(drill: Drill) -> float:
     drill.wait_fanout_running()
-    rows = drill.task_rows("processing")
+    rows = drill.wait(lambda: drill.task_rows("processing"), 60, interval=0.02)
+    assert rows, "no running fanout task to kill"
     _kill_pid_of(random.choice(rows)[1])
     return time.monotonic()
 

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "chaos")]  # the harness and its helpers (procs, services)
 
-from harness import FAULTS, Drill, Result, run_disk_full, run_fault  # noqa: E402
+from harness import FAULTS, Drill, Result, _kill_pid_of, run_disk_full, run_fault  # noqa: E402
 
 from common import publish  # noqa: E402  (bench/ is on sys.path when a script runs)
 from services import ensure_postgres, fresh_database, fresh_vhost  # noqa: E402
@@ -89,8 +88,7 @@ def soak(minutes: float, kill_every_s: float, n: int) -> tuple[Result, list[tupl
                     break
                 if time.monotonic() >= next_kill:
                     running = drill.task_rows("processing")
-                    if running:
-                        os.kill(int(random.choice(running)[1].rsplit("#", 1)[1]), signal.SIGKILL)
+                    if running and _kill_pid_of(random.choice(running)[1]):
                         kills += 1
                         fault_at = time.monotonic()
                     next_kill += kill_every_s

@@ -225,8 +225,13 @@ class Drill:
 
 # faults: each gets a started Drill (workers running, jobs submitted) and returns the monotonic time of the fault ---
 
-def _kill_pid_of(app: str) -> None:
-    os.kill(int(app.rsplit("#", 1)[1]), signal.SIGKILL)
+def _kill_pid_of(app: str) -> bool:
+    """SIGKILL the process named by an `executed_by_app` value; False when it is already gone."""
+    try:
+        os.kill(int(app.rsplit("#", 1)[1]), signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def fault_point_env(point: str, drill: Drill, task_type: str | None = "demo.work") -> None:
@@ -262,7 +267,7 @@ def _mid_task(drill: Drill) -> float:
     drill.wait_fanout_running()
     rows = drill.wait(lambda: drill.task_rows("processing"), 60, interval=0.02)
     assert rows, "no running fanout task to kill"
-    _kill_pid_of(random.choice(rows)[1])
+    assert _kill_pid_of(random.choice(rows)[1]), "the chosen worker process was already gone"
     return time.monotonic()
 
 

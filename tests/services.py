@@ -182,3 +182,15 @@ def fresh_vhost(prefix: str = "geomill_test") -> Iterator[str]:
         yield f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{name}"
     finally:
         rabbitmqctl("delete_vhost", name)
+
+
+def pg_ctl(action: str) -> None:
+    """Stop (fast) or start the local PostgreSQL cluster, for restart drills (the server is shared: callers run last or
+    start it again in a finally). Starting a cluster someone else already started is not an error."""
+    version = sorted(p.name for p in Path("/etc/postgresql").glob("*"))[-1]
+    done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, "--", "-m", "fast"]
+                          if action == "stop" else
+                          ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+                          check=False, timeout=120, capture_output=True, text=True)
+    if done.returncode and not (action == "start" and "already running" in done.stderr + done.stdout):
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)

@@ -16,6 +16,7 @@ class TcpProxy:
         self.target = (host, port)
         self.flowing = threading.Event()
         self.flowing.set()
+        self.delay = 0.0  # seconds added before each forwarded chunk: a slow link
         self._cut = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -90,6 +91,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self.delay:
+                    time.sleep(self.delay)
                 dst.sendall(data)
         except (OSError, ValueError):  # ValueError: select on a socket `cut` closed meanwhile (fd -1)
             pass

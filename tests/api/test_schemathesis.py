@@ -1,5 +1,6 @@
 """schemathesis against the app's own OpenAPI document: no 5xx, and every response matches what the document
-declares (status code, content type, headers, body schema), with all of schemathesis' default checks.
+declares (status code, content type, headers, body schema): every check schemathesis has (`--checks all`, ALL_CHECKS
+below) on every operation, one exclusion for submit written in `_excluded`.
 
 Two apps: auth disabled (the document then declares no security), and auth on, called with an admin key (the auth
 checks then send requests without it and expect 401). Debug endpoints are on, so every operation is reachable, and
@@ -17,6 +18,7 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
@@ -47,6 +49,8 @@ CONFIG = schemathesis.Config.from_dict({"generation": {"allow-extra-parameters":
 open_schema = schemathesis.openapi.from_asgi("/openapi.json", OPEN_APP, config=CONFIG)
 secured_schema = schemathesis.openapi.from_asgi("/openapi.json", SECURED_APP, config=CONFIG)
 ADMIN: dict[str, str] = {}
+load_all_checks()
+ALL_CHECKS = list(CHECKS.get_all())  # `--checks all`: not only the ones a default config enables
 
 
 def _seed(rt: Runtime) -> dict[str, str]:
@@ -100,13 +104,25 @@ def _excluded(case: schemathesis.Case) -> list:
 @open_schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms_auth_disabled(case: schemathesis.Case) -> None:
-    _opaque_cursor_removed(case).call_and_validate(excluded_checks=_excluded(case))
+    _opaque_cursor_removed(case).call_and_validate(checks=ALL_CHECKS, excluded_checks=_excluded(case))
 
 
 @secured_schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms_with_admin_key(case: schemathesis.Case) -> None:
-    _opaque_cursor_removed(case).call_and_validate(headers=ADMIN, excluded_checks=_excluded(case))
+    _opaque_cursor_removed(case).call_and_validate(headers=ADMIN, checks=ALL_CHECKS, excluded_checks=_excluded(case))
+
+
+def test_all_checks_run_on_every_operation() -> None:
+    """The runs above use every registered check, and both documents reach every operation of the app."""
+    names = {c.__name__ for c in ALL_CHECKS}
+    assert {"not_a_server_error", "response_schema_conformance", "negative_data_rejection", "positive_data_acceptance",
+            "use_after_free", "ignored_auth", "unsupported_method", "missing_required_header"} <= names
+    routes = {(m, r.path) for r in OPEN_APP.app.routes for m in getattr(r, "methods", ()) or ()
+              if getattr(r, "include_in_schema", False)}
+    for schema in (open_schema, secured_schema):
+        operations = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
+        assert routes <= operations, sorted(routes - operations)
 
 
 def test_real_documents_match_their_schema(seeded: tuple[Runtime, dict[str, str]]) -> None:

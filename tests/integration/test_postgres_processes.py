@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import psycopg
 import pytest
 
 from procs import geomill_env, start_worker, stop, submit, tasks, wait_processing, wait_terminal
-from services import ADMIN_URL, postgres_up
+from services import ADMIN_URL, pg_ctl, postgres_up
 
 pytestmark = pytest.mark.usefixtures("postgres_server")
 
@@ -104,13 +103,6 @@ def test_eight_worker_processes_stay_within_the_connection_budget(tmp_path: Path
     assert 8 < peak <= budget, f"peak {peak} connections, budget {budget}"
 
 
-def _pg(action: str) -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").glob("*"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, "--", "-m", "fast"]
-                   if action == "stop" else ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                   check=True, timeout=120, capture_output=True)
-
-
 @pytest.mark.slow
 def test_postgres_restart_mid_job_loses_nothing(tmp_path: Path, pg_url: str) -> None:
     if not Path("/etc/postgresql").exists():
@@ -122,9 +114,9 @@ def test_postgres_restart_mid_job_loses_nothing(tmp_path: Path, pg_url: str) -> 
     try:
         wait_processing(env, job_id)
         time.sleep(1)
-        _pg("stop")
+        pg_ctl("stop")
         time.sleep(10)
-        _pg("start")
+        pg_ctl("start")
         deadline = time.monotonic() + 30
         while not postgres_up() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -132,7 +124,7 @@ def test_postgres_restart_mid_job_loses_nothing(tmp_path: Path, pg_url: str) -> 
         assert worker.poll() is None  # the worker survived the outage
     finally:
         if not postgres_up():
-            _pg("start")
+            pg_ctl("start")
         stop(worker)
     assert doc["status"] == "completed", doc
     assert doc["advances"] == doc["stage_count"] + 1

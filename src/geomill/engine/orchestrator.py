@@ -32,6 +32,7 @@ from geomill.domain import (
 from geomill.engine.ports import JobStore
 from geomill.engine.registry import JobType, Registry
 from geomill.engine.routing import Router
+from geomill.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class Orchestrator:
             return
         total = len(first)
         if peek is not None:
+            fault_point("between_stage_chunks")
             rest = self._chunks(job.job_id, done + 1, chain([peek], plan), CHUNK, seen)
             total += self._insert_rest(job.job_id, done + 1, len(first), next(rest), rest)
         log.info("stage %d (%s) planned with %d tasks", done + 1, spec.name, total, extra={"job_id": job.job_id})

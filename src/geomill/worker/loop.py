@@ -13,6 +13,7 @@ from geomill.domain import Event, NotFound, RegistryError, StoreError, Task
 from geomill.engine.execution import Outcome, error_record, run_task
 from geomill.engine.ports import TaskOutcome
 from geomill.engine.registry import JOBS_QUEUE
+from geomill.faults import fault_point
 from geomill.logs import correlation_id_var
 from geomill.runtime import Runtime
 from geomill.worker.gdal_messages import NativeStderr, task_messages
@@ -193,7 +194,9 @@ class WorkerLoop:
         started = time.monotonic()
         token = correlation_id_var.set(task.correlation_id)  # every log line about the task carries it
         try:
+            fault_point("after_claim", task.task_type)
             outcome, hb = self._run(task)
+            fault_point("before_complete", task.task_type)
             self._record(task, outcome, fenced=hb.fenced, cancelled=hb.cancelled)
         finally:
             self.on_task(None)

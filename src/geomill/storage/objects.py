@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from geomill.domain import InvalidInput
@@ -125,8 +125,9 @@ class ObjectStorage:
     """Zones (bronze/silver/gold) mapped to local folders or cloud prefixes; any URI in, the same operations out."""
 
     def __init__(self, root: Path, zones: Mapping[str, str | None] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, public_urls: Mapping[str, str | None] | None = None) -> None:
         self.root = Path(root).resolve()
+        self._public = {zone: url.rstrip("/") + "/" for zone, url in (public_urls or {}).items() if url}
         self._env = dict(os.environ if env is None else env)
         self._bases: dict[str, Location] = {}
         for zone in ZONES:
@@ -167,7 +168,10 @@ class ObjectStorage:
         if scheme in ZONES:
             assert scheme is not None
             base = self._bases[scheme]
-            key = check_key(uri.split("://", 1)[1])
+            raw = uri.split("://", 1)[1]
+            if ".." in PurePosixPath(raw).parts:
+                raise StorageError(f"storage key {raw!r} escapes the {scheme} zone")
+            key = check_key(raw)
             if base.is_local:
                 return Location("file", "", str(self._safe_join(Path(base.key), key, scheme)))
             return base.child(key)
@@ -186,6 +190,25 @@ class ObjectStorage:
     def object_uri(self, uri: str) -> str:
         """Where `uri` really is: s3://…, az://… or an absolute local path (for hrefs other machines follow)."""
         return self.resolve(uri).uri
+
+    def href(self, uri: str) -> str:
+        """What another machine follows to read `uri`: the zone's public https base when one is configured
+        (GEOMILL_SILVER_PUBLIC_URL), else the object's own URI (s3://…, az://…, or the local path)."""
+        scheme = scheme_of(uri)
+        if scheme in self._public:
+            return self._public[scheme] + check_key(uri.split("://", 1)[1])
+        return self.object_uri(uri)
+
+    def local_mirror(self, uri: str) -> Path:
+        """The local path of a zone URI even when the zone is remote: ``<data_dir>/<zone>/<key>`` (the static STAC
+        catalog stays on local disk when silver is in the cloud)."""
+        loc = self.resolve(uri)
+        if loc.is_local:
+            return Path(loc.key)
+        scheme = scheme_of(uri)
+        if scheme not in ZONES:
+            raise StorageError(f"{uri!r} is not a zone URI")
+        return self._safe_join(self.root / str(scheme), check_key(uri.split("://", 1)[1]), str(scheme))
 
     def uri_for(self, zone: str, key: str) -> str:
         self.zone_base(zone)

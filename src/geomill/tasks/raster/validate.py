@@ -24,6 +24,7 @@ from geomill.tasks.raster.models import (  # noqa: F401  (re-exported)
     RasterSummary,
     ValidateRasterParams,
     resolve_source,
+    source_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ PROBE_SIZE = 256  # pixels per side of the windows read to prove the data is the
 
 
 @contextmanager
-def open_raster(path: Path, source: str) -> Iterator[DatasetReader]:
-    """Open `path` read-only; GDAL refusing it becomes InvalidInput naming the file and GDAL's reason."""
+def open_raster(path: Path | str, source: str) -> Iterator[DatasetReader]:
+    """Open `path` (a local path or a GDAL /vsis3/, /vsiaz/ name) read-only; GDAL refusing it becomes InvalidInput naming the file and GDAL's reason."""
     try:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioError as exc:
@@ -110,12 +111,13 @@ def _nodata(ds: DatasetReader) -> float | str | None:
     return "nan" if value is not None and math.isnan(value) else value
 
 
-def summarize(ds: DatasetReader, source: str, path: Path) -> RasterSummary:
-    """Describe an open, georeferenced raster."""
+def summarize(ds: DatasetReader, source: str, path: Path | str, size_bytes: int | None = None) -> RasterSummary:
+    """Describe an open, georeferenced raster (`size_bytes` given for an object in the cloud)."""
     crs, epsg = crs_text(ds)
     is_cog, errors, warnings = validate_cog(path)
     return RasterSummary(
-        source=source, path=str(path), size_bytes=path.stat().st_size, driver=ds.driver,
+        source=source, path=str(path), size_bytes=Path(path).stat().st_size if size_bytes is None else size_bytes,
+        driver=ds.driver,
         crs=crs, epsg=epsg, width=ds.width, height=ds.height, count=ds.count,
         dtypes=list(ds.dtypes), nodata=_nodata(ds), bounds=tuple(ds.bounds),
         bounds_wgs84=wgs84_bounds(ds, source), resolution=ds.res,
@@ -127,11 +129,12 @@ def summarize(ds: DatasetReader, source: str, path: Path) -> RasterSummary:
 
 def inspect_raster(source: str, storage: Storage) -> RasterSummary:
     """Resolve, open, check and describe `source`; InvalidInput for anything a person must fix."""
-    path = resolve_source(source, storage)
-    with open_raster(path, source) as ds:
+    name = source_name(source, storage)
+    size = storage.stat(source).size if storage.is_remote(source) else None
+    with open_raster(name, source) as ds:
         check_georeferenced(ds, source)
         check_readable(ds, source)
-        return summarize(ds, source, path)
+        return summarize(ds, source, name, size)
 
 
 def uncompressed_bytes(summary: RasterSummary) -> int:

@@ -96,29 +96,27 @@ def gdal_options(env: Mapping[str, str]) -> dict[str, str]:
 
 
 _gdal_lock = threading.Lock()
-_gdal_done = False
+_gdal_applied: dict[str, str] = {}
 
 
 def configure_gdal(env: Mapping[str, str] | None = None) -> None:
-    """Hand the cloud credentials to GDAL once per process, for both rasterio's and pyogrio's libgdal (rasterio
-    refuses AWS_* options in rasterio.Env, so they are set process-wide)."""
-    global _gdal_done
+    """Hand the cloud credentials to GDAL, for both rasterio's and pyogrio's libgdal (rasterio refuses AWS_*
+    options in rasterio.Env, so they are set process-wide). Applied once per process; again only if they change."""
+    options = gdal_options(os.environ if env is None else env)
     with _gdal_lock:
-        if _gdal_done:
+        if not options or all(_gdal_applied.get(k) == v for k, v in options.items()):
             return
-        options = gdal_options(os.environ if env is None else env)
-        if options:
-            from rasterio.env import set_gdal_config
+        from rasterio.env import set_gdal_config
 
-            for key, value in options.items():
-                set_gdal_config(key, value)
-            try:
-                import pyogrio
+        for key, value in options.items():
+            set_gdal_config(key, value)
+        try:
+            import pyogrio
 
-                pyogrio.set_gdal_config_options(dict(options))
-            except ImportError:  # pragma: no cover - pyogrio is a dependency
-                pass
-        _gdal_done = True
+            pyogrio.set_gdal_config_options(dict(options))
+        except ImportError:  # pragma: no cover - pyogrio is a dependency
+            pass
+        _gdal_applied.update(options)
 
 
 class ObjectStorage:

@@ -75,10 +75,12 @@ def test_write_stat_read_delete_round_trip_each_backend(store: tuple[str, Object
 def test_put_file_and_fetch_stream_a_local_file_each_backend(store: tuple[str, ObjectStorage, str],
                                                              tmp_path: Path) -> None:
     _, storage, _ = store
-    payload = uuid.uuid4().bytes * 70_000  # ~1.1 MB
+    payload = uuid.uuid4().bytes * 750_000  # 12 MB: obstore uploads it in parts (multipart above 5 MB)
     src = tmp_path / "payload.bin"
     src.write_bytes(payload)
     storage.put_file(src, "silver://bin/payload.bin")
+    assert src.read_bytes() == payload  # a copy is published; the local file stays
+    assert storage.stat("silver://bin/payload.bin").size == len(payload)
     dest = storage.fetch("silver://bin/payload.bin", tmp_path / "back" / "payload.bin")
     assert dest.read_bytes() == payload
 

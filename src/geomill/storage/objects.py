@@ -386,14 +386,12 @@ class ObjectStorage:
         self._put(uri, loc, data)
 
     def put_file(self, local: Path, uri: str) -> None:
-        """Publish the local file under `uri` atomically (readers see the old object or the whole new one)."""
+        """Publish a copy of the local file under `uri` atomically (readers see the old object or the whole new
+        one); `local` is left in place."""
         loc = self.resolve(uri)
         if loc.is_local:
             path = Path(loc.key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            if Path(local).parent == path.parent:
-                os.replace(local, path)
-                return
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
             try:
                 shutil.copyfile(local, tmp)
@@ -460,7 +458,10 @@ class ObjectStorage:
         tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
         try:
             yield tmp
-            self.put_file(tmp, uri)
+            if loc.is_local:
+                os.replace(tmp, loc.key)  # same folder: a rename
+            else:
+                self.put_file(tmp, uri)
         finally:
             for leftover in folder.glob(f"{tmp.name}*"):
                 leftover.unlink(missing_ok=True)

@@ -62,6 +62,8 @@ def open_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, 
     zones = {"silver_url": f"{backend}://{bucket}/silver/"}
     if source_backend != "local":
         zones["bronze_url"] = f"{backend}://{bucket}/bronze/"
+    else:  # and a public https base for silver's objects
+        zones["silver_public_url"] = f"https://cdn.example.org/{bucket}"
     settings = Settings(data_dir=tmp_path / "data", database_url=None, app_name="storage-test", workers=1,
                         queues=QUEUES, plugins=[], poll_interval_seconds=0.05, **zones)
     rt = Runtime.open(settings)
@@ -100,7 +102,9 @@ def test_process_raster_writes_a_valid_cog_and_item_into_object_storage(
             assert ds.overviews(1)
 
         item = json.loads(Path(out["stac_item_path"]).read_text())
-        assert item["assets"]["data"]["href"] == where
+        public = rt.settings.silver_public_url
+        assert item["assets"]["data"]["href"] == (where if public is None else
+                                                  f"{public}/{cog_uri.removeprefix('silver://')}")
         assert not any(rt.storage.scratch_dir().rglob("*.tif*"))  # staging cleaned up
 
         secrets = [v for k, v in env.items() if k != "AWS_ENDPOINT_URL" and k != "AWS_REGION"]

@@ -31,6 +31,10 @@ from geomill.storage.uris import Location, check_key, parse, scheme_of
 
 LIST_BATCH = 1000
 SCRATCH = ".staging"  # under the data folder: where outputs bound for a remote zone are written first
+# HTTP statuses as obstore reports them inside generic errors (a list request has no typed NotFound/PermissionDenied)
+_DENIED = re.compile(r"\b(401 Unauthorized|403 Forbidden)\b")
+_MISSING = re.compile(r"\b404 Not Found\b")
+_NO_BUCKET = re.compile(r"NoSuchBucket|ContainerNotFound")
 _QUERY = re.compile(r"\?[^\s\"'<>]*")  # query strings may hold a SAS signature: never repeated in a message
 
 
@@ -257,9 +261,9 @@ class ObjectStorage:
 
         text = str(exc)
         what = "bucket" if loc.backend == "s3" else "container"
-        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or re.search(r"\b(401|403)\b", text):
+        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or _DENIED.search(text):
             return InvalidInput(f"{uri!r}: access denied to {what} {loc.bucket!r} (check the credentials)")
-        if isinstance(exc, NotFoundError | FileNotFoundError) or re.search(r"\b404\b", text):
+        if isinstance(exc, NotFoundError | FileNotFoundError) or _MISSING.search(text):
             if not self._bucket_exists(loc):
                 return InvalidInput(f"{uri!r}: the {what} {loc.bucket!r} does not exist")
             return InvalidInput(f"{uri!r}: no such object")
@@ -271,7 +275,7 @@ class ObjectStorage:
         try:
             next(iter(obstore.list(self._store(loc), chunk_size=1)), None)
         except Exception as exc:  # a list of a missing bucket is a generic error with 404 in it
-            return not re.search(r"\b404\b|NoSuchBucket|ContainerNotFound", str(exc))
+            return not (_MISSING.search(str(exc)) or _NO_BUCKET.search(str(exc)))
         return True
 
     # -- operations -----------------------------------------------------------------------------------------------

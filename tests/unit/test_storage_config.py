@@ -57,3 +57,18 @@ def test_zone_uris_resolve_onto_their_configured_bases_and_stay_inside(tmp_path:
     with pytest.raises(StorageError, match="remote"):
         storage.local_path("silver://cogs/x.tif")
     assert KEY not in repr(storage)
+
+
+def test_staging_folders_a_killed_process_left_are_swept_young_ones_kept(tmp_path: Path) -> None:
+    import os
+
+    storage = ObjectStorage(tmp_path, {"silver": "s3://products/"}, env={})
+    old, young = tmp_path / ".staging" / "old", tmp_path / ".staging" / "young"
+    for folder in (old, young):
+        folder.mkdir(parents=True)
+        (folder / ".x.tif.tmp").write_bytes(b"half a COG")
+    long_ago = os.stat(old).st_mtime - 7 * 3600
+    for path in (old / ".x.tif.tmp", old):
+        os.utime(path, (long_ago, long_ago))
+    storage.ensure_zones()
+    assert not old.exists() and (young / ".x.tif.tmp").exists()

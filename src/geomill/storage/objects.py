@@ -31,6 +31,7 @@ from geomill.storage.uris import Location, check_key, parse, scheme_of
 
 LIST_BATCH = 1000
 SCRATCH = ".staging"  # under the data folder: where outputs bound for a remote zone are written first
+SCRATCH_MAX_AGE_SECONDS = 6 * 3600.0  # a staging folder untouched this long was left by a killed process
 # HTTP statuses as obstore reports them inside generic errors (a list request has no typed NotFound/PermissionDenied)
 _DENIED = re.compile(r"\b(401 Unauthorized|403 Forbidden)\b")
 _MISSING = re.compile(r"\b404 Not Found\b")
@@ -157,9 +158,28 @@ class ObjectStorage:
         return Path(base.key)
 
     def ensure_zones(self) -> None:
+        """Create the local zone folders; sweep scratch folders a killed process left behind."""
         for base in self._bases.values():
             if base.is_local:
                 Path(base.key).mkdir(parents=True, exist_ok=True)
+        self.sweep_scratch()
+
+    def sweep_scratch(self, older_than_seconds: float = SCRATCH_MAX_AGE_SECONDS) -> int:
+        """Remove staging folders (under <data dir>/.staging) nothing has written to for `older_than_seconds`:
+        what a killed task left. A running task writes to its folder, which keeps it young. Returns how many."""
+        scratch = self.root / SCRATCH
+        if not scratch.is_dir():
+            return 0
+        now, removed = datetime.now(tz=UTC).timestamp(), 0
+        for folder in scratch.iterdir():
+            try:
+                newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+            except FileNotFoundError:  # another process finished with it meanwhile
+                continue
+            if now - newest > older_than_seconds:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
 
     def remote_bases(self) -> list[Location]:
         return [b for b in self._bases.values() if not b.is_local]

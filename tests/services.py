@@ -288,3 +288,28 @@ def fresh_container(prefix: str = "geomill-test") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING).create_container(name)
     return name
+
+
+@contextmanager
+def moto_with_auth(free_actions: int) -> Iterator[str]:
+    """A private moto S3 server that checks credentials after its first `free_actions` requests (moto's
+    INITIAL_NO_AUTH_ACTION_COUNT): its endpoint URL. Stopped afterwards."""
+    import socket
+    import sys
+
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():
+        unavailable(f"moto's server is not installed ({server})")
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind((S3_HOST, 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(free_actions))
+    proc = subprocess.Popen([str(server), "-H", S3_HOST, "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        if not _wait_port(S3_HOST, port, 30):
+            unavailable(f"moto_server with authentication on {S3_HOST}:{port} did not come up")
+        yield f"http://{S3_HOST}:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -24,6 +24,7 @@ from services import (
     ensure_s3,
     fresh_bucket,
     fresh_container,
+    moto_with_auth,
 )
 
 BACKENDS = ["local", "s3", "az"]
@@ -161,3 +162,22 @@ def test_unreachable_endpoint_is_a_transient_error_not_invalid_input_s3(tmp_path
     with pytest.raises(Exception) as caught:
         storage.stat("s3://some-bucket/x.tif")
     assert not isinstance(caught.value, InvalidInput)
+
+
+def test_bad_credentials_are_invalid_input_saying_access_denied_s3(tmp_path: Path) -> None:
+    """moto checks credentials once its free actions (here: creating the bucket) are spent."""
+    import boto3
+
+    with moto_with_auth(free_actions=1) as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
+                     region_name="us-east-1").create_bucket(Bucket="guarded")
+        secret = "wrong-secret-key-123"
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "AKIAWRONGKEY", "AWS_SECRET_ACCESS_KEY": secret,
+               "AWS_REGION": "us-east-1"}
+        storage = ObjectStorage(tmp_path, {"bronze": "s3://guarded/"}, env=env)
+        for call in (storage.stat, lambda u: storage.write_bytes(u, b"1")):
+            with pytest.raises(InvalidInput, match="access denied") as caught:
+                call("bronze://scene.tif")
+            assert secret not in str(caught.value) and "bronze://scene.tif" in str(caught.value)
+        with pytest.raises(InvalidInput, match="access denied"):
+            list(storage.list("bronze://"))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make the services the integration tests use ready on this machine: PostgreSQL 15 (+ PostGIS) on 127.0.0.1:5432 and
-# RabbitMQ on 127.0.0.1:5672 (guest/guest, which RabbitMQ allows on loopback only).
+# RabbitMQ on 127.0.0.1:5672 (guest/guest, which RabbitMQ allows on loopback only), and the object storage emulators:
+# moto's S3 server on 127.0.0.1:5000 and Azurite (Azure Blob, npm package, run with Node.js) on 127.0.0.1:10000.
 # Idempotent: installs only what is missing, starts only what is down, never restarts a running server.
 # Needs root (apt-get) for a first install. Exits 1 when a service is still not up (after trying the others).
 set -euo pipefail
@@ -80,7 +81,46 @@ ensure_rabbitmq() {
   echo "services: RabbitMQ ready on 127.0.0.1:5672" >&2
 }
 
+port_up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+s3_up() { port_up 5000; }
+azurite_up() { port_up 10000; }
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/geomill"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+
+ensure_moto() {
+  if ! s3_up; then
+    local server="${MOTO_SERVER:-$here/.venv/bin/moto_server}"
+    [ -x "$server" ] || server="$(command -v moto_server || true)"
+    [ -n "$server" ] || { echo "services: moto_server not found (pip install 'moto[server]')" >&2; return 1; }
+    echo "services: starting moto's S3 server" >&2
+    mkdir -p "$cache"
+    setsid "$server" -H 127.0.0.1 -p 5000 >>"$cache/moto.log" 2>&1 </dev/null &
+    wait_for s3_up 30 || true
+  fi
+  s3_up || { echo "services: moto S3 on 127.0.0.1:5000 did not come up" >&2; return 1; }
+  echo "services: moto S3 ready on 127.0.0.1:5000" >&2
+}
+
+ensure_azurite() {
+  if ! azurite_up; then
+    local bin="$cache/azurite/node_modules/.bin/azurite-blob"
+    if [ ! -x "$bin" ]; then
+      command -v npm >/dev/null 2>&1 || { echo "services: npm (Node.js) is needed for Azurite" >&2; return 1; }
+      echo "services: installing Azurite (npm azurite@3)" >&2
+      npm install --prefix "$cache/azurite" --no-audit --no-fund azurite@3 >/dev/null || return 1
+    fi
+    echo "services: starting Azurite" >&2
+    setsid "$bin" --blobHost 127.0.0.1 --blobPort 10000 --location "$cache/azurite-data" --silent \
+      --skipApiVersionCheck --loose >>"$cache/azurite.log" 2>&1 </dev/null &
+    wait_for azurite_up 30 || true
+  fi
+  azurite_up || { echo "services: Azurite on 127.0.0.1:10000 did not come up" >&2; return 1; }
+  echo "services: Azurite ready on 127.0.0.1:10000" >&2
+}
+
 status=0
 ensure_postgres || status=1
 ensure_rabbitmq || status=1
+ensure_moto || status=1
+ensure_azurite || status=1
 exit "$status"

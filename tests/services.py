@@ -194,3 +194,134 @@ def pg_ctl(action: str) -> None:
                           check=False, timeout=120, capture_output=True, text=True)
     if done.returncode and not (action == "start" and "already running" in done.stderr + done.stdout):
         raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+
+
+# Object storage emulators: moto's S3 server on 127.0.0.1:5000 and Azurite (Azure Blob) on 127.0.0.1:10000, each
+# started in the background when its port is closed (and Azurite installed with npm when missing).
+S3_HOST, S3_PORT = "127.0.0.1", 5000
+AZURITE_HOST, AZURITE_PORT = "127.0.0.1", 10000
+AZURITE_ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account (public, documented by Microsoft)
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_ENDPOINT = f"http://{AZURITE_HOST}:{AZURITE_PORT}/{AZURITE_ACCOUNT}"
+AZURITE_CONNECTION_STRING = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                             f"BlobEndpoint={AZURITE_ENDPOINT};")
+S3_ENV = {"AWS_ENDPOINT_URL": f"http://{S3_HOST}:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing-key-id",
+          "AWS_SECRET_ACCESS_KEY": "testing-secret-key", "AWS_REGION": "us-east-1"}
+AZURE_ENV = {"AZURE_STORAGE_CONNECTION_STRING": AZURITE_CONNECTION_STRING}
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geomill"
+_emulator_problem: dict[str, str] = {}
+
+
+def port_open(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _wait_port(host: str, port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _background(cmd: list[str], log: Path) -> None:
+    """Start `cmd` detached from the test session (it outlives it, like the database server)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _start_moto() -> str:
+    import sys
+
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():
+        return f"moto's server is not installed ({server}); install the dev extras (moto[server])"
+    _background([str(server), "-H", S3_HOST, "-p", str(S3_PORT)], CACHE / "moto.log")
+    return "" if _wait_port(S3_HOST, S3_PORT, 30) else f"moto_server on {S3_HOST}:{S3_PORT} did not come up"
+
+
+def _start_azurite() -> str:
+    prefix = CACHE / "azurite"
+    binary = prefix / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        try:
+            done = _run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "azurite@3"], 600)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"cannot install Azurite with npm: {exc}"
+        if done.returncode != 0 or not binary.exists():
+            return f"cannot install Azurite with npm: {done.stderr.strip()[-500:]}"
+    _background([str(binary), "--blobHost", AZURITE_HOST, "--blobPort", str(AZURITE_PORT),
+                 "--location", str(CACHE / "azurite-data"), "--silent", "--skipApiVersionCheck", "--loose"],
+                CACHE / "azurite.log")
+    return "" if _wait_port(AZURITE_HOST, AZURITE_PORT, 30) else f"Azurite on {AZURITE_HOST}:{AZURITE_PORT} did not come up"
+
+
+def ensure_s3() -> dict[str, str]:
+    """moto's S3 server reachable (started if down): the AWS_* environment that reaches it. Skip (fail in CI)."""
+    if "s3" not in _emulator_problem:
+        _emulator_problem["s3"] = "" if port_open(S3_HOST, S3_PORT) else _start_moto()
+    if _emulator_problem["s3"]:
+        unavailable(_emulator_problem["s3"])
+    return dict(S3_ENV)
+
+
+def ensure_azurite() -> dict[str, str]:
+    """Azurite reachable (installed and started if needed): the AZURE_* environment that reaches it."""
+    if "az" not in _emulator_problem:
+        _emulator_problem["az"] = "" if port_open(AZURITE_HOST, AZURITE_PORT) else _start_azurite()
+    if _emulator_problem["az"]:
+        unavailable(_emulator_problem["az"])
+    return dict(AZURE_ENV)
+
+
+def fresh_bucket(prefix: str = "geomill-test") -> str:
+    """A new, empty S3 bucket on moto (ensure_s3 first)."""
+    import boto3
+
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=S3_ENV["AWS_ENDPOINT_URL"], aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"], region_name=S3_ENV["AWS_REGION"])
+    client.create_bucket(Bucket=name)
+    return name
+
+
+def fresh_container(prefix: str = "geomill-test") -> str:
+    """A new, empty Azure Blob container on Azurite (ensure_azurite first)."""
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING).create_container(name)
+    return name
+
+
+@contextmanager
+def moto_with_auth(free_actions: int) -> Iterator[str]:
+    """A private moto S3 server that checks credentials after its first `free_actions` requests (moto's
+    INITIAL_NO_AUTH_ACTION_COUNT): its endpoint URL. Stopped afterwards."""
+    import socket
+    import sys
+
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():
+        unavailable(f"moto's server is not installed ({server})")
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind((S3_HOST, 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(free_actions))
+    proc = subprocess.Popen([str(server), "-H", S3_HOST, "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        if not _wait_port(S3_HOST, port, 30):
+            unavailable(f"moto_server with authentication on {S3_HOST}:{port} did not come up")
+        yield f"http://{S3_HOST}:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -87,9 +87,16 @@ class Settings(BaseSettings):
                                "within this delay (0: look up every request)")
     debug_endpoints: bool = Field(False, description="enable /api/debug/* and /api/dead-letters (admin only)")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
-    source_roots: list[Path] = Field(default=[], description="folders HTTP-submitted file parameters may name "
-                                     "(besides storage URIs); empty: the data folder's bronze/ zone only. The "
-                                     "SQLite state database is never nameable")
+    source_roots: list[str] = Field(default=[], description="folders or cloud prefixes (s3://bucket/, az://container/) "
+                                    "HTTP-submitted file parameters may name (besides storage zones); empty: the data "
+                                    "folder's bronze/ zone only. The SQLite state database is never nameable")
+    bronze_url: str | None = Field(None, description="base of the bronze zone (bronze://): a folder, s3://bucket/prefix/ "
+                                   "or az://container/prefix/; default <data_dir>/bronze")
+    silver_url: str | None = Field(None, description="base of the silver zone (products): default <data_dir>/silver")
+    gold_url: str | None = Field(None, description="base of the gold zone: default <data_dir>/gold")
+    silver_public_url: str | None = Field(
+        None, description="an https base that serves the silver zone: STAC asset hrefs of remote products use it "
+                          "instead of the s3:// or az:// URI")
     public_url: str | None = Field(
         None, description="the API's external base URL (https://geo.example.org/geo): status URLs and redirects "
                           "are built from it, never from the request's Host header; unset: relative URLs")
@@ -103,6 +110,17 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def _roots(cls, v: object) -> object:
+        """Local roots (str or Path) made absolute; cloud prefixes (a scheme) kept as written."""
+        if not isinstance(v, list):
+            return v
+        return [str(r) if "://" in str(r) else str(Path(r).expanduser().resolve()) for r in v]
+
+    def zone_urls(self) -> dict[str, str | None]:
+        return {"bronze": self.bronze_url, "silver": self.silver_url, "gold": self.gold_url}
 
     @property
     def resolved_database_url(self) -> str:

@@ -15,7 +15,7 @@ from geomill.engine.ports import Dispatch, Store
 from geomill.engine.registry import Registry
 from geomill.engine.routing import Router
 from geomill.jobs import build_registry
-from geomill.storage import LocalStorage
+from geomill.storage import ObjectStorage
 from geomill.store import open_store
 
 RESOURCE_POOL_SIZE = 2  # connections of the PostGIS sink and pgSTAC catalog per process (on top of the store's)
@@ -26,7 +26,7 @@ class Runtime:
     settings: Settings
     registry: Registry
     store: Store
-    storage: LocalStorage
+    storage: ObjectStorage
     dispatch: Dispatch
     broker: Broker | None = None  # set: workers consume its messages instead of waiting on database wake-ups
     _resources: TaskResources | None = field(default=None, repr=False)
@@ -34,7 +34,8 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         """Build everything a process needs from its settings; creates the data folders and schema."""
-        storage = LocalStorage(settings.data_dir)
+        storage = ObjectStorage(settings.data_dir, settings.zone_urls(),
+                                public_urls={"silver": settings.silver_public_url})
         storage.ensure_zones()
         store = open_store(settings.resolved_database_url, settings)
         if migrate:
@@ -91,7 +92,7 @@ def limits_from(settings: Settings) -> Limits:
                   large_raster_threshold_mb=settings.large_raster_threshold_mb)
 
 
-def open_task_resources(settings: Settings, storage: LocalStorage, *, database_url: str | None = None,
+def open_task_resources(settings: Settings, storage: ObjectStorage, *, database_url: str | None = None,
                         pool_size: int = RESOURCE_POOL_SIZE) -> TaskResources:
     """Storage, catalog (pgSTAC on PostgreSQL, else static STAC), vector sink (PostGIS or GeoPackage) and limits,
     once per process. On PostgreSQL the sink and the catalog share one pool of `pool_size` connections."""
@@ -110,7 +111,7 @@ def open_task_resources(settings: Settings, storage: LocalStorage, *, database_u
                          limits=limits_from(settings), closers=[pool.close])
 
 
-def _geopackage_sink(storage: LocalStorage) -> Any:
+def _geopackage_sink(storage: ObjectStorage) -> Any:
     from geomill.sinks.geopackage import GeoPackageSink
 
     return GeoPackageSink(storage)

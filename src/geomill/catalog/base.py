@@ -75,7 +75,7 @@ def open_catalog(storage: Any, database_url: str | None = None, *, pool: Any = N
     On PostgreSQL its connections come from `pool` (a worker's resource pool), else one per call (the CLI)."""
     from geomill.catalog.static import StaticCatalog
 
-    static = StaticCatalog(storage.local_path(f"silver://{CATALOG_KEY}"))
+    static = StaticCatalog(storage.local_mirror(f"silver://{CATALOG_KEY}"))  # local even when silver is remote
     if database_url and is_postgres(database_url):
         from geomill.catalog.pgstac import DirectConnections, PgstacCatalog
 

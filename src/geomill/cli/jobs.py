@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import Annotated, Any
 
 import typer
@@ -145,10 +144,9 @@ def demo(
     rt = Runtime.open(load_settings(data_dir, workers=processes))
     subs = []
     for path in demo_raster_paths():
-        target = rt.storage.local_path(rt.storage.uri_for("bronze", f"samples/{path.name}"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            shutil.copyfile(path, target)
+        uri = rt.storage.uri_for("bronze", f"samples/{path.name}")
+        if not rt.storage.exists(uri):  # bronze may be a folder or a bucket
+            rt.storage.put_file(path, uri)
         subs.append(submit_job(rt, "process_raster", {"source": f"bronze://samples/{path.name}"}, restricted=False,
                                force=force))
     pending = [s.job.job_id for s in subs if not s.job.status.is_terminal]
@@ -161,7 +159,7 @@ def demo(
         views.print_json({"data_dir": str(rt.settings.data_dir), "jobs": rows})
     else:
         out.print(views.outputs_table(rows))
-        out.print(f"STAC catalog: {rt.storage.local_path('silver://catalog/catalog.json')}")
+        out.print(f"STAC catalog: {rt.storage.local_mirror('silver://catalog/catalog.json')}")
     failed = any(r["status"] != JobStatus.COMPLETED for r in rows)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 

@@ -8,18 +8,69 @@ and the composition root (runtime.py) builds them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 
+class ObjectInfo(Protocol):
+    """One object's identity (geomill.storage.ObjectStat)."""
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def etag(self) -> str | None: ...
+
+    @property
+    def mtime(self) -> datetime: ...
+
+
 class Storage(Protocol):
-    """Storage zones as local paths and URIs (geomill.storage)."""
+    """Zones (bronze://, silver://, gold://) and URIs on local folders, S3 or Azure Blob (geomill.storage).
+
+    `local_path` works for local files only (StorageError for a remote one); tasks read in place with `gdal_path`
+    and write through `staging`, which publishes atomically."""
 
     def local_path(self, uri: str) -> Path: ...
 
     def uri_for(self, zone: str, key: str) -> str: ...
+
+    def is_remote(self, uri: str) -> bool: ...
+
+    def object_uri(self, uri: str) -> str: ...
+
+    def href(self, uri: str) -> str: ...
+
+    def local_mirror(self, uri: str) -> Path: ...
+
+    def gdal_path(self, uri: str) -> str: ...
+
+    def stat(self, uri: str) -> ObjectInfo: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list(self, prefix: str, pattern: str | None = None, batch: int = 1000) -> Iterator[list[Any]]: ...
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+
+    def put_file(self, local: Path, uri: str) -> None: ...
+
+    def fetch(self, uri: str, dest: Path) -> Path: ...
+
+    def delete(self, uri: str) -> None: ...
+
+    def staging(self, uri: str) -> AbstractContextManager[Path]: ...
+
+    def scratch_dir(self) -> Path: ...
 
 
 class CatalogEntry(Protocol):

@@ -46,17 +46,26 @@ def _min_free_bytes(rt: Runtime) -> int:
 
 
 def _storage(rt: Runtime) -> dict[str, Any]:
-    """Each zone is writable (an empty file is made there) and has GEOMILL_MIN_FREE_MB free: an empty file still
-    fits on a full disk, so the free bytes are checked too."""
+    """Each local zone is writable (an empty file is made there) and has GEOMILL_MIN_FREE_MB free: an empty file
+    still fits on a full disk, so the free bytes are checked too. A remote zone shows its base URI (never a
+    credential); it is not probed here."""
     free: dict[str, int] = {}
+    remote: dict[str, str] = {}
     for zone in ZONES:
+        base = rt.storage.zone_base(zone)
+        if not base.is_local:
+            remote[zone] = base.uri
+            continue
         folder = rt.storage.zone_path(zone)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".health-"):
             pass
         free[zone] = shutil.disk_usage(folder).free
     minimum = _min_free_bytes(rt)
     low = sorted(zone for zone, n in free.items() if n < minimum)
-    doc = {"backend": "local", "root": str(rt.storage.root), "free_bytes": free, "min_free_bytes": minimum}
+    doc: dict[str, Any] = {"backend": "local" if not remote else "object", "root": str(rt.storage.root),
+                           "free_bytes": free, "min_free_bytes": minimum}
+    if remote:
+        doc["remote_zones"] = remote
     return {**doc, **({"status": "degraded", "low_space": low} if low else {})}
 
 

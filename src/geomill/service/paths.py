@@ -1,11 +1,16 @@
 """Path policy: every file parameter of a submission is normalised once (scheme case, ``..``, symlinks) and, for a
 restricted caller (the HTTP API), must stay inside a storage zone or an allowed root (GEOMILL_SOURCE_ROOTS, else the
-data folder's bronze zone) and never name the state database."""
+data folder's bronze zone) and never name the state database.
+
+Cloud URIs (``s3://``, ``az://``) are allowed to a restricted caller only inside a zone whose base is remote or a
+cloud prefix listed in GEOMILL_SOURCE_ROOTS; HTTP(S) URLs are never sources (no GDAL /vsicurl/ to arbitrary hosts).
+A missing input, local or remote (a HEAD request), is refused at submit."""
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,16 +18,25 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from geomill.domain import InvalidInput
+from geomill.storage.base import ZONES
+from geomill.storage.uris import CLOUD_SCHEMES, Location, parse
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 
 
 class Storage(Protocol):
-    """What the policy needs of storage: a zone URI's local path, confined to its zone (InvalidInput otherwise)."""
+    """What the policy needs of storage: where a zone URI really is (confined to its zone, InvalidInput otherwise),
+    the remote zone bases, and whether an object exists."""
 
     root: Path
 
     def local_path(self, uri: str) -> Path: ...
+
+    def resolve(self, uri: str) -> Location: ...
+
+    def remote_bases(self) -> list[Location]: ...
+
+    def exists(self, uri: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -34,16 +48,29 @@ class PathPolicy:
     roots: tuple[Path, ...] = ()
     denied: tuple[Path, ...] = ()
     inputs: bool = True  # the files must exist now: a missing input is refused at submit, not by a worker
+    cloud_roots: tuple[Location, ...] = ()  # s3:// and az:// prefixes a restricted caller may name
 
 
-def policy_for(source_roots: list[Path], storage: Storage, *, restricted: bool,
+def policy_for(source_roots: Sequence[str | Path], storage: Storage, *, restricted: bool,
                denied: tuple[Path, ...] = (), inputs: bool = True) -> PathPolicy:
     """The policy of a caller: the configured roots, else the bronze zone (not the data folder: it holds the
-    state database). With `inputs`, a local file or zone object that does not exist is refused."""
+    state database); cloud prefixes among the roots and the remote zone bases allow those objects. With `inputs`,
+    a local file or object that does not exist is refused."""
     if not restricted:
         return PathPolicy(False, inputs=inputs)
-    roots = source_roots or [storage.root / "bronze"]
-    return PathPolicy(True, tuple(Path(r).resolve() for r in roots), tuple(d.resolve() for d in denied), inputs)
+    cloud = [parse(str(r)) for r in source_roots if "://" in str(r)]
+    local = [Path(r) for r in source_roots if "://" not in str(r)]
+    if not source_roots:
+        local = [storage.root / "bronze"]
+    return PathPolicy(True, tuple(r.resolve() for r in local), tuple(d.resolve() for d in denied), inputs,
+                      tuple(cloud) + tuple(storage.remote_bases()))
+
+
+def _inside(loc: Location, root: Location) -> bool:
+    if (loc.backend, loc.bucket) != (root.backend, root.bucket):
+        return False
+    prefix = root.key if not root.key or root.key.endswith("/") else root.key + "/"
+    return loc.key.startswith(prefix) or loc.key == root.key
 
 
 @functools.cache
@@ -54,7 +81,7 @@ def file_fields(model: type[BaseModel]) -> tuple[str, ...]:
 
 
 def check_params(params: dict[str, Any], model: type[BaseModel], storage: Storage, *, restricted: bool,
-                 source_roots: list[Path], denied: tuple[Path, ...] = (),
+                 source_roots: Sequence[str | Path], denied: tuple[Path, ...] = (),
                  fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """`params` with each file parameter (a string or a list of strings; `fields`, default the model's marked
     ones) normalised; InvalidInput naming the field when one is refused. Other types are left to the model."""
@@ -88,16 +115,28 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
                                "or an absolute path inside an allowed root")
         return str(_local(value, policy))
     scheme, rest = match.group(1).lower(), match.group(2)
-    if scheme != "file":
+    if scheme in ZONES:
         uri = f"{scheme}://{rest}"
-        try:  # zone URIs: confined to their zone, symlinks resolved; other schemes refused when restricted
-            local = storage.local_path(uri)
-        except InvalidInput:
-            if policy.restricted:
-                raise
-            return uri  # a scheme storage does not serve: the task that reads it says what is wrong
-        _exists(local, value, policy)
+        loc = storage.resolve(uri)  # confined to its zone, symlinks resolved
+        if loc.is_local:
+            _exists(Path(loc.key), value, policy)
+        elif policy.inputs and not storage.exists(uri):
+            raise InvalidInput(f"{value!r}: no such object ({loc.uri})")
         return uri
+    if scheme in CLOUD_SCHEMES:
+        loc = parse(value)
+        if policy.restricted and not any(_inside(loc, root) for root in policy.cloud_roots):
+            raise InvalidInput(f"{value!r} is outside the allowed buckets and containers (GEOMILL_SOURCE_ROOTS)")
+        if policy.inputs and not storage.exists(loc.uri):
+            raise InvalidInput(f"{value!r}: no such object")
+        return loc.uri
+    if scheme in ("http", "https", "ftp"):
+        raise InvalidInput(f"{value!r}: sources are not fetched over {scheme.upper()}; name a storage zone, a "
+                           "configured bucket or container (s3://, az://) or a local file")
+    if scheme != "file":
+        if policy.restricted:
+            raise InvalidInput(f"unsupported storage URI {value!r}")
+        return f"{scheme}://{rest}"  # a scheme storage does not serve: the task that reads it says what is wrong
     host, _, path = rest.partition("/")
     if host.lower() not in ("", "localhost"):
         raise InvalidInput(f"{value!r}: a file URI names no host other than localhost")
@@ -112,6 +151,8 @@ def _exists(path: Path, value: str, policy: PathPolicy) -> Path:
 
 
 def _local(path: str, policy: PathPolicy) -> Path:
+    if path.lower().startswith("/vsi"):
+        raise InvalidInput(f"{path!r}: GDAL virtual file systems are not sources; use s3://, az:// or a zone URI")
     resolved = Path(path).expanduser().resolve()
     if not policy.restricted:
         return _exists(resolved, path, policy)

@@ -1,6 +1,6 @@
-"""Object storage: local folders (default); path safety, no escape from a root."""
+"""Object storage: local folders (default), S3 and Azure Blob behind one set of operations; zones confined."""
 
 from geomill.storage.base import ZONES, Storage, StorageError
-from geomill.storage.local import LocalStorage
+from geomill.storage.objects import LocalStorage, ObjectStat, ObjectStorage
 
-__all__ = ["LocalStorage", "Storage", "StorageError", "ZONES"]
+__all__ = ["LocalStorage", "ObjectStat", "ObjectStorage", "Storage", "StorageError", "ZONES"]

@@ -12,23 +12,24 @@ Defaults:
   color table (palette = categorical classes, which must not be averaged), otherwise ``average``.
 
 Idempotence: the default output name is ``cogs/<stem>-<fingerprint>.tif``, where the fingerprint hashes the
-source's name, size and mtime and the resolved options. An existing output that passes ``cog_validate`` is
-reused (``reused=True``) and not rewritten. A new output is written to a temporary file in the same folder,
-validated, then renamed into place with ``os.replace``, so a crash never leaves a half file under the final name.
-An explicit ``output_key`` is trusted as the identity: a valid COG already there is reused whatever made it.
+source's name, size and mtime (an object's size and etag in S3/Azure) and the resolved options. An existing local
+output that passes ``cog_validate`` is reused (``reused=True``) and not rewritten; in a remote silver zone an
+existing object is reused (objects are only ever published whole, after validation, and the key holds the
+fingerprint). A new output is written to a local temporary file (beside the output, or in the data folder's
+scratch space when silver is remote), validated, then published atomically (``os.replace``, or one upload that
+completes at once), so a crash never leaves a half file under the final name. Sources in S3/Azure are read in
+place through GDAL (``/vsis3/``, ``/vsiaz/``). An explicit ``output_key`` is trusted as the identity: a valid COG
+already there is reused whatever made it.
 """
 
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import logging
 import math
-import os
 import re
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ from geomill.tasks.raster.validate import (
     crs_text,
     has_colormap,
     open_raster,
-    resolve_source,
+    source_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class CogPlan:
     dst_crs: CRS | None  # None: keep the source CRS
     fingerprint: str
     uri: str
-    path: Path
+    path: Path | None  # the local output file; None when the silver zone is remote
     gcp_method: str | None = None  # "tps": thin-plate spline for a GCP-georeferenced source
 
 
@@ -127,11 +128,27 @@ def _check_compression_fits(compression: str, src: DatasetReader, source: str) -
 
 def fingerprint(path: Path, compression: str, resampling: str, dst_crs: CRS | None,
                 **more: str | None) -> str:
-    """A short hash of the source's identity (name, size, mtime) and the resolved options (`more`: options that
-    are hashed only when set, e.g. the subdataset, so older fingerprints stay the same)."""
+    """A short hash of a local source's identity (name, size, mtime) and the resolved options (`more`: options
+    that are hashed only when set, e.g. the subdataset, so older fingerprints stay the same)."""
     stat = path.stat()
+    return _fingerprint(path.name, {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+                        compression, resampling, dst_crs, **more)
+
+
+def source_identity(source: str, storage: Storage) -> tuple[str, dict[str, object]]:
+    """(file name, identity): size and mtime for a local file, size and etag (else mtime) for an object."""
+    if not storage.is_remote(source):
+        path = storage.local_path(source)
+        stat = path.stat()
+        return path.name, {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    info = storage.stat(source)
+    return info.uri.rsplit("/", 1)[-1], {"size": info.size, "etag": info.etag or info.mtime.isoformat()}
+
+
+def _fingerprint(name: str, identity: dict[str, object], compression: str, resampling: str,
+                 dst_crs: CRS | None, **more: str | None) -> str:
     doc = {
-        "v": FINGERPRINT_VERSION, "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "v": FINGERPRINT_VERSION, "name": name, **identity,
         "compression": compression, "resampling": resampling, "crs": dst_crs.to_wkt() if dst_crs else None,
         **{k: v for k, v in more.items() if v is not None},
     }
@@ -162,8 +179,9 @@ def default_output_key(path: Path, fp: str, subdataset: str | None = None) -> st
     return f"cogs/{stem}-{fp}.tif"
 
 
-def plan_cog(params: CreateCogParams, src: DatasetReader, path: Path, storage: Storage) -> CogPlan:
-    """Resolve defaults, check they fit the data, and name the output."""
+def plan_cog(params: CreateCogParams, src: DatasetReader, identity: tuple[str, dict[str, object]],
+             storage: Storage) -> CogPlan:
+    """Resolve defaults, check they fit the data, and name the output (`identity`: source_identity)."""
     compression = normalize_compression(params.compression) or DEFAULT_COMPRESSION
     _check_compression_fits(compression, src, params.source)
     resampling = normalize_resampling(params.resampling) or ("nearest" if has_colormap(src) else "average")
@@ -176,11 +194,11 @@ def plan_cog(params: CreateCogParams, src: DatasetReader, path: Path, storage: S
                            field="gcp_method")
     if src.crs is not None:
         gcp_method = "polynomial"  # only GCP-georeferenced sources are warped by their GCPs
-    fp = fingerprint(path, compression, resampling, dst_crs, subdataset=params.subdataset,
-                     gcp_method=None if gcp_method == "polynomial" else gcp_method)
-    uri = storage.uri_for("silver", params.output_key or default_output_key(path, fp, params.subdataset))
-    return CogPlan(params.source, compression, resampling, dst_crs, fp, uri, storage.local_path(uri),
-                   gcp_method=gcp_method)
+    fp = _fingerprint(identity[0], identity[1], compression, resampling, dst_crs, subdataset=params.subdataset,
+                      gcp_method=None if gcp_method == "polynomial" else gcp_method)
+    uri = storage.uri_for("silver", params.output_key or default_output_key(Path(identity[0]), fp, params.subdataset))
+    return CogPlan(params.source, compression, resampling, dst_crs, fp, uri,
+                   None if storage.is_remote(uri) else storage.local_path(uri), gcp_method=gcp_method)
 
 
 def creation_options(plan: CogPlan, threads: str) -> dict[str, str]:
@@ -260,44 +278,39 @@ def warp_by_gcps(src: DatasetReader, plan: CogPlan, dst: Path) -> None:
             out.set_band_description(band, src.descriptions[band - 1] or "")
 
 
-def _remove_temporaries(tmp: Path) -> None:
-    for leftover in tmp.parent.glob(glob.escape(tmp.name) + "*"):
-        leftover.unlink(missing_ok=True)
-
-
-def write_cog(src: DatasetReader, plan: CogPlan, threads: str) -> None:
-    """Write to a temporary file beside the output, validate it, then rename it into place. Refuses up front when
-    the folder has less room than the COG needs, and names a disk that filled during the write (OutOfSpace)."""
-    folder = plan.path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+def write_cog(src: DatasetReader, plan: CogPlan, threads: str, storage: Storage) -> None:
+    """Write to a local temporary file (storage.staging: beside a local output, in scratch space for a remote
+    one), validate it, then publish it atomically. Refuses up front when the folder has less room than the COG
+    needs, and names a disk that filled during the write (OutOfSpace)."""
     needed = estimate_cog_bytes(src, plan.compression)
-    check_room(folder, needed)
-    tmp = plan.path.with_name(f".{plan.path.name}.{uuid.uuid4().hex}.tmp")
+    folder = plan.path.parent if plan.path is not None else storage.scratch_dir()
     with gdal_messages() as messages:
         try:
-            _copy(src, plan, tmp, threads)
-            valid, errors = is_valid_cog(tmp)
-            if not valid:  # GDAL may report a failed write only as warnings, leaving a broken file
-                if looks_out_of_space([*messages, *errors], folder, needed):
-                    raise out_of_space(folder, needed, free_bytes(folder), [*messages, *errors])
-                raise TaskError(f"GDAL wrote an invalid COG for {plan.source!r}: {'; '.join(errors)}")
-            os.replace(tmp, plan.path)
-        except TaskError:
+            with storage.staging(plan.uri) as tmp:
+                folder = tmp.parent
+                check_room(folder, needed)
+                _copy(src, plan, tmp, threads)
+                valid, errors = is_valid_cog(tmp)
+                if not valid:  # GDAL may report a failed write only as warnings, leaving a broken file
+                    if looks_out_of_space([*messages, *errors], folder, needed):
+                        raise out_of_space(folder, needed, free_bytes(folder), [*messages, *errors])
+                    raise TaskError(f"GDAL wrote an invalid COG for {plan.source!r}: {'; '.join(errors)}")
+        except (TaskError, InvalidInput):
             raise
         except Exception as exc:  # rasterio raises CPLE_* errors that are no RasterioError
-            failure = _write_failure(exc, plan, messages, needed)
+            failure = _write_failure(exc, plan, messages, needed, folder)
             if failure is None:
                 raise
             raise failure from exc
-        finally:
-            _remove_temporaries(tmp)
 
 
-def _write_failure(exc: Exception, plan: CogPlan, messages: list[str], needed: int) -> TaskError | None:
-    """What a failed write was: the disk filled (OutOfSpace), a task error with GDAL's messages, or (None) a bug."""
+def _write_failure(exc: Exception, plan: CogPlan, messages: list[str], needed: int,
+                   folder: Path) -> TaskError | None:
+    """What a failed write was: the disk filled (OutOfSpace), a task error with GDAL's messages, or (None) a bug
+    (or a failed upload, which is retried)."""
     said = [*messages, f"{type(exc).__name__}: {exc}"]
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or looks_out_of_space(said, plan.path.parent, needed):
-        return out_of_space(plan.path.parent, needed, free_bytes(plan.path.parent), said)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or looks_out_of_space(said, folder, needed):
+        return out_of_space(folder, needed, free_bytes(folder), said)
     if not isinstance(exc, rasterio.errors.RasterioError | CPLE_BaseError | OSError):
         return None
     return TaskError(f"writing COG {plan.uri} from {plan.source!r} failed: {'; '.join(said)}")
@@ -316,13 +329,25 @@ def has_valid_pixel(ds: DatasetReader) -> bool:
     return any(ds.dataset_mask(window=window).any() for _, window in ds.block_windows(1))
 
 
-def describe(plan: CogPlan, *, reused: bool) -> CogResult:
-    """The result for the COG at `plan.path`."""
-    valid, _ = is_valid_cog(plan.path)
-    with rasterio.open(plan.path) as ds:
+def is_reusable(plan: CogPlan, storage: Storage) -> bool:
+    """A local output that validates; a remote object that exists (published whole, after validation)."""
+    if plan.path is not None:
+        return is_valid_cog(plan.path)[0]
+    return storage.exists(plan.uri)
+
+
+def describe(plan: CogPlan, storage: Storage, *, reused: bool) -> CogResult:
+    """The result for the COG at `plan.uri` (read back in place when remote)."""
+    if plan.path is not None:
+        valid, _ = is_valid_cog(plan.path)
+        name, where, size = str(plan.path), str(plan.path), plan.path.stat().st_size
+    else:
+        name, where, size = storage.gdal_path(plan.uri), storage.object_uri(plan.uri), storage.stat(plan.uri).size
+        valid = _valid_remote(name)
+    with rasterio.open(name) as ds:
         crs, epsg = crs_text(ds)
         return CogResult(
-            source=plan.source, cog_uri=plan.uri, path=str(plan.path), size_bytes=plan.path.stat().st_size,
+            source=plan.source, cog_uri=plan.uri, path=where, size_bytes=size,
             compression=plan.compression, resampling=plan.resampling, crs=crs, epsg=epsg,
             width=ds.width, height=ds.height, count=ds.count, dtypes=list(ds.dtypes),
             valid=valid, reused=reused, fingerprint=plan.fingerprint,
@@ -332,19 +357,28 @@ def describe(plan: CogPlan, *, reused: bool) -> CogResult:
         )
 
 
+def _valid_remote(name: str) -> bool:
+    try:
+        valid, errors, _ = validate_cog(name)
+    except Exception:  # rio-cogeo raises plain exceptions on unreadable files
+        return False
+    return bool(valid and not errors)
+
+
 def create_cog(params: CreateCogParams, ctx: TaskContext) -> CogResult:
-    """Handler of ``raster.create_cog``."""
+    """Handler of ``raster.create_cog``: the source read in place (local file, /vsis3/, /vsiaz/), the COG staged
+    locally and published to silver (a folder, S3 or Azure)."""
     with gdal_env(ctx, threads=True):
-        path = resolve_source(params.source, ctx.storage)
-        with open_raster(path, params.source, params.subdataset) as src:
+        name = source_name(params.source, ctx.storage)
+        with open_raster(name, params.source, params.subdataset) as src:
             check_georeferenced(src, params.source)
-            plan = plan_cog(params, src, path, ctx.storage)
-            reused = is_valid_cog(plan.path)[0]
+            plan = plan_cog(params, src, source_identity(params.source, ctx.storage), ctx.storage)
+            reused = is_reusable(plan, ctx.storage)
             if not reused:
                 check_readable(src, params.source)
                 ctx.progress(0.05, f"writing {plan.uri}")
-                write_cog(src, plan, ctx.limits.gdal_threads)
-        result = describe(plan, reused=reused)
+                write_cog(src, plan, ctx.limits.gdal_threads, ctx.storage)
+        result = describe(plan, ctx.storage, reused=reused)
     ctx.progress(1.0, "reused existing COG" if reused else "COG written")
     logger.info("cog ready", extra={"task_id": ctx.task_id, "cog_uri": plan.uri, "reused": reused})
     return result

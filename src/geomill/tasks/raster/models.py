@@ -177,6 +177,16 @@ class RasterSummary(BaseModel):
     gcp_count: int = 0  # > 0: georeferenced by ground control points (warped by them when converted)
 
 
+def source_name(source: str, storage: Storage) -> str:
+    """What GDAL opens for `source`: the local file (checked as resolve_source does), or ``/vsis3/…``/``/vsiaz/…``
+    for an object in S3 or Azure, checked to exist first (InvalidInput: no such object, no such bucket, access
+    denied). The object is read in place, never downloaded whole."""
+    if storage.is_remote(source):
+        storage.stat(source)
+        return storage.gdal_path(source)
+    return str(resolve_source(source, storage))
+
+
 def resolve_source(source: str, storage: Storage) -> Path:
     """The local file behind `source`, or InvalidInput when there is no such file."""
     path = storage.local_path(source)  # StorageError is an InvalidInput already

@@ -28,6 +28,7 @@ from geomill.tasks.raster.models import (  # noqa: F401  (re-exported)
     RasterSummary,
     ValidateRasterParams,
     resolve_source,
+    source_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,10 @@ PROBE_SIZE = 256  # pixels per side of the windows read to prove the data is the
 
 
 @contextmanager
-def open_raster(path: Path, source: str, subdataset: str | None = None) -> Iterator[DatasetReader]:
-    """Open `path` read-only (its subdataset `subdataset` when given: a name such as ``temp`` or GDAL's full
-    subdataset string); GDAL refusing it becomes InvalidInput naming the file and GDAL's reason."""
+def open_raster(path: Path | str, source: str, subdataset: str | None = None) -> Iterator[DatasetReader]:
+    """Open `path` (a local path or a GDAL /vsis3/, /vsiaz/ name) read-only (its subdataset `subdataset` when given:
+    a name such as ``temp`` or GDAL's full subdataset string); GDAL refusing it becomes InvalidInput naming the file
+    and GDAL's reason."""
     try:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioError as exc:
@@ -221,12 +223,14 @@ def _nodata(ds: DatasetReader) -> float | str | None:
     return "nan" if value is not None and math.isnan(value) else value
 
 
-def summarize(ds: DatasetReader, source: str, path: Path, subdataset: str | None = None) -> RasterSummary:
-    """Describe an open, georeferenced raster."""
+def summarize(ds: DatasetReader, source: str, path: Path | str, subdataset: str | None = None,
+              size_bytes: int | None = None) -> RasterSummary:
+    """Describe an open, georeferenced raster (`size_bytes` given for an object in the cloud)."""
     crs, epsg = crs_text(ds)
     is_cog, errors, warnings = validate_cog(path) if subdataset is None else (False, [], [])
     return RasterSummary(
-        source=source, path=str(path), size_bytes=path.stat().st_size, driver=ds.driver,
+        source=source, path=str(path), size_bytes=Path(path).stat().st_size if size_bytes is None else size_bytes,
+        driver=ds.driver,
         crs=crs, epsg=epsg, width=ds.width, height=ds.height, count=ds.count,
         dtypes=list(ds.dtypes), nodata=_nodata(ds), bounds=ordered_bounds(ds),
         bounds_wgs84=wgs84_bounds(ds, source), resolution=ds.res,
@@ -239,11 +243,12 @@ def summarize(ds: DatasetReader, source: str, path: Path, subdataset: str | None
 
 def inspect_raster(source: str, storage: Storage, subdataset: str | None = None) -> RasterSummary:
     """Resolve, open, check and describe `source`; InvalidInput for anything a person must fix."""
-    path = resolve_source(source, storage)
-    with open_raster(path, source, subdataset) as ds:
+    name = source_name(source, storage)
+    size = storage.stat(source).size if storage.is_remote(source) else None
+    with open_raster(name, source, subdataset) as ds:
         check_georeferenced(ds, source)
         check_readable(ds, source)
-        return summarize(ds, source, path, subdataset)
+        return summarize(ds, source, name, subdataset, size)
 
 
 def uncompressed_bytes(summary: RasterSummary) -> int:

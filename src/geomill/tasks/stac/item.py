@@ -4,6 +4,10 @@ The item is made by rio-stac (projection and raster extensions, bbox and geometr
 offline against the core and extension schemas before anything is written, then added under the catalog lock.
 Its datetime is deterministic: the raster's acquisition or TIFF datetime tag when it has one, else the
 modification time of the source file (else of the COG).
+
+A COG in a remote silver zone (S3, Azure) is read in place; its asset href is the object's URI, or the public
+https base (GEOMILL_SILVER_PUBLIC_URL) when one is set, so a tile server on another machine can read it. The static
+catalog stays in the local data folder (pgSTAC is the shared catalog).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from geomill.tasks.raster.validate import (
     check_georeferenced,
     open_raster,
     ordered_bounds,
-    resolve_source,
+    source_name,
     wgs84_bounds,
 )
 from geomill.tasks.stac.models import CreateItemParams
@@ -73,18 +77,25 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
 
 
-def item_datetime(ds: DatasetReader, source: str, storage: Storage) -> datetime:
-    """Acquisition/TIFF datetime tag, else the source file's mtime, else the COG's mtime."""
+def item_datetime(ds: DatasetReader, source: str, storage: Storage, cog_uri: str | None = None) -> datetime:
+    """Acquisition/TIFF datetime tag, else the source file's (or object's) mtime, else the COG's mtime."""
     tagged = _parse_tag(ds.get_tag_item("ACQUISITIONDATETIME", "IMAGERY")) or _parse_tag(
         ds.get_tag_item("TIFFTAG_DATETIME")
     )
     if tagged:
         return tagged
-    try:
-        source_path = storage.local_path(source)
-    except InvalidInput:
-        source_path = None
-    return _mtime(source_path if source_path and source_path.is_file() else Path(ds.name))
+    for uri in (source, cog_uri):
+        if not uri:
+            continue
+        try:
+            if storage.is_remote(uri):
+                return storage.stat(uri).mtime.astimezone(UTC).replace(microsecond=0)
+            path = storage.local_path(uri)
+        except InvalidInput:
+            continue
+        if path.is_file():
+            return _mtime(path)
+    return _mtime(Path(ds.name))
 
 
 def asset_href(cog_uri: str, cog_path: Path, item_path: Path) -> str:
@@ -153,14 +164,17 @@ def _check_valid(doc: dict[str, Any], where: Path) -> None:
 
 def create_item(params: CreateItemParams, ctx: TaskContext) -> ItemResult:
     """Handler of ``stac.create_item``."""
-    static = StaticCatalog(ctx.storage.local_path(f"silver://{CATALOG_KEY}"))  # asset hrefs are relative to it
-    cog_path = resolve_source(params.cog_uri, ctx.storage)
-    item_id = params.item_id or cog_path.stem
+    # asset hrefs are relative to the static catalog for local files; it stays local when silver is remote
+    static = StaticCatalog(ctx.storage.local_mirror(f"silver://{CATALOG_KEY}"))
+    cog_name = source_name(params.cog_uri, ctx.storage)
+    remote = ctx.storage.is_remote(params.cog_uri)
+    item_id = params.item_id or Path(cog_name).stem
     item_path = static.item_path(params.collection_id, item_id)
-    with gdal_env(ctx), open_raster(cog_path, params.cog_uri) as ds:
+    href = ctx.storage.href(params.cog_uri) if remote else asset_href(params.cog_uri, Path(cog_name), item_path)
+    with gdal_env(ctx), open_raster(cog_name, params.cog_uri) as ds:
         check_georeferenced(ds, params.cog_uri)
-        when = item_datetime(ds, params.source, ctx.storage)
-        doc = build_item(ds, item_id, asset_href(params.cog_uri, cog_path, item_path), when)
+        when = item_datetime(ds, params.source, ctx.storage, params.cog_uri)
+        doc = build_item(ds, item_id, href, when)
     doc = prepare_item(doc, params.collection_id)
     _check_valid(doc, item_path)
     catalog = ctx.catalog
@@ -168,7 +182,9 @@ def create_item(params: CreateItemParams, ctx: TaskContext) -> ItemResult:
     ctx.progress(1.0, f"STAC item written ({catalog.backend})")
     item_key = item_path.relative_to(static.root).as_posix()
     return ItemResult(
-        item_id=item_id, item_uri=ctx.storage.uri_for("silver", f"{CATALOG_KEY}/{item_key}"),
+        item_id=item_id,
+        item_uri=(str(item_path) if ctx.storage.is_remote("silver://") else
+                  ctx.storage.uri_for("silver", f"{CATALOG_KEY}/{item_key}")),
         item_path=str(item_path), collection_path=str(static.collection_path(params.collection_id)),
         catalog_path=str(static.catalog_path), catalog_backend=catalog.backend,
         bbox=list(doc["bbox"]), datetime=doc["properties"]["datetime"],

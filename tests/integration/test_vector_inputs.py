@@ -142,10 +142,10 @@ def test_file_names_with_characters_gdal_treats_specially_are_read(rt, tmp_path:
                             crs="EPSG:4326")
         for part in tmp_path.glob("plain.*"):
             part.rename(bronze(rt) / (Path(name).stem + part.suffix))
-    source = str(target) if set(name) & set("?#") else f"bronze://{name}"  # a URI would need them %-encoded
-    job = run_vector_job(rt, source=source, table="t")
-    assert job.status is JobStatus.COMPLETED, job.error
-    assert job.result["tables"][0]["feature_count"] == 3
+    for n, source in enumerate((str(target), f"bronze://{name}")):  # a local path and a zone URI (taken verbatim)
+        job = run_vector_job(rt, source=source, table=f"t{n}")
+        assert job.status is JobStatus.COMPLETED, (source, job.error)
+        assert job.result["tables"][0]["feature_count"] == 3
 
 
 def test_timestamps_with_offsets_are_stored_as_the_same_instant_in_utc(rt) -> None:

@@ -33,7 +33,7 @@ import psycopg
 import rasterio
 from affine import Affine
 
-from procs import GEOMILL, geomill_env, stop
+from procs import GEOMILL, geomill_env, stop, wait_for
 from services import pg_ctl, postgres_up, rabbitmqctl, wait_rabbitmq_app
 from tcp_proxy import TcpProxy
 
@@ -156,13 +156,11 @@ class Drill:
             return []
 
     def wait(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        return None
+        """`predicate`'s first truthy value within `timeout`, else None."""
+        try:
+            return wait_for(predicate, timeout, "a chaos condition", interval)
+        except AssertionError:
+            return None
 
     def wait_fanout_running(self, done_at_least: int = 1, timeout: float = 60) -> None:
         """Mid-stage: at least `done_at_least` fanout tasks completed and one running."""

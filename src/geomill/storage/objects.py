@@ -18,7 +18,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -398,14 +398,7 @@ class ObjectStorage:
     def write_bytes(self, uri: str, data: bytes) -> None:
         loc = self.resolve(uri)
         if loc.is_local:
-            path = Path(loc.key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _replace_atomically(Path(loc.key), lambda tmp: tmp.write_bytes(data))
             return
         self._put(uri, loc, data)
 
@@ -414,14 +407,7 @@ class ObjectStorage:
         one); `local` is left in place."""
         loc = self.resolve(uri)
         if loc.is_local:
-            path = Path(loc.key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _replace_atomically(Path(loc.key), lambda tmp: shutil.copyfile(local, tmp))
             return
         self._put(uri, loc, Path(local))
 
@@ -501,3 +487,14 @@ class LocalStorage(ObjectStorage):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root, None)
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a temporary file beside `path`, then rename it over `path`: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

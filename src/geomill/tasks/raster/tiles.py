@@ -56,7 +56,14 @@ from geomill.tasks.raster.models import (
     TileSchemeParams,
     TileWindow,
 )
-from geomill.tasks.raster.validate import check_georeferenced, check_readable, has_colormap, open_raster, resolve_source
+from geomill.tasks.raster.validate import (
+    check_georeferenced,
+    check_nodata_rewritable,
+    check_readable,
+    has_colormap,
+    open_raster,
+    resolve_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +161,8 @@ def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
             dst_crs = parse_crs(params.target_crs)
             if dst_crs is not None and dst_crs == src.crs:
                 dst_crs = None
+            check_nodata_rewritable(src, params.source, "cutting it into tiles" if dst_crs is None else
+                                    "reprojecting its tiles", warped_vrt=dst_crs is not None)
             grid = output_grid(src, dst_crs)
             tiles = tile_windows(grid.width, grid.height, params.tile_size)
             scheme = TileScheme(

@@ -141,3 +141,15 @@ def wide_int_tif(path: Path, data: np.ndarray, nodata: int, *, crs: str = "EPSG:
     vrt.unlink()
     plain.unlink()
     return path
+
+
+def hdf5_container(path: Path) -> Path:
+    """An HDF5 file (h5py) with two 2-D float32 datasets, one in a group, and a 3-D one: GDAL lists them as
+    subdatasets (``HDF5:<file>://group/temp``). Plain HDF5 carries no georeferencing GDAL understands."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["precip"] = np.full((10, 20), 2.0, "float32")
+        f.create_group("surface")["temp"] = np.full((10, 20), 1.5, "float32")
+        f["bands"] = np.ones((3, 10, 20), "uint16")
+    return path

@@ -25,7 +25,15 @@ from geomill.tasks.raster.tiles import tile_scheme
 from geomill.tasks.raster.validate import ValidateRasterParams, validate_raster
 from geomill.tasks.stac.item import CreateItemParams, create_item
 from jobrun import run_job
-from raster_inputs import GEOS, gcp_tif, netcdf_classic, netcdf_four_dimensions, wide_int_tif, write_tif
+from raster_inputs import (
+    GEOS,
+    gcp_tif,
+    hdf5_container,
+    netcdf_classic,
+    netcdf_four_dimensions,
+    wide_int_tif,
+    write_tif,
+)
 
 
 def assert_valid_cog(path: str | Path) -> None:
@@ -326,3 +334,27 @@ def test_wide_integer_nodata_within_2_53_survives_reprojection(tmp_path: Path, c
     with pytest.raises(InvalidInput, match=r"big-counts\.tif.*reprojecting its tiles goes through a warped VRT"):
         tile_scheme(TileSchemeParams(source=str(source), target_crs="EPSG:4326", tile_size=256), ctx)
     assert tile_scheme(TileSchemeParams(source=str(source), tile_size=256), ctx).count == 1  # not warped: fine
+
+
+# ---------------------------------------------------------------- HDF5 containers
+
+
+def test_hdf5_container_lists_its_subdatasets_and_one_is_selected_by_its_path(tmp_path: Path,
+                                                                              ctx: TaskContext) -> None:
+    """Class: HDF5 containers (datasets at the root and in groups). The refusal lists the datasets by their HDF5
+    path; `subdataset` selects one by that path (or GDAL's full name); a plain HDF5 dataset has no georeferencing,
+    so it is then refused for that reason, naming the file."""
+    h5 = hdf5_container(tmp_path / "swath.h5")
+    with pytest.raises(InvalidInput) as err:
+        validate_raster(ValidateRasterParams(source=str(h5)), ctx)
+    message = str(err.value)
+    assert "swath.h5" in message and "3 subdatasets (HDF5)" in message
+    assert "bands, precip, surface/temp" in message and "subdataset=bands" in message
+    with pytest.raises(InvalidInput, match=r"swath\.h5.*no coordinate reference system"):
+        validate_raster(ValidateRasterParams(source=str(h5), subdataset="surface/temp"), ctx)
+    with rasterio.open(h5) as ds:
+        full = next(name for name in ds.subdatasets if name.endswith("temp"))
+    with pytest.raises(InvalidInput, match=r"swath\.h5.*no coordinate reference system"):
+        create_cog(CreateCogParams(source=str(h5), subdataset=full), ctx)
+    with pytest.raises(InvalidInput, match=r"no subdataset 'temp'.*bands, precip, surface/temp"):
+        validate_raster(ValidateRasterParams(source=str(h5), subdataset="temp"), ctx)

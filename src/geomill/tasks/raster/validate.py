@@ -60,19 +60,25 @@ def open_raster(path: Path | str, source: str, subdataset: str | None = None) ->
         yield ds
 
 
+def _short_name(name: str) -> str:
+    """A subdataset's short name: the netCDF variable (``NETCDF:"f.nc":temp`` → ``temp``) or the HDF5 path
+    (``HDF5:f.h5://group/temp`` → ``group/temp``)."""
+    return name.rsplit(":", 1)[-1].lstrip("/")
+
+
 def _pick_subdataset(names: list[str], wanted: str, source: str) -> str:
-    """The full GDAL name of the subdataset `wanted` (its last ``:``-part, e.g. the netCDF variable, or the whole
-    string); InvalidInput listing the choices."""
+    """The full GDAL name of the subdataset `wanted` (its short name, or the whole string); InvalidInput listing
+    the choices."""
     for name in names:
-        if wanted in (name, name.rsplit(":", 1)[-1]):
+        if wanted in (name, _short_name(name)):
             return name
-    listed = ", ".join(name.rsplit(":", 1)[-1] for name in names) or "none"
+    listed = ", ".join(_short_name(name) for name in names) or "none"
     raise InvalidInput(f"{source!r} has no subdataset {wanted!r}; its subdatasets: {listed}", field="subdataset")
 
 
 def subdataset_names(ds: DatasetReader) -> list[str]:
     """The short names (netCDF variable, HDF5 path) of a container's subdatasets."""
-    return [name.rsplit(":", 1)[-1] for name in ds.subdatasets]
+    return [_short_name(name) for name in ds.subdatasets]
 
 
 def _probe_windows(ds: DatasetReader) -> list[Window]:

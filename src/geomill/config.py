@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     db_socket_timeout_seconds: float = Field(
         30.0, gt=0, description="PostgreSQL: a connection silent this long (partition, stalled peer) is closed and "
                                 "the call retried (TCP keepalive, tcp_user_timeout, a round trip's longest wait)")
+    out_of_space_retry_seconds: float = Field(
+        0.0, ge=0, description="a task that found its disk full (OutOfSpace): 0 fails it at once with the error "
+                               "(free space, then `geomill retry`); above 0, its next attempt waits this long")
     min_free_mb: float = Field(
         512.0, ge=0, description="health: a storage zone or the SQLite database folder with less free space is "
                                  "degraded")

@@ -89,7 +89,8 @@ class _Deferred:
 def limits_from(settings: Settings) -> Limits:
     return Limits(gdal_cache_mb=settings.gdal_cache_mb, gdal_threads=settings.gdal_threads,
                   vector_chunk_rows=settings.vector_chunk_rows,
-                  large_raster_threshold_mb=settings.large_raster_threshold_mb)
+                  large_raster_threshold_mb=settings.large_raster_threshold_mb,
+                  out_of_space_retry_seconds=settings.out_of_space_retry_seconds)
 
 
 def open_task_resources(settings: Settings, storage: ObjectStorage, *, database_url: str | None = None,

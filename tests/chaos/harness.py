@@ -396,11 +396,11 @@ def run_fault(fault: Fault, root: Path, pg_url: str, broker_url: str | None, *, 
 
 
 def run_disk_full(root: Path, pg_url: str, *, n: int = 10) -> Result:
-    """The data folder on a small tmpfs, filled before the raster job runs. docs/rasters.md: `OutOfSpace` is not
-    permanent (room may be freed) and its next attempt waits >= 600 s, so the raster job is not failed within the
-    drill; what is checked is that its task records a clear OutOfSpace naming the folder and is deferred (not retried
-    in a loop, not lost), that no COG appears under a final name, that the worker survives and that the fanout job
-    (markers outside the full disk) completes. Needs root (small_disk skips, or fails under CI)."""
+    """The data folder on a small tmpfs, filled before the raster job runs. docs/rasters.md: `OutOfSpace` is never
+    retried at once; by default (GEOMILL_OUT_OF_SPACE_RETRY_SECONDS=0) the task fails with it. Checked: the raster
+    job fails, its error a clear OutOfSpace naming the folder (not retried, not lost), no COG appears under a final
+    name, the worker survives and the fanout job (markers outside the full disk) completes. Needs root (small_disk
+    skips, or fails under CI)."""
     from small_disk import fill, small_disk
 
     drill = Drill(root, pg_url, n=n, sleep_s=0.05, extra_env={"GEOMILL_MIN_FREE_MB": "0"})
@@ -412,25 +412,25 @@ def run_disk_full(root: Path, pg_url: str, *, n: int = 10) -> Result:
             drill.start_worker(2)
             at = time.monotonic()
 
-            def deferred() -> list[tuple[Any, ...]]:
+            def failed() -> list[tuple[Any, ...]]:
                 return drill.query(
-                    "SELECT error::text, extract(epoch FROM available_at - now()) FROM tasks WHERE job_id = %s"
-                    " AND status = 'queued' AND error IS NOT NULL", drill.jobs["raster"])
+                    "SELECT t.error::text, t.attempt FROM tasks t JOIN jobs j USING (job_id) WHERE t.job_id = %s"
+                    " AND t.status = 'failed' AND j.status = 'failed'", drill.jobs["raster"])
 
-            refused = drill.wait(deferred, drill.bound_s, interval=0.2)
+            refused = drill.wait(failed, drill.bound_s, interval=0.2)
             raster_job = drill.jobs.pop("raster")
             result = drill.measure("disk_full", at)  # the fanout job
             drill.jobs["raster"] = raster_job
             if not refused:
                 result.stuck += 1
-                result.notes.append("raster task never recorded a failure")
+                result.notes.append("raster job never failed")
             else:
-                error, wait_s = refused[0]
+                error, attempt = refused[0]
                 if "OutOfSpace" not in error or "silver" not in error:
                     result.notes.append(f"raster error does not name a full disk: {error[:200]}")
-                if wait_s < 500:
-                    result.notes.append(f"raster retry in {wait_s:.0f} s, expected >= 600 s (docs/rasters.md)")
-                result.notes.append(f"raster deferred {wait_s:.0f} s: {json.loads(error).get('message', '')[:90]}")
+                if attempt != 1:
+                    result.notes.append(f"raster task took {attempt} attempts, expected 1 (not retried)")
+                result.notes.append(f"raster failed at once: {json.loads(error).get('message', '')[:90]}")
             cogs = [p for p in (drill.data / "silver").rglob("*.tif") if p.is_file()]
             if cogs:
                 result.duplicated += len(cogs)

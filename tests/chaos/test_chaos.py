@@ -33,7 +33,7 @@ def test_fault_loses_nothing_duplicates_nothing_and_recovers(name: str, tmp_path
         assert result.reruns >= 1, result  # its output was written, then written again by the next attempt
 
 
-def test_disk_full_defers_the_raster_task_with_a_clear_error_and_the_worker_goes_on(tmp_path: Path,
+def test_disk_full_fails_the_raster_job_with_a_clear_error_and_the_worker_goes_on(tmp_path: Path,
                                                                                     pg_url: str) -> None:
     result = run_disk_full(tmp_path, pg_url, n=6)
     assert result.clean and result.recovery_s is not None, result  # the fanout job completed, no COG left

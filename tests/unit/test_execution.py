@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from geomill.domain import Fenced, InvalidInput, OutOfSpace, Task, TaskStatus, TaskTimeout, TransientError
-from geomill.engine.context import TaskContext
+from geomill.engine.context import Limits, TaskContext
 from geomill.engine.execution import error_record, run_task
 from geomill.engine.registry import Registry, TaskType
 from geomill.engine.retry import RetryPolicy
@@ -60,13 +60,15 @@ def task(params: dict[str, Any], attempt: int = 1, max_attempts: int = 3) -> Tas
                 target_queue="default-tasks", timeout_seconds=60, created_at=datetime.now(UTC))
 
 
-def ctx(t: Task) -> TaskContext:
-    return TaskContext(task_id=t.task_id, job_id=t.job_id, stage=t.stage, attempt=t.attempt, storage=None)
+def ctx(t: Task, limits: Limits | None = None) -> TaskContext:
+    return TaskContext(task_id=t.task_id, job_id=t.job_id, stage=t.stage, attempt=t.attempt, storage=None,
+                       limits=limits or Limits())
 
 
-def run(reg: Registry, params: dict[str, Any], attempt: int = 1, max_attempts: int = 3):
+def run(reg: Registry, params: dict[str, Any], attempt: int = 1, max_attempts: int = 3,
+        limits: Limits | None = None):
     t = task(params, attempt, max_attempts)
-    return run_task(reg, t, ctx(t))
+    return run_task(reg, t, ctx(t, limits))
 
 
 def test_success_returns_the_result_as_json(reg: Registry) -> None:
@@ -115,11 +117,19 @@ def test_the_last_attempt_is_not_retried(reg: Registry, mode: str) -> None:
     assert out.error["retryable"] is True and out.error["attempt"] == 3
 
 
-def test_out_of_space_waits_its_own_long_delay_not_the_policys_short_one(reg: Registry) -> None:
+def test_out_of_space_fails_at_once_by_default(reg: Registry) -> None:
+    """A full disk is never retried at once (it would fill again): by default the task fails with the error."""
     out = run(reg, {"n": 1, "mode": "nospace"}, attempt=1)
+    assert out.error["type"] == "OutOfSpace" and out.error["retryable"] is False and out.retry_in is None
+    assert out.error["cause"] == "permanent"  # a platform failure, not the input's fault
+
+
+def test_out_of_space_waits_the_configured_delay_not_the_policys_short_one(reg: Registry) -> None:
+    limits = Limits(out_of_space_retry_seconds=600)
+    out = run(reg, {"n": 1, "mode": "nospace"}, attempt=1, limits=limits)
     assert out.error["type"] == "OutOfSpace" and out.error["retryable"] is True
-    assert out.retry_in == OutOfSpace.retry_after_seconds >= 60
-    assert run(reg, {"n": 1, "mode": "nospace"}, attempt=3).retry_in is None  # still bounded by the attempts
+    assert out.retry_in == 600
+    assert run(reg, {"n": 1, "mode": "nospace"}, attempt=3, limits=limits).retry_in is None  # bounded by attempts
 
 
 def test_the_tasks_own_budget_limits_retries_too(reg: Registry) -> None:

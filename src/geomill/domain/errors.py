@@ -43,9 +43,8 @@ class TransientError(TaskError):
 
 
 class OutOfSpace(TaskError):
-    """The target filesystem has no room for an output; retried only after `retry_after_seconds` (room may be freed)."""
-
-    retry_after_seconds: float = 600.0
+    """The target filesystem has no room for an output. Never retried at once (it would fill the disk again): the
+    task fails, or waits GEOMILL_OUT_OF_SPACE_RETRY_SECONDS when that is set (room may be freed meanwhile)."""
 
     def __init__(self, message: str, *, path: str, free_bytes: int | None = None,
                  needed_bytes: int | None = None) -> None:

@@ -145,6 +145,7 @@ class Limits:
     gdal_threads: str = "ALL_CPUS"
     vector_chunk_rows: int = 100_000
     large_raster_threshold_mb: float = 2048.0
+    out_of_space_retry_seconds: float = 0.0  # OutOfSpace: 0 fails the task at once, else its next attempt waits
 
 
 class _Unavailable:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 SHORT = ["kill_after_claim", "kill_mid_task", "kill_before_complete", "kill_planner_between_chunks",
          "kill_janitor_leader", "postgres_slow_and_dropped", "postgres_partition", "rabbitmq_unreachable",
-         "rabbitmq_restart", "postgres_restart"]
+         "rabbitmq_restart", "postgres_restart", "object_store_flaky"]
 
 
 @pytest.mark.parametrize("name", SHORT)
@@ -29,6 +29,8 @@ def test_fault_loses_nothing_duplicates_nothing_and_recovers(name: str, tmp_path
     assert not any("died" in note for note in result.notes), result
     if name in ("kill_after_claim", "kill_mid_task", "kill_before_complete"):
         assert result.retried >= 1, result  # the drill hit a task: it took a second attempt
+    if name == "object_store_flaky":
+        assert not any("never met" in note for note in result.notes), result
     if name == "kill_before_complete":
         assert result.reruns >= 1, result  # its output was written, then written again by the next attempt
 

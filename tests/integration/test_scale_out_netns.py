@@ -3,8 +3,9 @@
 Each host is a Linux network namespace (tests/netns.py) with its own empty data folder, reaching the services only
 through forwarders on the root side of its own veth pair: `platform_only` on host a, `worker_raster` on b,
 `worker_vector` on c, and a second `worker_raster` on d for the partition. Bronze and silver are zones in one S3
-bucket (moto, versioning on, so every PUT of an object is counted). A job is submitted with the CLI on the
-platform host; the test watches the shared database directly.
+bucket (moto, versioning on, so every PUT of an object is counted). A raster job and a vector job (sources in the
+bucket, the vector one into PostGIS) are submitted with the CLI on the platform host; the test watches the shared
+database directly. About a minute: marked slow (CI runs it).
 
 Partition: host b is held in the middle of a COG (a hold fault point after the COG is staged, before it is
 published) and its cable is pulled: its lease watchdog stops the task and drops its outcome, the janitor reclaims
@@ -15,25 +16,29 @@ published (one version, d's etag).
 from __future__ import annotations
 
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 
 from geomill.domain import Job, Task
 from geomill.store.postgres import PostgresStore
 from netns import Host, Network
 from procs import geomill_env, wait_for
-from samples import raster
+from samples import data, raster
 from services import S3_ENV, ensure_postgres, ensure_s3, fresh_bucket, fresh_database, fresh_vhost
 
 NAME = "h18n"  # prefix of this module's database, virtual host, bucket and namespaces' app names
 LEASE = 6.0  # short leases: a partitioned worker stops its task within ~4.5 s, the janitor reclaims it at 6 s
 HOLD = 40.0  # how long host b holds its staged COG: far past the partition (the interrupt must end it first)
 ROLES = {"a": "platform_only", "b": "worker_raster", "c": "worker_vector", "d": "worker_raster"}
+
+pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -131,7 +136,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             fired.touch()
             c.start("a")
             c.start("b", fault_point="before_publish", fault_once=fired, fault_hold_seconds=HOLD)
-            c.start("c")
+            c.start("c", vector_chunk_rows=20)  # a job parameter may not go below 1,000 rows a chunk
             c.wait_reporting("a", "b", "c")
             yield c
         finally:
@@ -168,6 +173,34 @@ def test_a_raster_job_from_s3_runs_on_the_raster_host_and_publishes_its_cog_in_t
     assert {t.task_type: cluster.ran_on(t) for t in tasks} == {
         "raster.validate": "b", "raster.create_cog": "b", "stac.create_item": "b"}
     assert not list(cluster.host("a").data_dir.rglob("*.tif")), "the platform host touched a raster"
+
+
+def test_a_vector_job_from_s3_loads_into_postgis_on_the_vector_host(cluster: Cluster, tmp_path: Path) -> None:
+    """Class of input: a zipped shapefile (67 polygons, EPSG:4326) in the S3 bronze zone, loaded in chunks of 20
+    rows (the vector host's GEOMILL_VECTOR_CHUNK_ROWS); the GeoParquet chunks go through the S3 silver zone, not
+    the host's folder."""
+    zipped = tmp_path / "wild.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
+            zf.write(data("vector", f"coutwildrnp{ext}"), f"coutwildrnp{ext}")
+    source = cluster.put_source(zipped, "parcels/wild.zip")
+    job_id = cluster.submit("process_vector", source=source, table=f"{NAME}_wild")
+    job = cluster.wait_job(job_id, timeout=120)
+    assert job.status.value == "completed", job.error
+    with psycopg.connect(cluster.db_url) as con:
+        count, srid, valid = con.execute(f"SELECT count(*), min(ST_SRID(geom)), bool_and(ST_IsValid(geom)) "
+                                         f"FROM geo.{NAME}_wild").fetchone() or (0, 0, False)
+    assert (count, srid, valid) == (67, 4326, True)
+    tasks = cluster.store.list_tasks(job.job_id)
+    assert sorted(t.task_type for t in tasks) == ["vector.finalize", "vector.prepare", *["vector.upload"] * 4]
+    assert {cluster.ran_on(t) for t in tasks} == {"c"}
+    [prepared] = [t for t in tasks if t.task_type == "vector.prepare"]
+    assert prepared.result is not None
+    chunks = [c["uri"] for load in prepared.result["loads"] for c in load["chunks"]]
+    assert len(chunks) == 4 and all(c.startswith("silver://vector/") for c in chunks)
+    for uri in chunks:  # the upload tasks read them from the bucket
+        cluster.s3.head_object(Bucket=cluster.bucket, Key=f"silver/{uri.removeprefix('silver://')}")
+    assert not list(cluster.host("c").data_dir.rglob("*.parquet")), "a chunk stayed on the vector host"
 
 
 def test_a_partitioned_raster_worker_is_fenced_and_its_late_cog_never_replaces_the_accepted_one(

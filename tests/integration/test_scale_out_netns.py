@@ -28,7 +28,7 @@ import pytest
 
 from geomill.domain import Job, Task
 from geomill.store.postgres import PostgresStore
-from netns import Host, Network
+from netns import Host, Network, require_netns
 from procs import geomill_env, wait_for
 from samples import data, raster
 from services import S3_ENV, ensure_postgres, ensure_s3, fresh_bucket, fresh_database, fresh_vhost
@@ -63,7 +63,7 @@ class Cluster:
             host.data_dir, self.db_url.replace("127.0.0.1:5432", host.address("postgres")),
             app_name=self.app(name), workers=1, lease_seconds=LEASE, janitor_interval_seconds=0.5,
             db_socket_timeout_seconds=2, cancel_grace_seconds=3, shutdown_grace_seconds=2, log_level="INFO",
-            # the retry of b's task is delivered first to b's consumer, which RabbitMQ still believes alive (it
+            # the retry of b's task can be delivered to b's consumer, which RabbitMQ still believes alive (it
             # notices only after two missed 30 s heartbeats): the outbox sends it again after this many seconds
             broker_republish_seconds=3,
             broker_url=self.broker_url.replace("127.0.0.1:5672", host.address("rabbitmq")),
@@ -115,6 +115,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Hosts a, b, c started (b with a disarmed hold before publishing), d's namespace ready; removed afterwards."""
+    require_netns()
     ensure_postgres()
     s3_env = ensure_s3()
     root = tmp_path_factory.mktemp("hosts")

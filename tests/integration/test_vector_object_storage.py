@@ -20,6 +20,8 @@ import samples
 from geomill.catalog.base import open_catalog
 from geomill.domain import JobStatus
 from geomill.runtime import Runtime
+from geomill.sinks.geopackage import GeoPackageSink
+from geomill.tasks.vector.models import VectorLoad
 from services import ensure_azurite, ensure_s3, fresh_bucket, fresh_container
 from vector_helpers import feature, open_runtime, run_vector_job, write_geojson, write_points_gpkg
 
@@ -162,6 +164,9 @@ def test_geopackage_product_is_published_into_remote_silver(tmp_path: Path, monk
         assert len(back) == 2500 and back.geometry.x.sum() == pytest.approx(sx)
         item = open_catalog(rt.storage, None).get_item(table["item_id"], table["collection_id"])
         assert item is not None and item["assets"]["data"]["href"] == rt.storage.object_uri(table["location"])
+        [fin] = [t for t in rt.store.list_tasks(job.job_id) if t.task_type == "vector.finalize"]
+        rerun = GeoPackageSink(rt.storage).swap_into_place(VectorLoad.model_validate(fin.params["load"]), list)
+        assert rerun.count == 2500  # a finalize run again after the swap finds the product in place
         no_local_leftovers(rt)
 
         again = run_vector_job(rt, source="bronze://h18v/pts.gpkg", chunk_rows=1000, if_exists="append")

@@ -1,6 +1,6 @@
 """process_vector with sources and products in object storage (moto's S3 server, Azurite).
 
-Input classes: a zipped shapefile and a GeoPackage in S3 (fetched to scratch, then read), a GeoJSON and a shapefile
+Input classes: a zipped shapefile and a two-layer GeoPackage in S3 (fetched to scratch, then read), a GeoJSON and a shapefile
 given as its .shp with its sidecars beside it in Azure Blob (read in place through /vsiaz/), loaded into PostGIS; a
 GeoPackage product (embedded mode) published into a remote silver zone from a local and from an S3 source. Refused
 at once: a missing object, a zip without a vector file. Every test checks that nothing is left in local scratch.
@@ -20,6 +20,8 @@ import samples
 from geomill.catalog.base import open_catalog
 from geomill.domain import JobStatus
 from geomill.runtime import Runtime
+from geomill.sinks.geopackage import GeoPackageSink
+from geomill.tasks.vector.models import VectorLoad
 from services import ensure_azurite, ensure_s3, fresh_bucket, fresh_container
 from vector_helpers import feature, open_runtime, run_vector_job, write_geojson, write_points_gpkg
 
@@ -87,17 +89,23 @@ def test_s3_zipped_shapefile_into_postgis(tmp_path: Path, monkeypatch: pytest.Mo
         rt.close()
 
 
-def test_s3_geopackage_into_postgis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
-    """Input class: a GeoPackage of 3,000 points in S3 (fetched to scratch: SQLite needs random access)."""
+def test_s3_geopackage_with_two_layers_into_postgis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     pg_url: str) -> None:
+    """Input class: a GeoPackage in S3 with two layers (3,000 points; 67 polygons), all loaded with layer='*'
+    (fetched to scratch: SQLite needs random access); a '!' and ';' in the object's name."""
     rt = remote_runtime(tmp_path, monkeypatch, "s3", pg_url)
     try:
-        sx, sy, _ = write_points_gpkg(tmp_path / "pts.gpkg", 3000)
-        rt.storage.put_file(tmp_path / "pts.gpkg", "bronze://h18v/pts.gpkg")
-        job = run_vector_job(rt, source="bronze://h18v/pts.gpkg", chunk_rows=1000)
+        gpkg = tmp_path / "pts.gpkg"
+        sx, sy, _ = write_points_gpkg(gpkg, 3000)
+        pyogrio.write_dataframe(pyogrio.read_dataframe(sample(f"{SHAPEFILE}.shp")), gpkg, layer="wild")
+        rt.storage.put_file(gpkg, "bronze://h18v/two!layers;v1.gpkg")
+        job = run_vector_job(rt, source="bronze://h18v/two!layers;v1.gpkg", table="two", layer="*",
+                             chunk_rows=1000)
         assert job.status is JobStatus.COMPLETED, job.error
-        assert job.result is not None and job.result["chunks"] == 3
-        count, x, y = sql(pg_url, "SELECT count(*), sum(ST_X(geom)), sum(ST_Y(geom)) FROM geo.pts")[0]
+        assert job.result is not None and job.result["chunks"] == 4
+        count, x, y = sql(pg_url, "SELECT count(*), sum(ST_X(geom)), sum(ST_Y(geom)) FROM geo.two_points")[0]
         assert count == 3000 and x == pytest.approx(sx) and y == pytest.approx(sy)
+        assert sql(pg_url, "SELECT count(*), min(ST_SRID(geom)) FROM geo.two_wild")[0] == (67, 4326)
         no_local_leftovers(rt)
     finally:
         rt.close()
@@ -105,13 +113,13 @@ def test_s3_geopackage_into_postgis(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_azure_geojson_and_shapefile_with_sidecars_into_postgis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 pg_url: str) -> None:
-    """Input classes: a GeoJSON with spaces, '?', '#' and non-ASCII in its blob name, and a shapefile given as its
-    .shp with .shx/.dbf/.prj/.cpg beside it; both in Azure Blob, read in place through /vsiaz/."""
+    """Input classes: a GeoJSON with spaces, "?", "#", "!", ";" and non-ASCII in its blob name, and a shapefile
+    given as its .shp with .shx/.dbf/.prj/.cpg beside it; both in Azure Blob, read in place through /vsiaz/."""
     rt = remote_runtime(tmp_path, monkeypatch, "az", pg_url)
     try:
         features = [feature("POLYGON ((0 0, 2 0, 2 2, 0 2, 0 0))", name="a"),
                     feature("POLYGON ((0 0, 1 1, 1 0, 0 1, 0 0))", name="bowtie")]  # self-intersecting: repaired
-        name = "h18v/pärcels #1 what?.geojson"
+        name = "h18v/pärcels #1 what?!;.geojson"
         rt.storage.put_file(write_geojson(tmp_path / "p.geojson", features, "EPSG:2056"), f"bronze://{name}")
         for ext in SIDECARS:
             rt.storage.put_file(sample(SHAPEFILE + ext), f"bronze://h18v/shapes/{SHAPEFILE}{ext}")
@@ -156,6 +164,9 @@ def test_geopackage_product_is_published_into_remote_silver(tmp_path: Path, monk
         assert len(back) == 2500 and back.geometry.x.sum() == pytest.approx(sx)
         item = open_catalog(rt.storage, None).get_item(table["item_id"], table["collection_id"])
         assert item is not None and item["assets"]["data"]["href"] == rt.storage.object_uri(table["location"])
+        [fin] = [t for t in rt.store.list_tasks(job.job_id) if t.task_type == "vector.finalize"]
+        rerun = GeoPackageSink(rt.storage).swap_into_place(VectorLoad.model_validate(fin.params["load"]), list)
+        assert rerun.count == 2500  # a finalize run again after the swap finds the product in place
         no_local_leftovers(rt)
 
         again = run_vector_job(rt, source="bronze://h18v/pts.gpkg", chunk_rows=1000, if_exists="append")
@@ -170,24 +181,43 @@ def test_geopackage_product_is_published_into_remote_silver(tmp_path: Path, monk
         rt.close()
 
 
-@pytest.mark.parametrize("case", ["missing object", "zip without a vector file"])
+@pytest.mark.parametrize("case", ["missing object", "zip without a vector file", "shapefile without its .dbf"])
 def test_bad_remote_sources_fail_at_once_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          case: str) -> None:
-    """Input classes: an object that does not exist; a zip in the bucket holding only a text file."""
+    """Input classes: an object that does not exist; a zip in the bucket holding only a text file; a .shp whose
+    .shx is beside it but not its .dbf."""
     rt = remote_runtime(tmp_path, monkeypatch, "s3", None)
     try:
-        name = "h18v/absent.gpkg"
-        if case != "missing object":
-            name = "h18v/notes.zip"
+        name, reason = "h18v/absent.gpkg", "no such object"
+        if case.startswith("zip"):
+            name, reason = "h18v/notes.zip", "holds no vector file (found: readme.txt)"
             with zipfile.ZipFile(tmp_path / "notes.zip", "w") as zf:
                 zf.writestr("readme.txt", "no shapefile here")
             rt.storage.put_file(tmp_path / "notes.zip", f"bronze://{name}")
+        elif case.startswith("shapefile"):
+            name, reason = f"h18v/{SHAPEFILE}.shp", "is incomplete: missing .dbf"
+            for ext in (".shp", ".shx"):
+                rt.storage.put_file(sample(SHAPEFILE + ext), f"bronze://h18v/{SHAPEFILE}{ext}")
         job = run_vector_job(rt, source=f"bronze://{name}")
         assert job.status is JobStatus.FAILED
         message = job.error["message"]
-        assert "InvalidInput" in message and name in message
-        assert ("no such object" if case == "missing object" else "holds no vector file") in message
+        assert "InvalidInput" in message and name in message and reason in message, message
         assert max(t.attempt for t in rt.store.list_tasks(job.job_id)) == 1  # never retried
         no_local_leftovers(rt)
     finally:
         rt.close()
+
+
+def test_a_changed_object_gets_new_chunk_names() -> None:
+    """Idempotence of a remote source: the load key (chunk folder, staging name) holds its size and etag."""
+    from datetime import UTC, datetime
+
+    from geomill.storage.objects import ObjectStat
+    from geomill.tasks.vector.models import VectorOptions
+    from geomill.tasks.vector.prepare import load_key
+
+    params = VectorOptions(source="s3://bucket/a.gpkg")
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    v1, v2 = (ObjectStat("s3://bucket/a.gpkg", 10, etag, when) for etag in ('"e1"', '"e2"'))
+    assert load_key(params, 0, v1) == load_key(params, 0, v1)
+    assert len({load_key(params, 0, v1), load_key(params, 0, v2), load_key(params, 0)}) == 3

@@ -224,15 +224,15 @@ class GeoPackageSink:
         staging = Path(target.staging)
         with locked(self.storage.local_mirror(uri)):  # embedded mode is one machine: a local lock suffices
             exists = self.storage.exists(uri)
-            if not staging.exists():
-                if exists:
-                    return _rows(self.storage.gdal_path(uri), target.table)  # a re-run after the swap
+            if not staging.exists() and not exists:
                 raise InvalidInput(f"staging GeoPackage {staging} is missing: run the job again", field="source")
-            if exists and target.if_exists == "fail":
+            if staging.exists() and exists and target.if_exists == "fail":
                 raise InvalidInput(f"{self.storage.object_uri(uri)} (table {target.schema_}.{target.table}) already "
                                    "exists; give if_exists=replace or if_exists=append", field="if_exists")
             folder = self.storage.scratch_dir() / f"vector-{uuid.uuid4().hex}"
             try:
+                if not staging.exists():  # a re-run after the swap: count what is there (fetched: see above)
+                    return _rows(self.storage.fetch(uri, folder / "final.gpkg"), target.table)
                 work = staging
                 if exists and target.if_exists == "append":
                     work = self.storage.fetch(uri, folder / "final.gpkg")

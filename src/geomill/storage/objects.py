@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from geomill.domain import InvalidInput
+from geomill.faults import fault_point
 from geomill.storage.base import ZONES, StorageError
 from geomill.storage.uris import Location, check_key, parse, scheme_of
 
@@ -468,6 +469,7 @@ class ObjectStorage:
         tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
         try:
             yield tmp
+            fault_point("before_publish")
             if loc.is_local:
                 os.replace(tmp, loc.key)  # same folder: a rename
             else:

@@ -6,8 +6,9 @@ Outputs (both replaced atomically, both byte-identical for the same inputs):
   COGs' local paths, or, for COGs in S3/Azure, what another machine follows to read them (``storage.href``: the
   object's ``s3://``/``az://`` URI, the public base URL + key, or a signed URL), for a tile server such as titiler.
 - ``silver://mosaics/<name>.vrt``: a GDAL VRT that reads the whole mosaic as one raster, with paths relative to the
-  VRT (the ``silver`` folder or prefix can be moved as a whole; GDAL resolves them inside ``/vsis3/``/``/vsiaz/``
-  too). Its grid is the union of the COGs' bounds at the finest of their resolutions, in their common CRS.
+  VRT for local files (the ``silver`` folder can be moved as a whole); in S3/Azure it names the COGs by GDAL's
+  ``/vsis3/<bucket>/<key>`` or ``/vsiaz/<container>/<key>`` (a ``../`` path is not a key GDAL can sign requests
+  for). Its grid is the union of the COGs' bounds at the finest of their resolutions, in their common CRS.
 
 Both are written through the storage (atomic: a rename locally, one PUT in S3/Azure); COGs are read in place.
 
@@ -189,18 +190,11 @@ def _colorinterp_name(ci: ColorInterp) -> str:
     return YCBCR.get(ci, ci.name.capitalize() if ci.name.islower() else ci.name)
 
 
-def _root(name: str) -> str:
-    """The file system a GDAL name lives in: ``/vsis3/<bucket>``, ``/vsiaz/<container>``, or "" (local)."""
-    if name.startswith("/vsi"):
-        return "/".join(name.split("/", 3)[:3])
-    return ""
-
-
 def source_href(cog: CogInfo, vrt_path: str) -> tuple[str, str]:
-    """(relativeToVRT, path): relative for files in a storage zone beside the VRT (same disk, bucket or
-    container), else absolute (a local path or GDAL's /vsis3/…, /vsiaz/… name)."""
+    """(relativeToVRT, path): relative for local files in a storage zone, else absolute (a local path, or GDAL's
+    /vsis3/…, /vsiaz/… name: a relative ``../`` path inside a bucket is not a key GDAL can sign requests for)."""
     zoned = "://" in cog.uri and cog.uri.split("://", 1)[0] in ZONES
-    if zoned and _root(cog.path) == _root(vrt_path):
+    if zoned and not cog.path.startswith("/vsi") and not vrt_path.startswith("/vsi"):
         return "1", posixpath.relpath(cog.path, posixpath.dirname(vrt_path))
     return "0", cog.path
 

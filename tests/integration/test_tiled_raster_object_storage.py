@@ -25,7 +25,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geomill.config import Settings
-from geomill.domain import InvalidInput, Job
+from geomill.domain import InvalidInput, Job, TaskError
 from geomill.runtime import Runtime
 from geomill.service.submit import submit
 from geomill.tasks.raster.cogcheck import validate_cog
@@ -280,3 +280,38 @@ def test_an_empty_bucket_prefix_is_refused_at_submit_and_a_prefix_without_raster
         assert "holds no raster files" in json.dumps(done.error) and "bronze://notes/" in json.dumps(done.error)
     finally:
         rt.close()
+
+
+def test_a_tile_extraction_that_fails_mid_write_leaves_no_object_and_no_local_file(tmp_path: Path) -> None:
+    """A tile bound for S3 whose extraction stops after its first strip (the job is cancelled): no object under the
+    tile's key, nothing left in the data folder's .staging; the same task then succeeds and publishes it."""
+    from geomill.engine.context import Limits, TaskContext
+    from geomill.storage import ObjectStorage
+    from geomill.tasks.raster.models import ExtractTileParams, Grid, TileWindow
+    from geomill.tasks.raster.tiles import STRIP_ROWS, extract_tile
+
+    env = ensure_s3()
+    bucket = fresh_bucket("h18r")
+    storage = ObjectStorage(tmp_path / "data", {"silver": f"s3://{bucket}/silver/"}, env=env)
+    storage.ensure_zones()
+    source = write_geotiff(storage.local_path("bronze://tall.tif"), pixels(2 * STRIP_ROWS, 256))
+    with rasterio.open(source) as ds:
+        grid = Grid(crs=ds.crs.to_wkt(), transform=tuple(ds.transform)[:6], width=ds.width, height=ds.height)
+    tile = TileWindow(key="r0000c0000", row=0, col=0, col_off=0, row_off=0, width=256, height=2 * STRIP_ROWS)
+    params = ExtractTileParams(source="bronze://tall.tif", grid=grid, reproject=False, resampling="nearest",
+                               tile=tile, output_uri="silver://tiles/tall/extract/r0000c0000.tif")
+    checks = iter([False, True])  # not cancelled before the first strip, cancelled before the second
+    ctx = TaskContext(task_id="t", job_id="j", stage=3, attempt=1, storage=storage, limits=Limits(gdal_cache_mb=16),
+                      _cancelled=lambda: next(checks, True))
+    with pytest.raises(TaskError, match="cancelled"):
+        extract_tile(params, ctx)
+    assert not storage.exists(params.output_uri)
+    assert not any(storage.scratch_dir().rglob("*"))
+
+    done = extract_tile(params, TaskContext(task_id="t", job_id="j", stage=3, attempt=2, storage=storage,
+                                            limits=Limits(gdal_cache_mb=16)))
+    assert done.path == f"s3://{bucket}/silver/tiles/tall/extract/r0000c0000.tif" and not done.reused
+    with rasterio.open(storage.gdal_path(params.output_uri)) as ds:
+        assert ds.compression is not None and ds.compression.name.lower() == "zstd"  # compressed for the upload
+        assert np.array_equal(ds.read(1), pixels(2 * STRIP_ROWS, 256))
+    assert not any(storage.scratch_dir().rglob("*"))

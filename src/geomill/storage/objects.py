@@ -238,7 +238,7 @@ class ObjectStorage:
             return str(obstore.sign(self._store(loc), "GET", loc.key, timedelta(seconds=seconds)))
         except Exception as exc:  # signing is offline: a failure is the configuration (e.g. Azure without a key)
             raise StorageError(f"cannot sign a URL for {uri!r} (GEOMILL_SIGNED_URL_SECONDS needs S3 keys or an "
-                               f"Azure account key): {type(exc).__name__}: {_scrub(str(exc))[:300]}") from None
+                               f"Azure account key): {type(exc).__name__}: {_scrub(str(exc)).splitlines()[0][:300]}") from None
 
     def local_mirror(self, uri: str) -> Path:
         """The local path of a zone URI even when the zone is remote: ``<data_dir>/<zone>/<key>`` (the static STAC

@@ -5,6 +5,7 @@ network): S3 SigV4 from the keys, an Azure service SAS from the account key; a S
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,8 +19,8 @@ AZ = {"AZURE_STORAGE_ACCOUNT": "geomilltest", "AZURE_STORAGE_ACCESS_KEY": AZ_KEY
 ZONES = {"silver": "s3://products/silver/", "gold": "az://gold-container/g/"}
 
 
-def storage(tmp_path: Path, **kwargs: object) -> ObjectStorage:
-    return ObjectStorage(tmp_path, ZONES, env={**S3, **AZ}, **kwargs)  # type: ignore[arg-type]
+def storage(tmp_path: Path, **kwargs: Any) -> ObjectStorage:
+    return ObjectStorage(tmp_path, ZONES, env={**S3, **AZ}, **kwargs)
 
 
 def test_an_object_is_named_by_its_uri_when_neither_public_base_nor_signing_is_set(tmp_path: Path) -> None:

@@ -106,15 +106,19 @@ _gdal_applied: dict[str, str] = {}
 
 def configure_gdal(env: Mapping[str, str] | None = None) -> None:
     """Hand the cloud credentials to GDAL, for both rasterio's and pyogrio's libgdal (rasterio refuses AWS_*
-    options in rasterio.Env, so they are set process-wide). Applied once per process; again only if they change."""
+    options in rasterio.Env, so they are set process-wide). Set again in rasterio's libgdal whenever they are not
+    there: a rasterio.Env that picked AWS credentials from the environment clears those options when it exits."""
     options = gdal_options(os.environ if env is None else env)
-    with _gdal_lock:
-        if not options or all(_gdal_applied.get(k) == v for k, v in options.items()):
-            return
-        from rasterio.env import set_gdal_config
+    if not options:
+        return
+    from rasterio.env import get_gdal_config, set_gdal_config
 
+    with _gdal_lock:
         for key, value in options.items():
-            set_gdal_config(key, value)
+            if get_gdal_config(key, normalize=False) != value:
+                set_gdal_config(key, value)
+        if all(_gdal_applied.get(k) == v for k, v in options.items()):
+            return
         try:
             import pyogrio
 

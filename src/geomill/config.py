@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     silver_public_url: str | None = Field(
         None, description="an https base that serves the silver zone: STAC asset hrefs of remote products use it "
                           "instead of the s3:// or az:// URI")
+    signed_url_seconds: int | None = Field(
+        None, ge=1, le=604_800, description="set: STAC asset hrefs and MosaicJSON paths of objects in S3 or Azure "
+                                            "(without a public base URL) are presigned https URLs valid this long "
+                                            "(S3: at most 7 days; Azure: needs the account key); unset: s3:// and "
+                                            "az:// URIs")
     public_url: str | None = Field(
         None, description="the API's external base URL (https://geo.example.org/geo): status URLs and redirects "
                           "are built from it, never from the request's Host header; unset: relative URLs")

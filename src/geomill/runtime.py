@@ -35,7 +35,8 @@ class Runtime:
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         """Build everything a process needs from its settings; creates the data folders and schema."""
         storage = ObjectStorage(settings.data_dir, settings.zone_urls(),
-                                public_urls={"silver": settings.silver_public_url})
+                                public_urls={"silver": settings.silver_public_url},
+                                signed_url_seconds=settings.signed_url_seconds)
         storage.ensure_zones()
         store = open_store(settings.resolved_database_url, settings)
         if migrate:

@@ -4,13 +4,14 @@ data folder's bronze zone) and never name the state database.
 
 Cloud URIs (``s3://``, ``az://``) are allowed to a restricted caller only inside a zone whose base is remote or a
 cloud prefix listed in GEOMILL_SOURCE_ROOTS; HTTP(S) URLs are never sources (no GDAL /vsicurl/ to arbitrary hosts).
-A missing input, local or remote (a HEAD request), is refused at submit."""
+A missing input, local or remote (a HEAD request; for a prefix such as ``s3://bucket/scenes/``, one page of its
+listing), is refused at submit."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,8 @@ class Storage(Protocol):
     def remote_bases(self) -> list[Location]: ...
 
     def exists(self, uri: str) -> bool: ...
+
+    def list(self, prefix: str, pattern: str | None = None, batch: int = 1000) -> Iterator[list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -120,14 +123,14 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
         loc = storage.resolve(uri)  # confined to its zone, symlinks resolved
         if loc.is_local:
             _exists(Path(loc.key), value, policy)
-        elif policy.inputs and not storage.exists(uri):
+        elif policy.inputs and not _object_or_prefix(storage, uri):
             raise InvalidInput(f"{value!r}: no such object ({loc.uri})")
         return uri
     if scheme in CLOUD_SCHEMES:
         loc = parse(value)
         if policy.restricted and not any(_inside(loc, root) for root in policy.cloud_roots):
             raise InvalidInput(f"{value!r} is outside the allowed buckets and containers (GEOMILL_SOURCE_ROOTS)")
-        if policy.inputs and not storage.exists(loc.uri):
+        if policy.inputs and not _object_or_prefix(storage, loc.uri):
             raise InvalidInput(f"{value!r}: no such object")
         return loc.uri
     if scheme in ("http", "https", "ftp"):
@@ -141,6 +144,14 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
     if host.lower() not in ("", "localhost"):
         raise InvalidInput(f"{value!r}: a file URI names no host other than localhost")
     return "file://" + str(_local("/" + path, policy))
+
+
+def _object_or_prefix(storage: Storage, uri: str) -> bool:
+    """An object (one HEAD), or a prefix with at least one object under it (one page of its listing): a
+    source_prefix such as ``s3://bucket/scenes/`` names no object itself."""
+    if storage.exists(uri):
+        return True
+    return next(iter(storage.list(uri.rstrip("/") + "/", batch=1)), None) is not None
 
 
 def _exists(path: Path, value: str, policy: PathPolicy) -> Path:

@@ -1,9 +1,10 @@
 """process_vector with sources and products in object storage (moto's S3 server, Azurite).
 
-Input classes: a zipped shapefile and a two-layer GeoPackage in S3 (fetched to scratch, then read), a GeoJSON and a shapefile
-given as its .shp with its sidecars beside it in Azure Blob (read in place through /vsiaz/), loaded into PostGIS; a
-GeoPackage product (embedded mode) published into a remote silver zone from a local and from an S3 source. Refused
-at once: a missing object, a zip without a vector file. Every test checks that nothing is left in local scratch.
+Input classes: a zipped shapefile and a two-layer GeoPackage in S3 (fetched to scratch, then read), a GeoJSON (read
+in place through /vsiaz/) and a shapefile given as its .shp with its sidecars beside it (fetched) in Azure Blob,
+loaded into PostGIS; a GeoPackage product (embedded mode) published into a remote silver zone from a local and from
+an S3 source. Refused at once: a missing object, a zip without a vector file, a shapefile without its .dbf. Every
+test checks that nothing is left in local scratch.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import shapely
 
 import samples
 from geomill.catalog.base import open_catalog
-from geomill.domain import JobStatus
+from geomill.domain import InvalidInput, JobStatus
 from geomill.runtime import Runtime
+from geomill.service.submit import submit
 from geomill.sinks.geopackage import GeoPackageSink
 from geomill.tasks.vector.models import VectorLoad
 from services import ensure_azurite, ensure_s3, fresh_bucket, fresh_container
@@ -74,7 +76,10 @@ def test_s3_zipped_shapefile_into_postgis(tmp_path: Path, monkeypatch: pytest.Mo
     rt = remote_runtime(tmp_path, monkeypatch, "s3", pg_url)
     try:
         rt.storage.put_file(zipped_shapefile(tmp_path), "bronze://h18v/wild areas.zip")
-        job = run_vector_job(rt, source="bronze://h18v/wild areas.zip", table="wild")
+        params = {"source": "bronze://h18v/wild areas.zip", "table": "wild"}
+        submitted = submit(rt, "process_vector", params, restricted=True).job  # as over HTTP: the path policy
+        job = run_vector_job(rt, **params)  # the same parameters: the same job, run by an in-process worker
+        assert job.job_id == submitted.job_id
         assert job.status is JobStatus.COMPLETED, job.error
         local = pyogrio.read_dataframe(sample(f"{SHAPEFILE}.shp"))
         count, srid, area = sql(pg_url, "SELECT count(*), min(ST_SRID(geom)), sum(ST_Area(geom)) FROM geo.wild")[0]
@@ -114,7 +119,8 @@ def test_s3_geopackage_with_two_layers_into_postgis(tmp_path: Path, monkeypatch:
 def test_azure_geojson_and_shapefile_with_sidecars_into_postgis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 pg_url: str) -> None:
     """Input classes: a GeoJSON with spaces, "?", "#", "!", ";" and non-ASCII in its blob name, and a shapefile
-    given as its .shp with .shx/.dbf/.prj/.cpg beside it; both in Azure Blob, read in place through /vsiaz/."""
+    given as its .shp with .shx/.dbf/.prj/.cpg beside it, in Azure Blob (the GeoJSON read in place through /vsiaz/,
+    the shapefile's five objects fetched)."""
     rt = remote_runtime(tmp_path, monkeypatch, "az", pg_url)
     try:
         features = [feature("POLYGON ((0 0, 2 0, 2 2, 0 2, 0 0))", name="a"),
@@ -129,6 +135,12 @@ def test_azure_geojson_and_shapefile_with_sidecars_into_postgis(tmp_path: Path, 
         assert job.result is not None and job.result["repaired"] == 1
         rows = sql(pg_url, "SELECT name, ST_SRID(geom), ST_IsValid(geom), ST_Area(geom) FROM geo.parcels ORDER BY fid")
         assert rows == [("a", 2056, True, 4.0), ("bowtie", 2056, True, 0.5)]
+
+        features.append(feature("POINT (5 5)", name="new"))  # the object replaced: the same worker reads it anew
+        rt.storage.put_file(write_geojson(tmp_path / "p.geojson", features, "EPSG:2056"), f"bronze://{name}")
+        job = run_vector_job(rt, source=f"bronze://{name}", table="parcels", if_exists="replace")
+        assert job.status is JobStatus.COMPLETED, job.error
+        assert sql(pg_url, "SELECT string_agg(name, ',' ORDER BY fid) FROM geo.parcels") == [("a,bowtie,new",)]
 
         job = run_vector_job(rt, source=f"bronze://h18v/shapes/{SHAPEFILE}.shp")
         assert job.status is JobStatus.COMPLETED, job.error
@@ -189,6 +201,8 @@ def test_bad_remote_sources_fail_at_once_naming_the_file(tmp_path: Path, monkeyp
     rt = remote_runtime(tmp_path, monkeypatch, "s3", None)
     try:
         name, reason = "h18v/absent.gpkg", "no such object"
+        with pytest.raises(InvalidInput, match="absent.gpkg"):  # over HTTP: refused at submit (one HEAD)
+            submit(rt, "process_vector", {"source": f"bronze://{name}"}, restricted=True)
         if case.startswith("zip"):
             name, reason = "h18v/notes.zip", "holds no vector file (found: readme.txt)"
             with zipfile.ZipFile(tmp_path / "notes.zip", "w") as zf:

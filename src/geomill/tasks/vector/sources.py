@@ -1,10 +1,10 @@
 """Finding what to read in a source: a file, a zip holding one, a shapefile and its sidecars, a GeoPackage's layers.
 
 A source in object storage (S3, Azure Blob) is read in place through GDAL's /vsis3/ or /vsiaz/ when its format
-streams (GeoJSON, FlatGeobuf, CSV, KML, GML, a shapefile with its sidecars beside it...). Formats that need random
-access (GeoPackage and other SQLite files, zip archives, GeoParquet) are fetched first into one private scratch
-folder, removed when reading ends: over HTTP range requests GDAL's SQLite reader is ~100x slower than a download
-(docs/vector.md), and a deflated zip member cannot be range-read at all.
+streams (GeoJSON, FlatGeobuf, CSV, KML, GML...). Formats that need random access (GeoPackage and other SQLite files,
+zip archives, GeoParquet) and shapefiles (several files: GDAL would list the object's folder for each) are fetched
+first into one private scratch folder, removed when reading ends: over HTTP range requests GDAL's SQLite reader is
+~100x slower than a download (docs/vector.md), and a deflated zip member cannot be range-read at all.
 
 Every refusal is an InvalidInput naming the source and the reason, raised before any output is written.
 """
@@ -33,7 +33,11 @@ VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".parquet", ".g
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 ALL_LAYERS = "*"
-FETCHED_SUFFIXES = (".gpkg", ".sqlite", ".db", ".zip", ".parquet", ".geoparquet")  # random access: fetched first
+FETCHED_SUFFIXES = (".gpkg", ".sqlite", ".db", ".zip", ".parquet", ".geoparquet", ".shp")  # fetched first
+SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
+# GDAL keeps what it read of an object after closing it, for the life of the process: a replaced object would then
+# be read stale (seen with a GeoJSON rewritten between two jobs). Not cached past close (pyogrio's libgdal only).
+NON_CACHED = {"CPL_VSIL_CURL_NON_CACHED": "/vsis3/:/vsiaz/"}
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,15 @@ def open_source(source: str, storage: Storage) -> Iterator[SourceFile]:
     info = _stat_remote(source, storage)
     suffix = PurePosixPath(info.uri).suffix.lower()
     if suffix not in FETCHED_SUFFIXES:
-        if suffix == ".shp":
-            _check_remote_shapefile(source, storage)
+        pyogrio.set_gdal_config_options(NON_CACHED)
         yield SourceFile(storage.gdal_path(source), None, suffix, info, remote=True)
         return
+    parts = {suffix: source, **(_remote_sidecars(source, storage) if suffix == ".shp" else {})}
     folder = storage.scratch_dir() / f"vector-{uuid.uuid4().hex}"
-    try:  # a plain local name: special characters of the object's name never reach GDAL
-        local = storage.fetch(source, folder / ("source" + suffix))
+    try:  # plain local names: special characters of the object's name never reach GDAL
+        for ext, uri in parts.items():
+            storage.fetch(uri, folder / ("source" + ext))
+        local = folder / ("source" + suffix)
         yield SourceFile(str(local), local, suffix, info, remote=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -92,12 +98,17 @@ def _stat_remote(source: str, storage: Storage) -> ObjectInfo:
     return info
 
 
-def _check_remote_shapefile(source: str, storage: Storage) -> None:
-    """A remote .shp needs its .shx and .dbf beside it (two or four HEAD requests, no listing of the folder)."""
+def _remote_sidecars(source: str, storage: Storage) -> dict[str, str]:
+    """The sidecars beside a remote .shp (extension -> URI, lower or upper case), found with HEAD requests, not a
+    listing of its folder; the .shx and .dbf must be there."""
     stem, name = source[: -len(".shp")], PurePosixPath(source).name
-    present = [name[: -len(".shp")] + ext for ext in (".shx", ".dbf")
-               if storage.exists(stem + ext) or storage.exists(stem + ext.upper())]
-    _check_shapefile_parts(source, present, name)
+    found: dict[str, str] = {}
+    for ext in SHAPEFILE_SIDECARS:
+        uri = next((u for u in (stem + ext, stem + ext.upper()) if storage.exists(u)), None)
+        if uri is not None:
+            found[ext] = uri
+    _check_shapefile_parts(source, [name[: -len(".shp")] + ext for ext in found], name)
+    return found
 
 
 def resolve_file(source: str, storage: Storage) -> Path:

@@ -10,10 +10,12 @@ RUN python3 -m venv /opt/geomill
 # dependencies first (a layer that changes only with pyproject.toml), then the package itself
 COPY pyproject.toml README.md /src/
 RUN mkdir -p /src/src/geomill && touch /src/src/geomill/__init__.py \
- && /opt/geomill/bin/pip install /src && /opt/geomill/bin/pip uninstall -y geomill
+ && /opt/geomill/bin/pip install /src && /opt/geomill/bin/pip uninstall -y geomill \
+ && rm -rf /src/src /src/build  # setuptools' build/ would keep the stub __init__.py (newer than the real one)
 COPY src /src/src
-RUN /opt/geomill/bin/pip install --no-deps /src \
- && /opt/geomill/bin/python -c "import rasterio, pyogrio; print('GDAL', rasterio.__gdal_version__, pyogrio.__gdal_version_string__)"
+RUN /opt/geomill/bin/pip install --no-deps /src && rm -rf /src/build \
+ && /opt/geomill/bin/python -c "import geomill, rasterio, pyogrio; print('geomill', geomill.__version__, \
+    'GDAL', rasterio.__gdal_version__, pyogrio.__gdal_version_string__)"
 
 FROM ${BASE_IMAGE} AS runtime
 # a fixed, unprivileged user (uid 10001): Kubernetes' runAsNonRoot can check it, volumes can be chowned to it
@@ -21,7 +23,7 @@ RUN groupadd --system --gid 10001 geomill \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/geomill --create-home --shell /usr/sbin/nologin geomill \
  && install -d -o 10001 -g 10001 /var/lib/geomill/data
 COPY --from=build /opt/geomill /opt/geomill
-COPY deploy/docker/healthcheck.py /opt/geomill/bin/geomill-healthcheck
+COPY --chmod=0755 deploy/docker/healthcheck.py /opt/geomill/bin/geomill-healthcheck
 ENV PATH=/opt/geomill/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -14,7 +14,7 @@ mkdir -p "$work"
 
 # This sandbox's limits: crun refuses cgroup v1/v2 hybrid hosts, and the default nofile/nproc limits are above the
 # hard limits here; runc with explicit ulimits works. On a normal host `podman run IMAGE …` is enough.
-run=(podman --runtime runc run --rm --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
+run=(podman --runtime runc run --rm --health-cmd none --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
 
 if ! podman image exists "$base"; then
   echo "== debootstrap a Debian 12 base with python3 and its venv module"
@@ -33,7 +33,7 @@ podman build --format docker --isolation chroot --network host \
   -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
   --build-arg BASE_IMAGE="$base" -t "$image" . > "$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 podman image inspect "$image" | python3 -c 'import json, sys; i = json.load(sys.stdin)[0]
-print("size", i["Size"] // 2**20, "MiB; user", i["Config"]["User"], "; healthcheck", i.get("HealthCheck", {}).get("Test"))'
+print("size", i["Size"] // 2**20, "MiB; user", i["Config"]["User"], "; healthcheck", i["Healthcheck"]["Test"])'
 
 echo "== uid, and no system GDAL (rasterio's and pyogrio's wheels bring their own)"
 "${run[@]}" --entrypoint sh "$image" -c 'id -u; if ls /usr/lib/x86_64-linux-gnu | grep -i gdal; then exit 1; fi;
@@ -46,13 +46,15 @@ echo "== geomill health (SQLite, local zones)"
 "${run[@]}" --network none --entrypoint sh "$image" -c 'geomill demo > /dev/null && geomill health'
 
 echo "== geomill serve (standalone) + the image's HEALTHCHECK command, then a worker role's probe"
-"${run[@]}" --network none --entrypoint sh "$image" -c '
+"${run[@]}" --network none --entrypoint sh "$image" -c 'set -e
   geomill serve --port 8000 > /tmp/serve.log 2>&1 & pid=$!
   for i in $(seq 1 60); do geomill-healthcheck 2> /dev/null && break; sleep 1; done
-  geomill-healthcheck && echo "standalone: healthy"
+  geomill-healthcheck || { tail -20 /tmp/serve.log; exit 1; }
+  echo "standalone: healthy"
   kill -TERM $pid; wait $pid
   GEOMILL_APP_MODE=worker_raster geomill serve > /tmp/worker.log 2>&1 & pid=$!
   for i in $(seq 1 60); do GEOMILL_APP_MODE=worker_raster geomill-healthcheck 2> /dev/null && break; sleep 1; done
-  GEOMILL_APP_MODE=worker_raster geomill-healthcheck && echo "worker_raster: healthy (probe port)"
+  GEOMILL_APP_MODE=worker_raster geomill-healthcheck || { tail -20 /tmp/worker.log; exit 1; }
+  echo "worker_raster: healthy (probe port)"
   kill -TERM $pid; wait $pid'
 echo "== all checks passed"

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Container health check: GET /livez of this container's geomill process; exit 0 when it answers 200, else 1.
 
 API-bearing modes (standalone, platform_*) answer on GEOMILL_PORT, unless GEOMILL_NO_HTTP is set; the other roles

@@ -82,3 +82,10 @@ def test_readyz_is_503_while_the_database_does_not_answer() -> None:
 ])
 def test_the_healthcheck_probes_the_port_of_each_role(env: dict[str, str], url: str | None) -> None:
     assert load_module(HEALTHCHECK).probe_url(env) == url
+
+
+def test_the_healthcheck_knows_the_api_bearing_modes_of_geomill() -> None:
+    """The script imports nothing of geomill (it starts every 30 s), so its copy of the modes is checked here."""
+    from geomill.roles import HTTP_MODES
+
+    assert load_module(HEALTHCHECK).HTTP_MODES == set(HTTP_MODES)

@@ -14,7 +14,7 @@ mkdir -p "$work"
 
 # This sandbox's limits: crun refuses cgroup v1/v2 hybrid hosts, and the default nofile/nproc limits are above the
 # hard limits here; runc with explicit ulimits works. On a normal host `podman run IMAGE …` is enough.
-run=(podman --runtime runc run --rm --health-cmd none --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
+run=(podman --runtime runc run --rm --no-healthcheck --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
 
 if ! podman image exists "$base"; then
   echo "== debootstrap a Debian 12 base with python3 and its venv module"

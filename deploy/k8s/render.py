@@ -87,7 +87,9 @@ def _containers(obj: Obj) -> list[Obj]:
 
 
 def _image(current: str, rule: dict[str, str]) -> str:
-    name, _, tag = current.partition(":")
+    name, tag = current.split("@", 1)[0], ""
+    if ":" in name.rsplit("/", 1)[-1]:  # a tag, not a registry's port
+        name, tag = name.rsplit(":", 1)
     if name != rule["name"]:
         return current
     name = rule.get("newName", name)

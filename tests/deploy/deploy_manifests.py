@@ -87,6 +87,7 @@ def image_env() -> dict[str, str]:
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
+    """The objects of a kustomization: a folder relative to deploy/k8s, or an absolute one."""
     renderer = load_module(K8S / "render.py")
     return list(renderer.render(K8S / overlay))
 

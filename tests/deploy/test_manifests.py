@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -296,3 +297,29 @@ def test_the_image_is_multi_stage_slim_non_root_pinned_and_brings_no_system_gdal
     rules = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
     assert rules[0] == "*", "the build context is deny-all, then what the build needs"
     assert {r for r in rules if r.startswith("!")} == {"!pyproject.toml", "!README.md", "!src/", "!deploy/docker/"}
+
+
+def test_the_renderer_merges_patches_as_kustomize_and_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
+    """Class: a user's own overlay on the base (patch an env value and add one, set the image), and one with a
+    Kustomize feature render.py lacks (refused, never ignored)."""
+    overlay = tmp_path / "mine"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [str(K8S / "base")], "patches": [{"path": "raster.yaml"}],
+        "images": [{"name": "geomill", "newName": "registry.example.org:5000/geomill", "newTag": "1.2.3"}]}))
+    (overlay / "raster.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "geomill-worker-raster"},
+        "spec": {"template": {"spec": {"containers": [{"name": "geomill", "env": [
+            {"name": "GEOMILL_CONCURRENCY", "value": '{"raster-tasks": 4}'},
+            {"name": "GEOMILL_QUEUE_NAMES", "value": '{"raster-tasks": "prod-raster"}'}]}]}}}}))
+    objects = render(str(overlay))
+    dep = deployment(objects, "worker_raster")
+    env = container_env(objects, dep)
+    assert env["GEOMILL_CONCURRENCY"] == '{"raster-tasks": 4}' and env["GEOMILL_APP_MODE"] == "worker_raster"
+    assert _queues(env) == ["prod-raster"]
+    assert container(dep)["image"] == "registry.example.org:5000/geomill:1.2.3"
+    assert container(dep)["livenessProbe"]["httpGet"]["path"] == "/livez"  # untouched fields kept
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [str(K8S / "base")],
+                                                                "namePrefix": "x-"}))
+    with pytest.raises(ValueError, match="namePrefix"):
+        render(str(overlay))

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
     host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP API port")
+    probe_port: int | None = Field(
+        None, ge=1, le=65535, description="roles without the HTTP API (worker_*): serve /livez and /readyz on this "
+                                          "port (address GEOMILL_HOST) for orchestrators; unset: no probe server")
     http_processes: int = Field(
         1, ge=1, le=64, description="processes serving the HTTP API on one socket (geomill serve): more than one "
                                     "lets bursts of requests use more than one CPU")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from geomill.service import keys as api_keys
 from geomill.service import listing
 from geomill.service.health import health_document
 from geomill.worker.runner import run_pool
+
+if TYPE_CHECKING:
+    from geomill.probes import ProbeServer
 
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "
                                           "platform_vector, worker_raster, worker_vector, worker_long "
@@ -42,7 +45,8 @@ def _parse_concurrency(text: str | None) -> dict[str, int] | None:
 
 Host = Annotated[str | None, typer.Option("--host", help="HTTP address [GEOMILL_HOST; 127.0.0.1]")]
 Port = Annotated[int | None, typer.Option("--port", help="HTTP port [GEOMILL_PORT; 8000]")]
-NoHttp = Annotated[bool, typer.Option("--no-http", help="no HTTP API even in an API-bearing mode")]
+NoHttp = Annotated[bool, typer.Option("--no-http", envvar="GEOMILL_NO_HTTP",
+                                      help="no HTTP API even in an API-bearing mode")]
 HttpProcesses = Annotated[int | None, typer.Option(
     "--http-processes", help="processes serving the HTTP API on one socket [GEOMILL_HTTP_PROCESSES; 1]")]
 
@@ -76,8 +80,24 @@ def serve(
 
         serve_http(rt, role, layout, info, err.print)
         return
-    pool = run_pool(rt, layout, info=info)
+    probes = _start_probes(rt)
+    try:
+        pool = run_pool(rt, layout, info=info)
+    finally:
+        if probes is not None:
+            probes.stop()
     err.print(f"stopped ({pool.restarts} worker restart(s))")
+
+
+def _start_probes(rt: Runtime) -> ProbeServer | None:
+    """`/livez` and `/readyz` for a role without the HTTP API, when GEOMILL_PROBE_PORT is set."""
+    s = rt.settings
+    if s.probe_port is None:
+        return None
+    from geomill.probes import ProbeServer  # http.server loads only in a process that serves probes
+
+    err.print(f"probes (/livez, /readyz) on http://{s.host}:{s.probe_port}")
+    return ProbeServer(rt, s.host, s.probe_port).start()
 
 
 @app.command()

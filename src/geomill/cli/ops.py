@@ -13,7 +13,7 @@ from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out, refuse
 from geomill.domain import GeomillError
 from geomill.logs import setup_logging
-from geomill.roles import process_layout, resolve_role
+from geomill.roles import AppMode, process_layout, resolve_role
 from geomill.runtime import Runtime
 from geomill.service import keys as api_keys
 from geomill.service import listing
@@ -21,7 +21,7 @@ from geomill.service.health import health_document
 from geomill.worker.runner import run_pool
 
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "
-                                          "platform_vector, worker_raster, worker_vector, worker_long "
+                                          "platform_vector, worker_raster, worker_vector, worker_long, worker_solve, appserver "
                                           "[GEOMILL_APP_MODE]")]
 Queues = Annotated[str | None, typer.Option("--queues", help="explicit comma-separated queues (custom role)")]
 Concurrency = Annotated[str | None, typer.Option(
@@ -60,6 +60,14 @@ def serve(
                                  http_processes=http_processes, concurrency=_parse_concurrency(concurrency))
         explicit = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queues
         role = resolve_role(settings.app_mode, explicit or None)
+        if role.mode is AppMode.APPSERVER:  # stateless: no database, no queues
+            from geomill.contracts import load_contracts
+            from geomill.serve import serve_appserver
+
+            load_contracts(settings.contracts_dir)  # a broken contract stops the start, with its path
+            setup_logging(settings.log_level, settings.log_json or "GEOMILL_LOG_JSON" not in os.environ)
+            serve_appserver(settings, err.print)
+            return
         rt = Runtime.open(settings)
     except GeomillError as exc:
         raise fail(str(exc), EXIT_INVALID) from None

@@ -95,12 +95,15 @@ class ScriptedAppServer:
         self.server.server_close()
 
 
-def closed_port_url() -> str:
-    """The URL of a port nobody listens on (bound, then released)."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+        return int(s.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    """The URL of a port nobody listens on (bound, then released)."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @contextmanager

@@ -15,6 +15,7 @@ shorter side of a better one are left out, so the list offers different spots.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Mapping
@@ -45,14 +46,15 @@ class Problem:
     seed: int
 
 
-@dataclass(frozen=True)
-class Candidate:
-    rotation: float
-    x: float
-    y: float
-    clearance: float  # beyond the setback
-    alignment: float
-    centre: tuple[float, float]
+class Candidates:
+    """The kept placements as columns: rotation, x, y, clearance (beyond the setback), alignment, centre x, y."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+        self.rotation, self.x, self.y, self.clearance, self.alignment = (rows[:, k] for k in range(5))
+
+    def centre(self, i: int) -> tuple[float, float]:
+        return float(self.rows[i, 5]), float(self.rows[i, 6])
 
 
 def polygon(doc: Mapping[str, Any], name: str) -> Polygon:
@@ -69,6 +71,7 @@ def polygon(doc: Mapping[str, Any], name: str) -> Polygon:
     return poly
 
 
+@functools.lru_cache(maxsize=64)
 def check_crs(crs: str) -> None:
     """InvalidInput unless `crs` is a projected CRS in metres (the setback and steps are metres)."""
     from pyproj import CRS
@@ -138,11 +141,6 @@ def translations(rotated: Polygon, allowed: Any, step: float, offset: tuple[floa
     return np.column_stack([gx.ravel(), gy.ravel()])
 
 
-def placed(house: Polygon, rotation: float, x: float, y: float) -> Polygon:
-    """The house as a placement puts it: rotated about (0, 0), then translated (what a client reproduces)."""
-    return affinity.translate(affinity.rotate(house, rotation, origin=(0.0, 0.0)), x, y)
-
-
 def _placed_many(rotated: Polygon, moves: np.ndarray) -> np.ndarray:
     """`rotated` translated by each row of `moves`, vectorised (shapely.transform over one coordinate array)."""
     n_coords = len(shapely.get_coordinates(rotated))
@@ -150,14 +148,14 @@ def _placed_many(rotated: Polygon, moves: np.ndarray) -> np.ndarray:
     return shapely.transform(np.full(len(moves), rotated, dtype=object), lambda xy: xy + shifts)
 
 
-def feasible(p: Problem) -> tuple[list[Candidate], str | None]:
+def feasible(p: Problem) -> tuple[Candidates | None, str | None]:
     """Every kept placement of the search, or none and the reason."""
     allowed = p.parcel.buffer(-p.setback) if p.setback > 0 else p.parcel
     if allowed.is_empty:
-        return [], f"a setback of {p.setback:g} m leaves no buildable area in the parcel"
+        return None, f"a setback of {p.setback:g} m leaves no buildable area in the parcel"
     if p.house.area > allowed.area:
-        return [], (f"the house ({p.house.area:.1f} m²) is larger than the buildable area ({allowed.area:.1f} m², "
-                    f"the parcel minus a {p.setback:g} m setback)")
+        return None, (f"the house ({p.house.area:.1f} m²) is larger than the buildable area ({allowed.area:.1f} m², "
+                      f"the parcel minus a {p.setback:g} m setback)")
     shapely.prepare(allowed)
     boundary = p.parcel.boundary
     shapely.prepare(boundary)
@@ -166,7 +164,7 @@ def feasible(p: Problem) -> tuple[list[Candidate], str | None]:
     rng = random.Random(p.seed)
     offset = (rng.random(), rng.random())
     parcel_dir, house_dir = edge_angle(p.parcel.exterior), edge_angle(p.house.exterior)
-    found: list[Candidate] = []
+    parts: list[np.ndarray] = []  # per rotation: rows of (rotation, x, y, clearance, alignment, centre x, centre y)
     for angle in angles:
         rotated = affinity.rotate(p.house, angle, origin=(0.0, 0.0))
         moves = translations(rotated, allowed, step, offset)
@@ -176,31 +174,35 @@ def feasible(p: Problem) -> tuple[list[Candidate], str | None]:
         inside = shapely.contains(allowed, houses)
         distances = np.full(len(moves), -1.0)
         distances[inside] = shapely.distance(boundary, houses[inside])
-        keep = np.nonzero(inside & (distances >= p.setback))[0]
-        align = math.cos(math.radians(house_dir + angle - parcel_dir)) ** 2
-        centre = rotated.centroid
-        found += [Candidate(angle, float(moves[i, 0]), float(moves[i, 1]), float(distances[i]) - p.setback, align,
-                            (centre.x + moves[i, 0], centre.y + moves[i, 1])) for i in keep]
-    if not found:
-        return [], (f"no rotation (every {p.rotation_step:g}°) and position (every {step:.3g} m) places the house "
-                    f"inside the parcel{f' minus a {p.setback:g} m setback' if p.setback else ''}")
-    return found, None
+        keep = inside & (distances >= p.setback)
+        if keep.any():
+            n, centre = int(keep.sum()), rotated.centroid
+            align = math.cos(math.radians(house_dir + angle - parcel_dir)) ** 2
+            parts.append(np.column_stack([np.full(n, angle), moves[keep], distances[keep] - p.setback,
+                                          np.full(n, align), moves[keep] + (centre.x, centre.y)]))
+    if not parts:
+        return None, (f"no rotation (every {p.rotation_step:g}°) and position (every {step:.3g} m) places the house "
+                      f"inside the parcel{f' minus a {p.setback:g} m setback' if p.setback else ''}")
+    return Candidates(np.concatenate(parts)), None
 
 
-def score(c: Candidate, best_clearance: float) -> float:
-    clearance = c.clearance / best_clearance if best_clearance > 0 else 0.0
-    return round(CLEARANCE_WEIGHT * min(clearance, 1.0) + ALIGNMENT_WEIGHT * c.alignment, 6)
+def scores(c: Candidates) -> np.ndarray:
+    """The documented rule, rounded to 6 decimals: 0.6 * clearance (relative to the best) + 0.4 * alignment."""
+    best = float(c.clearance.max())
+    clearance = np.minimum(c.clearance / best, 1.0) if best > 0 else np.zeros(len(c.clearance))
+    return np.round(CLEARANCE_WEIGHT * clearance + ALIGNMENT_WEIGHT * c.alignment, 6)
 
 
-def choose(found: list[Candidate], p: Problem) -> list[tuple[float, Candidate]]:
-    """The best `max_placements`, each at least half the house's shorter side from the better ones."""
-    best = max(c.clearance for c in found)
-    ranked = sorted(((score(c, best), c) for c in found), key=lambda sc: (-sc[0], sc[1].rotation, sc[1].x, sc[1].y))
+def choose(c: Candidates, p: Problem) -> list[tuple[float, int]]:
+    """(score, row) of the best `max_placements`, each at least half the house's shorter side from the better ones;
+    ties to the smaller rotation, then x, then y."""
+    score = scores(c)
+    order = np.lexsort((c.y, c.x, c.rotation, -score))
     apart = shorter_side(p.house) / 2.0
-    chosen: list[tuple[float, Candidate]] = []
-    for s, c in ranked:
-        if all(math.dist(c.centre, o.centre) >= apart for _, o in chosen):
-            chosen.append((s, c))
+    chosen: list[tuple[float, int]] = []
+    for i in order:
+        if all(math.dist(c.centre(i), c.centre(j)) >= apart for _, j in chosen):
+            chosen.append((float(score[i]), int(i)))
             if len(chosen) == p.max_placements:
                 break
     return chosen
@@ -211,8 +213,9 @@ def solve(inputs: Mapping[str, Any], engine: Mapping[str, str]) -> dict[str, Any
     p = read_problem(inputs)
     found, reason = feasible(p)
     placements = [{
-        "id": f"p{i:03d}", "score": s,
-        "transform": {"rotation": {"axis": "z", "value": c.rotation}, "translation": {"x": c.x, "y": c.y, "z": 0.0}},
-    } for i, (s, c) in enumerate(choose(found, p) if found else [], start=1)]
+        "id": f"p{n:03d}", "score": score,
+        "transform": {"rotation": {"axis": "z", "value": float(found.rotation[i])},
+                      "translation": {"x": float(found.x[i]), "y": float(found.y[i]), "z": 0.0}},
+    } for n, (score, i) in enumerate(choose(found, p), start=1)] if found is not None else []
     return {"placements": placements, "reason": reason,
             "metadata": {"definition": DEFINITION, "version": VERSION, "engine": dict(engine)}}

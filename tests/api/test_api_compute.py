@@ -140,3 +140,20 @@ def test_keys_and_scopes_as_for_api_jobs(server: Server) -> None:
     assert_problem(server.client.get(f"/jobs/status/{missing}"), 401)
     assert_problem(server.client.get(f"/jobs/result/{missing}", headers=server.h("read")), 404)
     assert_problem(server.client.get("/jobs/status/not-a-hash", headers=server.h("read")), 422)
+
+
+def test_api_jobs_submit_solve_is_the_same_job_and_other_jobs_are_not_solve_jobs(server: Server) -> None:
+    """`/api/jobs/submit/solve` takes the same checks and gives the same id (the inputs hash); a job of another type
+    is not shown on the compute paths."""
+    body = sample_request(seed=4242)
+    r = server.client.post("/api/jobs/submit/solve", json=body, headers=server.h("submit"))
+    assert r.status_code == 202, r.text
+    assert r.json()["job_id"] == inputs_hash("sitefit", "1.0.0", body["inputs"])
+    assert server.run(body).status_code == 200
+    bad = server.client.post("/api/jobs/submit/solve", json=sample_request(setback=-1), headers=server.h("submit"))
+    assert assert_problem(bad, 422)["errors"] == [{"field": "inputs.setback",
+                                                   "message": "-1 is less than the minimum of 0"}]
+    hello = server.client.post("/api/jobs/submit/hello_world", json={"n": 1}, headers=server.h("submit"))
+    assert hello.status_code in (200, 202), hello.text
+    missing = assert_problem(server.client.get(f"/jobs/status/{hello.json()['job_id']}", headers=server.h("read")), 404)
+    assert "not a solve job" in missing["detail"]

@@ -13,15 +13,14 @@ from pydantic import BaseModel, Field
 from geomill.api.auth import Principal, require
 from geomill.api.body import parse_object
 from geomill.api.errors import KEYED_RESPONSES, problem_responses
+from geomill.jobs.solve import SolveParams
 from geomill.service import compute
 
 router = APIRouter(prefix="/jobs", tags=["compute"], responses=KEYED_RESPONSES)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="the job id: the inputs hash (sha256 hex)")]
 RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["definition", "version", "inputs"], "additionalProperties": False,
-    "properties": {"app_id": {"type": "string", "maxLength": 200}, "definition": {"type": "string"},
-                   "version": {"type": "string"},
-                   "inputs": {"type": "object", "description": "conforming to the contract's inputs schema"}}}}}}}
+    **SolveParams.model_json_schema(), "additionalProperties": False,
+    "description": "the inputs must also conform to the named contract's inputs.schema.json (docs/contracts.md)"}}}}}
 
 
 class RunResponse(BaseModel):

@@ -202,3 +202,27 @@ def test_contract_violation_or_4xx_fails_at_once(make_rt: Any, answer: tuple[int
     if kind == "ContractViolation":
         assert "broke its contract" in task["error"]["message"] and "outputs." in task["error"]["message"]
     assert rt.store.list_dead_letters() == []
+
+
+def test_in_process_solver_that_breaks_its_contract_fails_at_once(tmp_path: Path) -> None:
+    """No AppServer: a contract from GEOMILL_CONTRACTS_DIR whose solver answers outside its outputs schema."""
+    folder = tmp_path / "contracts" / "echo" / "1.0.0"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"definition": "echo", "version": "1.0.0", "description": "t",
+                                                      "solver": "plugins.contract_solvers:broken"}))
+    (folder / "inputs.schema.json").write_text(json.dumps({"type": "object", "required": ["text"]}))
+    (folder / "outputs.schema.json").write_text(json.dumps({"type": "object",
+                                                            "properties": {"echo": {"type": "string"}}}))
+    settings = Settings(data_dir=tmp_path / "data", app_name="h23-local", workers=1, queues=QUEUES,
+                        poll_interval_seconds=0.05, stall_grace_seconds=0.0, plugins=[],
+                        contracts_dir=tmp_path / "contracts")
+    rt = Runtime.open(settings)
+    try:
+        job = run_to_end(rt, {"definition": "echo", "version": "1.0.0", "inputs": {"text": "hi"}})
+        assert job.status is JobStatus.FAILED
+        task = the_task(rt, job.job_id)
+        assert task["attempt"] == 1 and task["error"]["type"] == "ContractViolation"
+        assert "outputs.echo: 42 is not of type 'string'" in task["error"]["message"]
+        assert rt.store.compute_result(job.job_id) is None  # nothing recorded for a violation
+    finally:
+        rt.close()

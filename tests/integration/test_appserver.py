@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from compute_helpers import (
 )
 from geomill.config import Settings
 from geomill.contracts import load_contracts
+from geomill.contracts.catalog import SHIPPED
 from geomill.domain import Job, JobStatus
 from geomill.runtime import Runtime
 from geomill.service import compute, listing
@@ -226,3 +228,17 @@ def test_in_process_solver_that_breaks_its_contract_fails_at_once(tmp_path: Path
         assert rt.store.compute_result(job.job_id) is None  # nothing recorded for a violation
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("mode", ["appserver", "standalone"])
+def test_a_broken_contract_stops_geomill_serve_at_start(tmp_path: Path, mode: str) -> None:
+    """Checked at start-up, not at 3 a.m.: exit 2 naming the file, before any port is opened."""
+    folder = tmp_path / "contracts" / "sitefit" / "2.0.0"
+    shutil.copytree(SHIPPED / "sitefit" / "1.0.0", folder)
+    (folder / "manifest.json").write_text("{not json")
+    env = geomill_env(tmp_path / "data", contracts_dir=tmp_path / "contracts")
+    proc = subprocess.run([*GEOMILL, "serve", "--mode", mode, "--port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=120)
+    said = " ".join(proc.stderr.split())  # the CLI wraps long lines
+    assert proc.returncode == 2, said
+    assert "2.0.0/manifest.json: not JSON" in said.replace("/ ", "/").replace(" /", "/")

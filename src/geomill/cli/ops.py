@@ -11,6 +11,7 @@ import typer
 from geomill.catalog.base import is_postgres
 from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out, refuse
+from geomill.contracts import load_contracts
 from geomill.domain import GeomillError
 from geomill.logs import setup_logging
 from geomill.roles import AppMode, process_layout, resolve_role
@@ -61,16 +62,18 @@ def serve(
         explicit = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queues
         role = resolve_role(settings.app_mode, explicit or None)
         if role.mode is AppMode.APPSERVER:  # stateless: no database, no queues
-            from geomill.contracts import load_contracts
-            from geomill.serve import serve_appserver
-
             load_contracts(settings.contracts_dir)  # a broken contract stops the start, with its path
-            setup_logging(settings.log_level, settings.log_json or "GEOMILL_LOG_JSON" not in os.environ)
-            serve_appserver(settings, err.print)
-            return
-        rt = Runtime.open(settings)
+        else:
+            rt = Runtime.open(settings)
+            rt.contracts  # noqa: B018 - loaded now: a broken contract stops the start, not a request or a task
     except GeomillError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
+    if role.mode is AppMode.APPSERVER:
+        from geomill.serve import serve_appserver
+
+        setup_logging(settings.log_level, settings.log_json or "GEOMILL_LOG_JSON" not in os.environ)
+        serve_appserver(settings, err.print)
+        return
     if "GEOMILL_LOG_JSON" not in os.environ:  # services log JSON lines unless told otherwise
         settings = settings.model_copy(update={"log_json": True})
         rt.settings = settings

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geomill.domain import InvalidInput, NotFound, PermanentError, RegistryError, canonical_json
@@ -59,8 +57,8 @@ class Contract:
     outputs_schema: dict[str, Any]
     path: Path
     digest: str
-    _inputs: Draft202012Validator = field(repr=False, compare=False)
-    _outputs: Draft202012Validator = field(repr=False, compare=False)
+    _inputs: Any = field(repr=False, compare=False)  # jsonschema validators, compiled once
+    _outputs: Any = field(repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -96,6 +94,9 @@ def inputs_hash(definition: str, version: str, inputs: Mapping[str, Any]) -> str
 
 def read_contract(folder: Path) -> Contract:
     """The contract in `folder` (``.../<definition>/<version>``); RegistryError naming the file and the fault."""
+    from jsonschema import Draft202012Validator  # imported here: the CLI and the API start without it
+    from jsonschema.exceptions import SchemaError
+
     texts: dict[str, str] = {}
     for name in FILES:
         try:

@@ -184,6 +184,9 @@ def test_appserver_down_fails_after_5_attempts_and_is_dead_lettered(make_rt: Any
     assert url in task["error"]["message"] and task["error"]["cause"] == "transient"
     (letter,) = rt.store.list_dead_letters()
     assert letter["task_id"] == task["task_id"] and "no attempts left" in letter["reason"]
+    result = compute.run_result(rt, job.job_id)  # what GET /jobs/result answers: the error, no outputs
+    assert result["status"] == "failed" and result["outputs"] is None and result["artifacts"] == []
+    assert "unreachable" in json.dumps(result["error"])
 
 
 @pytest.mark.parametrize("answer, kind, cause", [

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from shapely import affinity
 from shapely.geometry import Polygon
 
@@ -131,3 +132,22 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def check_placements_geojson(path: Path, outputs: dict[str, Any]) -> None:
+    """The `placements.geojson` artifact: RFC 7946 (WGS 84) read with pyogrio, one feature per placement in order,
+    each back in EPSG:5514 where the placement puts the house (to a centimetre: the datum shift S-JTSK <-> WGS 84 does
+    not round-trip exactly, about a millimetre here)."""
+    import pyogrio
+    from pyproj import Transformer
+    from shapely import transform
+
+    meta = pyogrio.read_info(path)
+    assert meta["crs"] == "EPSG:4326" and meta["geometry_type"] == "Polygon", meta
+    frame = pyogrio.read_dataframe(path)
+    assert list(frame["id"]) == [p["id"] for p in outputs["placements"]]
+    back = Transformer.from_crs("EPSG:4326", SAMPLE_INPUTS["crs"], always_xy=True)
+    house = polygon(SAMPLE_INPUTS["house"])
+    for geom, p in zip(frame.geometry, outputs["placements"], strict=True):
+        local = transform(geom, lambda xy: np.column_stack(back.transform(*xy.T)))
+        assert local.hausdorff_distance(footprint(house, p)) < 0.01, p

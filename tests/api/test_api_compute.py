@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from api_helpers import assert_problem, free_port
-from compute_helpers import SAMPLE_INPUTS, footprint, polygon, sample_request
+from compute_helpers import SAMPLE_INPUTS, check_placements_geojson, footprint, polygon, sample_request
 from geomill.contracts import inputs_hash
 from procs import GEOMILL, cli, geomill_env, wait_for
 from services import fresh_database
@@ -113,10 +113,13 @@ def test_run_status_result_end_to_end(server: Server) -> None:
     parcel, house = polygon(SAMPLE_INPUTS["parcel"]), polygon(SAMPLE_INPUTS["house"])
     assert doc["outputs"]["placements"]
     assert all(parcel.covers(footprint(house, p)) for p in doc["outputs"]["placements"])
-    (artifact,) = doc["artifacts"]
-    data = Path(artifact["href"]).read_bytes()  # a local silver zone: the href is the file's path
-    assert artifact["media_type"] == "application/json" and artifact["size_bytes"] == len(data)
-    assert artifact["sha256"] == hashlib.sha256(data).hexdigest() and json.loads(data) == doc["outputs"]
+    artifacts = {a["name"]: a for a in doc["artifacts"]}
+    assert {a["media_type"] for a in artifacts.values()} == {"application/json", "application/geo+json"}
+    for artifact in artifacts.values():
+        data = Path(artifact["href"]).read_bytes()  # a local silver zone: the href is the file's path
+        assert artifact["size_bytes"] == len(data) and artifact["sha256"] == hashlib.sha256(data).hexdigest()
+    assert json.loads(Path(artifacts["outputs.json"]["href"]).read_bytes()) == doc["outputs"]
+    check_placements_geojson(Path(artifacts["placements.geojson"]["href"]), doc["outputs"])
     assert server.job_count() == before + 1
 
 

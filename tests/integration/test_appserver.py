@@ -21,6 +21,7 @@ from compute_helpers import (
     SAMPLE_INPUTS,
     VALID_OUTPUTS,
     ScriptedAppServer,
+    check_placements_geojson,
     closed_port_url,
     footprint,
     free_port,
@@ -142,10 +143,15 @@ def test_solve_job_on_the_geomill_appserver_records_result_and_artifact(appserve
     doc = compute.run_result(rt, job.job_id)
     assert doc["engine"] == {"mode": "appserver", "name": "geomill-appserver"}
     assert doc["outputs"]["placements"] and doc["contract_sha256"] == load_contracts().get("sitefit", "1.0.0").digest
-    (artifact,) = doc["artifacts"]
-    data = rt.storage.read_bytes(artifact["uri"])
-    assert artifact["media_type"] == "application/json" and artifact["size_bytes"] == len(data)
-    assert artifact["sha256"] == hashlib.sha256(data).hexdigest() and json.loads(data) == doc["outputs"]
+    artifacts = {a["name"]: a for a in doc["artifacts"]}
+    assert sorted(artifacts) == ["outputs.json", "placements.geojson"]
+    for artifact in artifacts.values():
+        data = rt.storage.read_bytes(artifact["uri"])
+        assert artifact["size_bytes"] == len(data) and artifact["sha256"] == hashlib.sha256(data).hexdigest()
+    assert artifacts["outputs.json"]["media_type"] == "application/json"
+    assert json.loads(rt.storage.read_bytes(artifacts["outputs.json"]["uri"])) == doc["outputs"]
+    assert artifacts["placements.geojson"]["media_type"] == "application/geo+json"
+    check_placements_geojson(rt.storage.local_path(artifacts["placements.geojson"]["uri"]), doc["outputs"])
     assert the_task(rt, job.job_id)["attempt"] == 1
 
 

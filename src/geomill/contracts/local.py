@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from geomill.contracts.catalog import Contracts
-from geomill.contracts.runner import run_contract
+from geomill.contracts.runner import derived_artifacts, run_contract
 
 ENGINE = {"mode": "in_process", "name": "geomill"}
 
@@ -23,3 +23,7 @@ class LocalSolver:
 
     def contract_digest(self, definition: str, version: str) -> str:
         return self.contracts.get(definition, version).digest
+
+    def artifacts(self, definition: str, version: str, inputs: dict[str, Any],
+                  outputs: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+        return derived_artifacts(self.contracts.get(definition, version), inputs, outputs)

@@ -42,6 +42,9 @@ class Manifest(BaseModel):
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
     input_check: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
                                     description="optional 'module:function' run at submit (e.g. polygon validity)")
+    artifacts: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                                  description="optional 'module:function' (inputs, outputs) -> files kept beside "
+                                              "the outputs, as [(name, media type, bytes)]")
 
 
 def _field(path: Any) -> str:

@@ -14,6 +14,7 @@ import httpx
 
 from geomill.contracts.catalog import Contracts
 from geomill.contracts.model import ContractViolation
+from geomill.contracts.runner import derived_artifacts
 from geomill.domain import InvalidInput, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
@@ -78,3 +79,7 @@ class AppServerSolver:
 
     def contract_digest(self, definition: str, version: str) -> str:
         return self.contracts.get(definition, version).digest
+
+    def artifacts(self, definition: str, version: str, inputs: dict[str, Any],
+                  outputs: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+        return derived_artifacts(self.contracts.get(definition, version), inputs, outputs)

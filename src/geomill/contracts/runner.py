@@ -26,3 +26,12 @@ def run_contract(contract: Contract, inputs: Mapping[str, Any], engine: Mapping[
         raise ContractViolation(f"the solver of {contract.key} returned {type(outputs).__name__}, not an object")
     contract.check_outputs(outputs)
     return outputs
+
+
+def derived_artifacts(contract: Contract, inputs: Mapping[str, Any],
+                      outputs: Mapping[str, Any]) -> list[tuple[str, str, bytes]]:
+    """The files the contract's `artifacts` function makes from inputs and (checked) outputs, as (name, media type,
+    bytes); none without one. Run by the worker, whichever server solved."""
+    if not contract.manifest.artifacts:
+        return []
+    return list(resolve(contract.manifest.artifacts)(inputs, outputs))

@@ -149,6 +149,11 @@ class Solver(Protocol):
 
     def contract_digest(self, definition: str, version: str) -> str: ...
 
+    def artifacts(self, definition: str, version: str, inputs: dict[str, Any],
+                  outputs: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+        """Files the contract derives from inputs and outputs: (name, media type, bytes)."""
+        ...
+
 
 class ResultRecords(Protocol):
     """Where solve results and their artifacts are recorded (the store's compute tables)."""

@@ -11,11 +11,15 @@ parcel's boundary beyond the setback divided by the largest such distance among 
 is ``cos²`` of the angle between the placed house's longest edge and the parcel's longest edge (1 parallel, 0 at
 right angles). Ties go to the smaller rotation, then x, then y. Placements whose centres lie within half the house's
 shorter side of a better one are left out, so the list offers different spots.
+
+`artifacts` (the contract's derived files): `placements.geojson`, the placed footprints as RFC 7946 GeoJSON (WGS 84
+longitude/latitude, reprojected from the inputs' CRS), best first, with id, score and rotation.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 from collections.abc import Mapping
@@ -219,3 +223,26 @@ def solve(inputs: Mapping[str, Any], engine: Mapping[str, str]) -> dict[str, Any
     } for n, (score, i) in enumerate(choose(found, p), start=1)] if found is not None else []
     return {"placements": placements, "reason": reason,
             "metadata": {"definition": DEFINITION, "version": VERSION, "engine": dict(engine)}}
+
+
+def footprint(house: Polygon, placement: Mapping[str, Any]) -> Polygon:
+    """The house where `placement` puts it: rotated about (0, 0), then translated."""
+    t = placement["transform"]
+    rotated = affinity.rotate(house, t["rotation"]["value"], origin=(0.0, 0.0))
+    return affinity.translate(rotated, t["translation"]["x"], t["translation"]["y"])
+
+
+def artifacts(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> list[tuple[str, str, bytes]]:
+    """`placements.geojson`: each placement's footprint in WGS 84 (RFC 7946), with its id, score and rotation."""
+    from pyproj import Transformer
+
+    to_wgs84 = Transformer.from_crs(inputs["crs"], "EPSG:4326", always_xy=True)
+    house = polygon(inputs["house"], "house")
+    features = []
+    for p in outputs["placements"]:
+        placed = shapely.transform(footprint(house, p), lambda xy: np.column_stack(to_wgs84.transform(*xy.T)))
+        features.append({"type": "Feature", "id": p["id"], "geometry": shapely.geometry.mapping(placed),
+                         "properties": {"id": p["id"], "score": p["score"],
+                                        "rotation": p["transform"]["rotation"]["value"]}})
+    doc = {"type": "FeatureCollection", "features": features}
+    return [("placements.geojson", "application/geo+json", json.dumps(doc, separators=(",", ":")).encode())]

@@ -19,18 +19,26 @@ def artifact_key(p: SolveTaskParams, job_id: str, name: str) -> str:
 
 
 def solve(params: SolveTaskParams, ctx: TaskContext) -> SolveTaskResult:
-    """Call the solver (InvalidInput, ContractViolation: at once; unreachable or 5xx: retried), then record."""
+    """Call the solver (InvalidInput, ContractViolation: at once; unreachable or 5xx: retried), keep the outputs and
+    the contract's derived files in silver, then record the result and artifact rows."""
     outputs = ctx.solver.solve(params.definition, params.version, params.inputs)
-    data = json.dumps(outputs, sort_keys=True, separators=(",", ":")).encode()
-    uri = ctx.storage.uri_for("silver", artifact_key(params, ctx.job_id, OUTPUTS_NAME))
-    ctx.storage.write_bytes(uri, data)
-    artifact = Artifact(name=OUTPUTS_NAME, uri=uri, media_type="application/json", size_bytes=len(data),
-                        sha256=hashlib.sha256(data).hexdigest())
+    files = [(OUTPUTS_NAME, "application/json", json.dumps(outputs, sort_keys=True, separators=(",", ":")).encode()),
+             *ctx.solver.artifacts(params.definition, params.version, params.inputs, outputs)]
+    artifacts = [store_artifact(ctx, artifact_key(params, ctx.job_id, name), name, media_type, data)
+                 for name, media_type, data in files]
     engine = outputs.get("metadata", {}).get("engine") or {"mode": ctx.solver.mode}
     result = SolveTaskResult(definition=params.definition, version=params.version,
                              contract_sha256=ctx.solver.contract_digest(params.definition, params.version),
-                             engine=engine, outputs=outputs, artifacts=[artifact])
+                             engine=engine, outputs=outputs, artifacts=artifacts)
     ctx.records.save_compute_result(
         {"job_id": ctx.job_id, "app_id": params.app_id, **result.model_dump(exclude={"artifacts"})},
-        [artifact.model_dump()])
+        [a.model_dump() for a in artifacts])
     return result
+
+
+def store_artifact(ctx: TaskContext, key: str, name: str, media_type: str, data: bytes) -> Artifact:
+    """Write one file to silver (atomically, by the storage) and describe it."""
+    uri = ctx.storage.uri_for("silver", key)
+    ctx.storage.write_bytes(uri, data)
+    return Artifact(name=name, uri=uri, media_type=media_type, size_bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest())

@@ -251,3 +251,19 @@ def test_a_broken_contract_stops_geomill_serve_at_start(tmp_path: Path, mode: st
     said = " ".join(proc.stderr.split())  # the CLI wraps long lines
     assert proc.returncode == 2, said
     assert "2.0.0/manifest.json: not JSON" in said.replace("/ ", "/").replace(" /", "/")
+
+
+def test_health_shows_the_contracts_and_whether_the_appserver_is_ready(appserver: str, make_rt: Any) -> None:
+    """Not a required component: an unreachable AppServer degrades health, it does not take the API down."""
+    from geomill.roles import resolve_role
+    from geomill.service.health import health_document
+
+    role = resolve_role("standalone")
+    doc, down = health_document(make_rt(appserver), role, has_http=False)
+    compute_doc = doc["components"]["compute"]
+    assert compute_doc["status"] == "ok" and compute_doc["appserver"] == "ready" and not down
+    assert compute_doc["contracts"] == ["sitefit:1.0.0"] and compute_doc["solver"] == "appserver"
+    doc, down = health_document(make_rt(closed_port_url()), role, has_http=False)
+    assert doc["components"]["compute"]["status"] == "degraded" and not down
+    assert "unreachable" in doc["components"]["compute"]["appserver"]
+    assert health_document(make_rt(None), role)[0]["components"]["compute"]["solver"] == "in_process"

@@ -32,7 +32,7 @@ from compute_helpers import (
 from geomill.config import Settings
 from geomill.contracts import load_contracts
 from geomill.contracts.catalog import SHIPPED
-from geomill.domain import Job, JobStatus
+from geomill.domain import InvalidInput, Job, JobStatus
 from geomill.runtime import Runtime
 from geomill.service import compute, listing
 from geomill.worker.loop import WorkerLoop
@@ -267,3 +267,41 @@ def test_health_shows_the_contracts_and_whether_the_appserver_is_ready(appserver
     assert doc["components"]["compute"]["status"] == "degraded" and not down
     assert "unreachable" in doc["components"]["compute"]["appserver"]
     assert health_document(make_rt(None), role)[0]["components"]["compute"]["solver"] == "in_process"
+
+
+def test_a_version_changed_under_the_same_number_is_refused(tmp_path: Path) -> None:
+    """Versions are immutable: the job pins the contract's sha256 at submit; a worker whose copy of that version
+    differs fails the task at once instead of solving against other rules. A client may pin it too."""
+    def contracts(root: Path, max_length: int) -> Path:
+        folder = root / "echo" / "1.0.0"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"definition": "echo", "version": "1.0.0",
+                                                          "description": "t", "solver": "plugins.contract_solvers:echo"}))
+        (folder / "inputs.schema.json").write_text(json.dumps({
+            "type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": max_length}}}))
+        (folder / "outputs.schema.json").write_text(json.dumps({"type": "object"}))
+        return root
+
+    def runtime(contracts_dir: Path) -> Runtime:
+        return Runtime.open(Settings(data_dir=tmp_path / "data", app_name="h23-pin", workers=1, queues=QUEUES,
+                                     poll_interval_seconds=0.05, stall_grace_seconds=0.0, plugins=[],
+                                     contracts_dir=contracts_dir))
+
+    api, worker = runtime(contracts(tmp_path / "a", 10)), runtime(contracts(tmp_path / "b", 20))
+    try:
+        request = {"definition": "echo", "version": "1.0.0", "inputs": {"text": "hi"}}
+        pinned = api.contracts.get("echo", "1.0.0").digest
+        with pytest.raises(InvalidInput, match="contract_sha256"):
+            compute.run(api, {**request, "contract_sha256": "0" * 64})
+        job_id = compute.run(api, {**request, "contract_sha256": pinned}).job.job_id
+        loop, deadline = WorkerLoop(worker, QUEUES), time.monotonic() + 30
+        while not (job := worker.store.get_job(job_id)).status.is_terminal:
+            assert time.monotonic() < deadline
+            if not loop.run_once():
+                time.sleep(0.05)
+        task = the_task(worker, job_id)
+        assert job.status is JobStatus.FAILED and task["attempt"] == 1
+        assert task["error"]["type"] == "PermanentError" and "must not change" in task["error"]["message"]
+    finally:
+        api.close()
+        worker.close()

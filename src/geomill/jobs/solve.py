@@ -24,6 +24,9 @@ class SolveParams(BaseModel):
     definition: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="the contract's definition")
     version: str = Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="the contract's version")
     inputs: dict[str, Any] = Field(description="inputs conforming to the contract's inputs.schema.json")
+    contract_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$",
+                                        description="the contract's sha256 (GET /contracts on an AppServer): optional pin, "
+                                                    "refused when it differs; set at submit")
 
 
 def plan_solve(params: SolveParams, previous: Sequence[FinishedStage]) -> list[TaskSpec]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from geomill.contracts import inputs_hash
 from geomill.contracts.runner import check_submission
-from geomill.domain import NewJob, NotFinished, NotFound
+from geomill.domain import InvalidInput, NewJob, NotFinished, NotFound
 from geomill.engine.orchestrator import Submission, parse_params, submitted
 from geomill.jobs.solve import JOB_TYPE, SolveParams
 from geomill.service import listing
@@ -22,9 +22,13 @@ def new_solve_job(rt: Runtime, params: dict[str, Any], *, correlation_id: str | 
     checked = parse_params(SolveParams, params)
     assert isinstance(checked, SolveParams)
     contract = rt.contracts.get(checked.definition, checked.version)
+    if checked.contract_sha256 not in (None, contract.digest):  # the client pinned another text of this version
+        raise InvalidInput(f"contract_sha256: {checked.definition} {checked.version} here is {contract.digest}, not "
+                           f"{checked.contract_sha256}", field="contract_sha256")
     check_submission(contract, checked.inputs)
     job_id = inputs_hash(checked.definition, checked.version, checked.inputs)
-    return NewJob(job_id, JOB_TYPE, checked.model_dump(mode="json"), 1, correlation_id=correlation_id)
+    params = {**checked.model_dump(mode="json"), "contract_sha256": contract.digest}  # what the worker must match
+    return NewJob(job_id, JOB_TYPE, params, 1, correlation_id=correlation_id)
 
 
 def run(rt: Runtime, params: dict[str, Any], *, correlation_id: str | None = None) -> Submission:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from geomill.domain import PermanentError
 from geomill.engine.context import TaskContext
 from geomill.tasks.solve.models import Artifact, SolveTaskParams, SolveTaskResult
 
@@ -21,6 +22,11 @@ def artifact_key(p: SolveTaskParams, job_id: str, name: str) -> str:
 def solve(params: SolveTaskParams, ctx: TaskContext) -> SolveTaskResult:
     """Call the solver (InvalidInput, ContractViolation: at once; unreachable or 5xx: retried), keep the outputs and
     the contract's derived files in silver, then record the result and artifact rows."""
+    digest = ctx.solver.contract_digest(params.definition, params.version)
+    if params.contract_sha256 and digest != params.contract_sha256:  # a version is immutable: refuse a changed one
+        raise PermanentError(f"contract {params.definition} {params.version} here (sha256 {digest[:12]}…) is not the "
+                             f"one the inputs were checked against ({params.contract_sha256[:12]}…): a version must "
+                             "not change; publish a new version and deploy the same folder everywhere")
     outputs = ctx.solver.solve(params.definition, params.version, params.inputs)
     files = [(OUTPUTS_NAME, "application/json", json.dumps(outputs, sort_keys=True, separators=(",", ":")).encode()),
              *ctx.solver.artifacts(params.definition, params.version, params.inputs, outputs)]
@@ -28,7 +34,7 @@ def solve(params: SolveTaskParams, ctx: TaskContext) -> SolveTaskResult:
                  for name, media_type, data in files]
     engine = outputs.get("metadata", {}).get("engine") or {"mode": ctx.solver.mode}
     result = SolveTaskResult(definition=params.definition, version=params.version,
-                             contract_sha256=ctx.solver.contract_digest(params.definition, params.version),
+                             contract_sha256=digest,
                              engine=engine, outputs=outputs, artifacts=artifacts)
     ctx.records.save_compute_result(
         {"job_id": ctx.job_id, "app_id": params.app_id, **result.model_dump(exclude={"artifacts"})},

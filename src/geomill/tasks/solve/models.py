@@ -12,6 +12,7 @@ class SolveTaskParams(BaseModel):
     definition: str
     version: str
     inputs: dict[str, Any]
+    contract_sha256: str | None = Field(None, description="the contract checked at submit; the worker's must match")
 
 
 class Artifact(BaseModel):

@@ -305,3 +305,25 @@ def test_a_version_changed_under_the_same_number_is_refused(tmp_path: Path) -> N
     finally:
         api.close()
         worker.close()
+
+
+@pytest.fixture(params=["geomill", "node"])
+def any_appserver(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each AppServer implementation in turn: geomill's, and the Node.js stand-in."""
+    if request.param == "geomill":
+        yield request.getfixturevalue("appserver")
+        return
+    with node_standin(free_port()) as url:
+        yield url
+
+
+def test_every_appserver_speaks_the_protocol(any_appserver: str) -> None:
+    """The shared part of the protocol: health, readiness, the contract list, a conforming solve, 404 for a contract
+    it does not serve."""
+    client = httpx.Client(base_url=any_appserver, timeout=30)
+    assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
+    assert {(c["definition"], c["version"]) for c in client.get("/contracts").json()} == {("sitefit", "1.0.0")}
+    r = client.post("/gh/sitefit:1.0.0/solve", json={"inputs": SAMPLE_INPUTS})
+    assert r.status_code == 200
+    load_contracts().get("sitefit", "1.0.0").check_outputs(r.json())
+    assert client.post("/gh/nothing:1.0.0/solve", json={"inputs": {}}).status_code == 404

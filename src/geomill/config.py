@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         default=[], description="explicit queues to listen to (custom role); empty: the app mode's queues. "
                                 "'jobs' = orchestration events")
     app_mode: str = Field("standalone", description="role preset: standalone, platform_only, platform_raster, "
-                          "platform_vector, worker_raster, worker_vector, worker_long")
+                          "platform_vector, worker_raster, worker_vector, worker_long, worker_solve, appserver")
     concurrency: dict[str, int] = Field(
         default={}, description='worker processes per queue, e.g. {"raster-tasks": 2, "vector-tasks": 8}; '
                                 "empty: GEOMILL_WORKERS processes each listening to every queue of the mode")
@@ -113,6 +113,15 @@ class Settings(BaseSettings):
                           "are built from it, never from the request's Host header; unset: relative URLs")
     drill_jobs: bool = Field(False, description="enable the drill job types (fanout: tests, chaos drills, "
                              "benchmarks); off, they are unknown to every face")
+    contracts_dir: Path | None = Field(
+        None, description="a folder of compute contracts (<definition>/<version>/ with inputs.schema.json, "
+                                "outputs.schema.json, manifest.json) besides the ones geomill ships (docs/contracts.md)")
+    appserver_url: str | None = Field(
+        None, description="base URL of an AppServer (http://solver:8080): solve tasks call its "
+                          "POST /gh/{definition}:{version}/solve; unset: solvers run in the worker process")
+    appserver_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="solve tasks: longest wait to connect to the AppServer (the read timeout is the "
+                               "contract's own timeout plus 5 s)")
     log_level: str = Field("WARNING")
     log_json: bool = Field(False, description="JSON log lines (for services)")
     plugins: list[str] = Field(default=[], description="extra modules with a register(registry) function")

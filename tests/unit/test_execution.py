@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from geomill.domain import Fenced, InvalidInput, OutOfSpace, Task, TaskStatus, TaskTimeout, TransientError
+from geomill.domain import (
+    Fenced,
+    InvalidInput,
+    OutOfSpace,
+    PermanentError,
+    Task,
+    TaskStatus,
+    TaskTimeout,
+    TransientError,
+)
 from geomill.engine.context import Limits, TaskContext
 from geomill.engine.execution import error_record, run_task
 from geomill.engine.registry import Registry, TaskType
@@ -37,6 +46,8 @@ def handler(params: Params, ctx: TaskContext) -> Any:
         raise OutOfSpace("no space left on /data", path="/data", free_bytes=0, needed_bytes=10)
     if params.mode == "fenced":
         raise Fenced("lost the lease")
+    if params.mode == "permanent":
+        raise PermanentError("the solver broke its contract")
     if params.mode == "dict":
         return {"doubled": params.n * 2}
     if params.mode == "bad-result":
@@ -157,3 +168,21 @@ def test_error_record_of_an_empty_message_uses_the_type_and_caps_the_traceback()
     assert rec["message"] == "RuntimeError" and rec["retryable"] is False and rec["cause"] == "permanent"
     huge = error_record(RuntimeError("x" * 20_000), 1, permanent=True)
     assert len(huge["traceback"]) == 8000
+
+
+def test_a_permanent_error_fails_at_once_without_a_dead_letter(reg: Registry) -> None:
+    """PermanentError (e.g. a contract violation): not the input's fault, never retried, even with attempts left."""
+    out = run(reg, {"n": 1, "mode": "permanent"})
+    assert out.retry_in is None and not out.dead_letter
+    assert out.error is not None and out.error["cause"] == "permanent" and out.error["retryable"] is False
+
+
+def test_a_task_type_may_dead_letter_its_exhausted_transient_failures() -> None:
+    """`dead_letter_when_exhausted`: the last transient failure asks for a dead letter; earlier ones retry."""
+    r = Registry()
+    r.register_task_type(TaskType("t.x", handler, Params, Result, "default-tasks", retry=POLICY,
+                                  dead_letter_when_exhausted=True))
+    early, last = run(r, {"n": 1, "mode": "transient"}, attempt=2), run(r, {"n": 1, "mode": "transient"}, attempt=3)
+    assert early.retry_in is not None and not early.dead_letter
+    assert last.retry_in is None and last.dead_letter
+    assert not run(r, {"n": 1, "mode": "invalid"}, attempt=3).dead_letter

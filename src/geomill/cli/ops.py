@@ -11,9 +11,10 @@ import typer
 from geomill.catalog.base import is_postgres
 from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out, refuse
+from geomill.contracts import load_contracts
 from geomill.domain import GeomillError
 from geomill.logs import setup_logging
-from geomill.roles import process_layout, resolve_role
+from geomill.roles import AppMode, process_layout, resolve_role
 from geomill.runtime import Runtime
 from geomill.service import keys as api_keys
 from geomill.service import listing
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from geomill.probes import ProbeServer
 
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "
-                                          "platform_vector, worker_raster, worker_vector, worker_long "
+                                          "platform_vector, worker_raster, worker_vector, worker_long, worker_solve, appserver "
                                           "[GEOMILL_APP_MODE]")]
 Queues = Annotated[str | None, typer.Option("--queues", help="explicit comma-separated queues (custom role)")]
 Concurrency = Annotated[str | None, typer.Option(
@@ -64,9 +65,19 @@ def serve(
                                  http_processes=http_processes, concurrency=_parse_concurrency(concurrency))
         explicit = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queues
         role = resolve_role(settings.app_mode, explicit or None)
-        rt = Runtime.open(settings)
+        if role.mode is AppMode.APPSERVER:  # stateless: no database, no queues
+            load_contracts(settings.contracts_dir)  # a broken contract stops the start, with its path
+        else:
+            rt = Runtime.open(settings)
+            rt.contracts  # noqa: B018 - loaded now: a broken contract stops the start, not a request or a task
     except GeomillError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
+    if role.mode is AppMode.APPSERVER:
+        from geomill.serve import serve_appserver
+
+        setup_logging(settings.log_level, settings.log_json or "GEOMILL_LOG_JSON" not in os.environ)
+        serve_appserver(settings, err.print)
+        return
     if "GEOMILL_LOG_JSON" not in os.environ:  # services log JSON lines unless told otherwise
         settings = settings.model_copy(update={"log_json": True})
         rt.settings = settings

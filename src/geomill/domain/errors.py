@@ -42,6 +42,11 @@ class TransientError(TaskError):
     """A failure worth retrying (network blip, busy resource)."""
 
 
+class PermanentError(TaskError):
+    """A failure no retry can fix and that is not the input's fault (a solver breaking its contract, a peer that
+    refuses the request for good): fails the task at once."""
+
+
 class OutOfSpace(TaskError):
     """The target filesystem has no room for an output. Never retried at once (it would fill the disk again): the
     task fails, or waits GEOMILL_OUT_OF_SPACE_RETRY_SECONDS when that is set (room may be freed meanwhile)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from geomill.storage import LocalStorage
 from geomill.store.sqlite import SQLiteStore
 from geomill.tasks import demo as demo_tasks
 from geomill.worker.loop import WorkerLoop
+from jobrun import run_until_finished
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -97,19 +97,6 @@ def run_until_idle(loop: WorkerLoop, limit: int = 100_000) -> int:
         steps += 1
         assert steps < limit, "worker loop did not go idle"
     return steps
-
-
-def run_until_finished(rt: Runtime, job_id: str, timeout: float = 10.0, loop: WorkerLoop | None = None) -> Job:
-    """Run a worker loop in-process until the job is terminal, sleeping a little while tasks wait out backoff."""
-    loop = loop or WorkerLoop(rt, rt.settings.queues)
-    deadline = time.monotonic() + timeout
-    while True:
-        job = rt.store.get_job(job_id)
-        if job.status.is_terminal:
-            return job
-        assert time.monotonic() < deadline, f"job still {job.status} at stage {job.stage} after {timeout} s"
-        if not loop.run_once():
-            time.sleep(0.01)
 
 
 @pytest.fixture

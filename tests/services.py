@@ -325,3 +325,17 @@ def moto_with_auth(free_actions: int) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def remote_zones(monkeypatch: pytest.MonkeyPatch, backend: str, prefix: str, *,
+                 remote_bronze: bool = True) -> tuple[dict[str, str], str]:
+    """Zone settings in a fresh bucket (``backend`` "s3", moto) or container ("az", Azurite), the emulator's
+    credentials set in the environment through `monkeypatch`: ({"silver_url": …, "bronze_url": …}, bucket)."""
+    env = ensure_s3() if backend == "s3" else ensure_azurite()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bucket = fresh_bucket(prefix) if backend == "s3" else fresh_container(prefix)
+    zones = {"silver_url": f"{backend}://{bucket}/silver/"}
+    if remote_bronze:
+        zones["bronze_url"] = f"{backend}://{bucket}/bronze/"
+    return zones, bucket

@@ -16,31 +16,17 @@ import rasterio
 from affine import Affine
 
 from geomill.config import Settings
-from geomill.domain import InvalidInput, Job
+from geomill.domain import InvalidInput
 from geomill.roles import resolve_role
 from geomill.runtime import Runtime
 from geomill.service.health import health_document
 from geomill.service.submit import submit
 from geomill.storage import ObjectStorage
 from geomill.tasks.raster.cogcheck import validate_cog
+from jobrun import run_until_finished
 from services import AZURITE_KEY, S3_ENV, ensure_azurite, ensure_s3, fresh_bucket, fresh_container
 
 QUEUES = ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
-
-
-def run_until_finished(rt: Runtime, job_id: str, timeout: float) -> Job:
-    """An in-process worker loop until the job is terminal."""
-    import time
-
-    from geomill.worker.loop import WorkerLoop
-
-    loop = WorkerLoop(rt, rt.settings.queues)
-    deadline = time.monotonic() + timeout
-    while not (job := rt.store.get_job(job_id)).status.is_terminal:
-        assert time.monotonic() < deadline, f"job still {job.status} after {timeout} s"
-        if not loop.run_once():
-            time.sleep(0.01)
-    return job
 
 
 def geotiff_bytes(tmp_path: Path, name: str = "scene.tif") -> Path:

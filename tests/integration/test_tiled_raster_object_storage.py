@@ -25,29 +25,15 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geomill.config import Settings
-from geomill.domain import InvalidInput, Job, TaskError
+from geomill.domain import InvalidInput, TaskError
 from geomill.runtime import Runtime
 from geomill.service.submit import submit
 from geomill.tasks.raster.cogcheck import validate_cog
-from services import ensure_azurite, ensure_s3, fresh_bucket, fresh_container
+from jobrun import run_until_finished
+from services import ensure_s3, fresh_bucket, remote_zones
 
 QUEUES = ["jobs", "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"]
 SIDE, TILE = 1024, 512
-
-
-def run_until_finished(rt: Runtime, job_id: str, timeout: float = 120) -> Job:
-    """An in-process worker loop until the job is terminal."""
-    import time
-
-    from geomill.worker.loop import WorkerLoop
-
-    loop = WorkerLoop(rt, rt.settings.queues)
-    deadline = time.monotonic() + timeout
-    while not (job := rt.store.get_job(job_id)).status.is_terminal:
-        assert time.monotonic() < deadline, f"job still {job.status} after {timeout} s"
-        if not loop.run_once():
-            time.sleep(0.01)
-    return job
 
 
 def pixels(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -68,13 +54,7 @@ def write_geotiff(path: Path, data: np.ndarray, west: float = 500_000, north: fl
 def open_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, *, remote_bronze: bool = True,
                  **settings: Any) -> tuple[Runtime, str]:
     """A runtime whose silver (and bronze, unless `remote_bronze` is False) zone is in a fresh bucket/container."""
-    env = ensure_s3() if backend == "s3" else ensure_azurite()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    bucket = fresh_bucket("h18r") if backend == "s3" else fresh_container("h18r")
-    zones = {"silver_url": f"{backend}://{bucket}/silver/"}
-    if remote_bronze:
-        zones["bronze_url"] = f"{backend}://{bucket}/bronze/"
+    zones, bucket = remote_zones(monkeypatch, backend, "h18r", remote_bronze=remote_bronze)
     rt = Runtime.open(Settings(data_dir=tmp_path / "data", database_url=None, app_name="h18r-test", workers=1,
                                queues=QUEUES, plugins=[], poll_interval_seconds=0.05, **zones, **settings))
     return rt, bucket
@@ -173,7 +153,7 @@ def test_process_large_raster_tiles_mosaic_and_collection_in_object_storage(
         rt.storage.put_file(write_geotiff(tmp_path / "big.tif", source), "bronze://big/big.tif")
         job = submit(rt, "process_large_raster", {"source": "bronze://big/big.tif", "tile_size": TILE},
                      restricted=True).job
-        done = run_until_finished(rt, job.job_id)
+        done = run_until_finished(rt, job.job_id, timeout=300)
         assert done.status.value == "completed", done.error
         assert done.result is not None and done.result["path"] == "tiled"
         check_tiled_outputs(rt, done.result["tiled"], source, how)
@@ -191,7 +171,7 @@ def test_process_raster_above_the_threshold_tiles_a_local_source_into_s3(
         source = pixels(SIDE, SIDE, seed=3)
         write_geotiff(rt.storage.local_path("bronze://big.tif"), source)
         job = submit(rt, "process_raster", {"source": "bronze://big.tif", "tile_size": TILE}, restricted=True).job
-        done = run_until_finished(rt, job.job_id)
+        done = run_until_finished(rt, job.job_id, timeout=300)
         assert done.status.value == "completed", done.error
         assert done.result is not None and done.result["path"] == "tiled"
         assert all(t["cog_path"].startswith(f"s3://{bucket}/silver/tiles/") for t in done.result["tiled"]["tiles"])
@@ -231,7 +211,7 @@ def test_process_raster_collection_lists_a_bucket_prefix_and_catalogs_the_object
         scenes = put_scenes(rt, tmp_path, "bronze://scenes/")
         prefix = f"{backend}://{bucket}/bronze/scenes/" if named == "cloud" else "bronze://scenes/"
         job = submit(rt, "process_raster_collection", {"source_prefix": prefix}, restricted=True).job
-        done = run_until_finished(rt, job.job_id)
+        done = run_until_finished(rt, job.job_id, timeout=300)
         assert done.status.value == "completed", done.error
         result = done.result
         assert result is not None
@@ -275,7 +255,7 @@ def test_an_empty_bucket_prefix_is_refused_at_submit_and_a_prefix_without_raster
                    restricted=True)
         rt.storage.write_bytes("bronze://notes/README.txt", b"not a raster")
         job = submit(rt, "process_raster_collection", {"source_prefix": "bronze://notes/"}, restricted=True).job
-        done = run_until_finished(rt, job.job_id)
+        done = run_until_finished(rt, job.job_id, timeout=300)
         assert done.status.value == "failed"
         assert "holds no raster files" in json.dumps(done.error) and "bronze://notes/" in json.dumps(done.error)
     finally:

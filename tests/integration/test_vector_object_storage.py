@@ -24,7 +24,7 @@ from geomill.runtime import Runtime
 from geomill.service.submit import submit
 from geomill.sinks.geopackage import GeoPackageSink
 from geomill.tasks.vector.models import VectorLoad
-from services import ensure_azurite, ensure_s3, fresh_bucket, fresh_container
+from services import remote_zones
 from vector_helpers import feature, open_runtime, run_vector_job, write_geojson, write_points_gpkg
 
 SHAPEFILE = "coutwildrnp"  # tests/data/vector: 67 polygons, EPSG:4326, with .prj and .cpg
@@ -34,13 +34,7 @@ SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 def remote_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, database_url: str | None,
                    *, remote_bronze: bool = True) -> Runtime:
     """A runtime whose silver zone (and bronze, unless told otherwise) is a fresh bucket or container."""
-    env = ensure_s3() if backend == "s3" else ensure_azurite()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    bucket = fresh_bucket("h18v-vec") if backend == "s3" else fresh_container("h18v-vec")
-    zones = {"silver_url": f"{backend}://{bucket}/silver/"}
-    if remote_bronze:
-        zones["bronze_url"] = f"{backend}://{bucket}/bronze/"
+    zones, _ = remote_zones(monkeypatch, backend, "h18v-vec", remote_bronze=remote_bronze)
     return open_runtime(tmp_path / "data", database_url, **zones)
 
 

@@ -1,8 +1,9 @@
 """The scale-out Compose topology with the image itself: one podman container per service of
-deploy/compose/scaleout.yaml (its command, environment and volumes), on this host's network, against the local
+deploy/compose/scaleout.yaml (its command and environment), on this host's network, against the local
 PostgreSQL, RabbitMQ and moto (the names postgres, rabbitmq and s3 mapped to 127.0.0.1 in the URLs, ports made
 unique, as tests/deploy/test_scaleout_processes.py does with local processes). Then the same end-to-end check: a
-raster job from S3 and a vector job from the inbox volume, submitted over HTTP, each task run by its role.
+raster job (a GeoTIFF) and a vector job (a zipped shapefile) from the bucket's bronze zone, submitted over HTTP, each
+task run by its role. The containers mount no volume: they share nothing but the bucket.
 
 Needs an image built by check_image.sh (default localhost/geomill:check), podman with runc (crun refuses this
 machine's cgroups), and the services of scripts/services.sh. Not part of the test suite (containers, minutes).
@@ -25,7 +26,7 @@ from scaleout_topology import Topology, complete_a_raster_and_a_vector_job, scal
 
 
 class PodmanTopology(Topology):
-    """Each service as a container of `image`; volumes are mounted where Compose mounts them."""
+    """Each service as a container of `image` (its data folder its own)."""
 
     image = "localhost/geomill:check"
 
@@ -42,8 +43,6 @@ class PodmanTopology(Topology):
         args += ["--name", name] if name else []
         for key, value in self.service_env(service).items():
             args += ["-e", f"{key}={value}"]
-        for target, (host, read_only) in self.volumes(service).items():
-            args += ["-v", f"{host}:{target}" + (":ro" if read_only else "")]
         return [*args, self.image, *entrypoint[1:], *(override or spec["command"])]
 
     def run(self, service: str, *override: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,8 @@
 per service (bench/deploy_podman.py). Both take each service's command and environment from the Compose file (its
 variables interpolated as `docker compose` does, the image's ENV underneath) and map only what Compose would give:
 service host names (postgres, rabbitmq, s3) to 127.0.0.1, and ports (one host network here) to free ports. Local
-processes also get folders for the volumes and for each container's own data folder.
+processes also get a folder for each container's own data folder. The roles mount no volume (a test of the manifests
+holds that): they share nothing but the bucket, so nothing else needs mapping.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,8 @@ from services import S3_ENV, ensure_s3, fresh_database, fresh_vhost
 HOSTS = ("postgres", "rabbitmq", "s3")  # Compose service names: one host, 127.0.0.1, here
 ROLES = ("api", "platform_only", "worker_raster", "worker_vector", "worker_long")
 SAMPLE_RASTER = ROOT / "src" / "geomill" / "examples" / "data" / "shade.tif"
-SAMPLE_VECTOR = ROOT / "tests" / "data" / "vector"
+SAMPLE_VECTOR = ROOT / "tests" / "data" / "vector"  # coutwildrnp.*: 67 polygons (tests/data/README.md)
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 
 
 def _free_port() -> int:
@@ -55,6 +57,7 @@ class Topology:
     def service_env(self, service: str) -> dict[str, str]:
         """The image's ENV + the service's environment; hosts to 127.0.0.1, the role's port to a free one."""
         spec = self.doc["services"][service]
+        assert "volumes" not in spec, f"{service} mounts a volume: the scale-out services share none (only S3)"
         env = {k: v for k, v in image_env().items() if not k.startswith(("PATH", "PYTHON"))}
         env.update(service_env(self.doc, service))
         env = {k: re.sub(rf"(?<=[@/])({'|'.join(HOSTS)})(?=:\d)", "127.0.0.1", v) for k, v in env.items()}
@@ -62,23 +65,9 @@ class Topology:
         env["GEOMILL_PORT" if "ports" in spec else "GEOMILL_PROBE_PORT"] = str(self.ports[service])
         return env
 
-    def volumes(self, service: str) -> dict[str, tuple[Path, bool]]:
-        """Mount target → (host folder, read-only)."""
-        mounts = {}
-        for volume in self.doc["services"][service].get("volumes", []):
-            name, target, *mode = volume.split(":")
-            mounts[target] = (self.root / "volumes" / name, mode == ["ro"])
-            mounts[target][0].mkdir(parents=True, exist_ok=True)
-            mounts[target][0].chmod(0o777)  # the image's user (10001) writes there too
-        return mounts
-
     def path_in(self, service: str, path: str) -> str:
-        """`path` (as the container sees it) as the service's process sees it: volumes are folders here."""
-        mounts = {"/var/lib/geomill/data": self.root / service / "data"}  # the container's own file system
-        mounts.update({target: host for target, (host, _) in self.volumes(service).items()})
-        for target in sorted(mounts, key=len, reverse=True):
-            path = path.replace(target, str(mounts[target]))
-        return path
+        """`path` (as the container sees it) as the service's process sees it: its own data folder is a folder here."""
+        return path.replace("/var/lib/geomill/data", str(self.root / service / "data"))
 
     def env(self, service: str) -> dict[str, str]:
         env = {key: self.path_in(service, value) for key, value in self.service_env(service).items()}
@@ -168,9 +157,19 @@ def _finished(top: Topology, job_id: str, key: str) -> dict[str, Any]:
         raise AssertionError({s: top.log(s) for s in top.procs}) from None
 
 
+def zipped_shapefile(folder: Path) -> Path:
+    path = folder / "coutwildrnp.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for ext in SHAPEFILE_PARTS:
+            zf.write(SAMPLE_VECTOR / f"coutwildrnp{ext}", f"coutwildrnp{ext}")
+    return path
+
+
 def complete_a_raster_and_a_vector_job(top: Topology) -> dict[str, Any]:
-    """Start the topology as Compose would (bucket, migrations, then the roles), submit a raster job (S3) and a
-    vector job (the inbox volume) over HTTP, and check their products and which role ran each task."""
+    """Start the topology as Compose would (bucket, migrations, then the roles), submit a raster job and a vector
+    job whose sources are objects in the bucket's bronze zone (a GeoTIFF named `bronze://…`, a zipped shapefile
+    named `s3://<bucket>/bronze/…`) over HTTP, and check their products (a COG in the bucket; the rows in PostGIS,
+    the vector chunks in the bucket and none left in a role's local folder) and which role ran each task."""
     top.run("make_bucket")
     top.run("migrate")
     for service in ROLES:
@@ -184,13 +183,13 @@ def complete_a_raster_and_a_vector_job(top: Topology) -> dict[str, Any]:
                       aws_secret_access_key=api_env["AWS_SECRET_ACCESS_KEY"], region_name=api_env["AWS_REGION"])
     bucket = api_env["GEOMILL_BRONZE_URL"].split("/")[2]
     s3.upload_file(str(SAMPLE_RASTER), bucket, "bronze/h24/shade.tif")
-    inbox = json.loads(service_env(top.doc, "api")["GEOMILL_SOURCE_ROOTS"])[0]  # a volume of api and worker_vector
-    for part in SAMPLE_VECTOR.glob("coutwildrnp.*"):
-        shutil.copy(part, top.volumes("api")[inbox][0] / part.name)
-    source = top.path_in("api", f"{inbox}/coutwildrnp.shp")
+    (top.root / "upload").mkdir()
+    s3.upload_file(str(zipped_shapefile(top.root / "upload")), bucket, "bronze/h24/coutwildrnp.zip")
+    assert api_env["GEOMILL_BRONZE_URL"] == f"s3://{bucket}/bronze/"  # the s3:// source below is inside the zone
 
     raster = _http(top, "POST", "/api/jobs/submit/process_raster", key, {"source": "bronze://h24/shade.tif"})
-    vector = _http(top, "POST", "/api/jobs/submit/process_vector", key, {"source": source, "table": "h24_wilderness"})
+    vector = _http(top, "POST", "/api/jobs/submit/process_vector", key,
+                   {"source": f"s3://{bucket}/bronze/h24/coutwildrnp.zip", "table": "h24_wilderness"})
     raster_doc, vector_doc = _finished(top, raster["job_id"], key), _finished(top, vector["job_id"], key)
     assert raster_doc["status"] == "completed", raster_doc
     assert vector_doc["status"] == "completed", vector_doc
@@ -204,6 +203,12 @@ def complete_a_raster_and_a_vector_job(top: Topology) -> dict[str, Any]:
     with psycopg.connect(api_env["GEOMILL_DATABASE_URL"]) as conn:
         count = conn.execute("SELECT count(*) FROM geo.h24_wilderness").fetchone()
     assert count == (67,)
+    chunks = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="silver/vector/")
+              for o in page.get("Contents", [])]
+    assert chunks and all(k.endswith(".parquet") for k in chunks), chunks  # passed prepare → upload in the bucket
+    local = [p for service in top.doc["services"] for p in (top.root / service).rglob("*")
+             if p.suffix in (".parquet", ".shp", ".zip")]
+    assert not local, local  # no chunk or fetched source left in a service's own folder
 
     ran_by = {}
     for job_id, role in ((raster["job_id"], "worker_raster"), (vector["job_id"], "worker_vector")):

@@ -2,7 +2,7 @@
 Kubernetes schemas (kubernetes-validate) or KEDA's CRD schemas (deploy/k8s/schemas), and the invariants that tie the
 manifests to geomill hold: a Deployment per role, a ScaledObject per worker role on the queues geomill routes that
 role's tasks to, probes on the ports the roles serve, grace periods above the drain grace, the same image, command
-and environment as the Compose files."""
+and environment as the Compose files, and scale-out roles that share nothing but the S3 bucket (no volumes)."""
 
 from __future__ import annotations
 
@@ -282,6 +282,41 @@ def test_compose_roles_are_one_image_differing_by_environment(name: str, roles: 
         assert {"postgres", "rabbitmq", "s3"} <= set(doc["services"])
         env = service_env(doc, "api")
         assert env["GEOMILL_BROKER_URL"].startswith("amqp://") and env["GEOMILL_SILVER_URL"].startswith("s3://")
+
+
+ZONE_VARS = ("GEOMILL_BRONZE_URL", "GEOMILL_SILVER_URL", "GEOMILL_GOLD_URL")
+
+
+def _shares_only_the_bucket(envs: dict[str, dict[str, str]]) -> None:
+    """Every role has the same three zones, all in one S3 bucket, and may name no local source folder: any
+    process of any role can run any task (a vector job's chunks pass through silver, not a disk)."""
+    zones = {role: tuple(env[v] for v in ZONE_VARS) for role, env in envs.items()}
+    assert len(set(zones.values())) == 1, zones
+    [(bronze, silver, gold)] = set(zones.values())
+    bucket = bronze.split("/")[2]
+    assert (bronze, silver, gold) == tuple(f"s3://{bucket}/{z}/" for z in ("bronze", "silver", "gold"))
+    for role, env in envs.items():
+        roots = json.loads(env.get("GEOMILL_SOURCE_ROOTS", "[]"))
+        assert all("://" in r for r in roots), (role, roots)
+
+
+def test_the_scaleout_compose_roles_share_nothing_but_the_bucket() -> None:
+    """No role mounts a volume (no inbox, no shared silver for vector work); the zones are the bucket's."""
+    doc = compose("scaleout.yaml")
+    assert not {role: doc["services"][role]["volumes"] for role in ROLES if "volumes" in doc["services"][role]}
+    _shares_only_the_bucket({role: service_env(doc, role) for role in ROLES})
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_kubernetes_roles_share_nothing_but_the_bucket(overlay: str) -> None:
+    """No PersistentVolumeClaim (no ReadWriteMany volume for vector work): every pod volume is an emptyDir
+    (scratch); the zones are the bucket's."""
+    objects = render(overlay)
+    assert not by_kind(objects, "PersistentVolumeClaim")
+    for workload in [*by_kind(objects, "Deployment"), *by_kind(objects, "Job")]:
+        volumes = workload["spec"]["template"]["spec"].get("volumes", [])
+        assert all(set(v) == {"name", "emptyDir"} for v in volumes), (workload["metadata"]["name"], volumes)
+    _shares_only_the_bucket({role: container_env(objects, deployment(objects, role)) for role in ROLES})
 
 
 def test_the_image_is_multi_stage_slim_non_root_pinned_and_brings_no_system_gdal() -> None:

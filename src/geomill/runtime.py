@@ -59,6 +59,7 @@ class Runtime:
         """This process's task resources, built on first use (a process that runs no task builds none)."""
         if self._resources is None:
             self._resources = open_task_resources(self.settings, self.storage)
+            self._resources.ledger = self.store  # the store's container ledger, as the narrow ObjectLedger port
         return self._resources
 
     def close(self) -> None:

@@ -43,9 +43,10 @@ def run_until_finished(rt: Runtime, job_id: str, timeout: float) -> Job:
 
 
 def raster(path: Path, *, cog: bool, value: int = 0) -> Path:
-    """A small georeferenced GeoTIFF: a COG (GDAL's COG driver) or a striped GTiff; `value` changes its pixels."""
-    data = ((np.arange(300 * 260, dtype=np.uint16).reshape(1, 260, 300) + value) % 4000).astype(np.uint16)
-    profile = {"width": 300, "height": 260, "count": 1, "dtype": "uint16", "crs": "EPSG:32631", "nodata": 0,
+    """A small georeferenced GeoTIFF: a COG (GDAL's COG driver) or a striped GTiff (larger than 512 pixels on a
+    side, so not a valid COG); `value` changes its pixels."""
+    data = ((np.arange(600 * 520, dtype=np.uint16).reshape(1, 520, 600) + value) % 4000).astype(np.uint16)
+    profile = {"width": 600, "height": 520, "count": 1, "dtype": "uint16", "crs": "EPSG:32631", "nodata": 0,
                "transform": Affine(20, 0, 400000 + 10000 * value, 0, -20, 5500000)}
     with rasterio.open(path, "w", driver="COG" if cog else "GTiff", **profile) as ds:
         ds.write(data)
@@ -120,7 +121,7 @@ def test_sync_container_of_10000_objects_plans_only_new_then_changed_rasters_s3(
     try:
         rasters = {f"bronze/scenes/{i % 3}/scene-{i}.tif": raster(tmp_path / f"s{i}.tif", cog=i < 3).read_bytes()
                    for i in range(6)}
-        others = {f"bronze/scenes/{i % 7}/note-{i:05d}.{'txt' if i % 2 else 'json'}": f"note {i}\n".encode()
+        others = {f"bronze/scenes/{i % 7}/note-{i:05d}.{'txt' if i % 2 else 'xml'}": f"note {i}\n".encode()
                   for i in range(10_000 - len(rasters))}
         started = time.monotonic()
         asyncio.run(_put_all(s3_store(bucket), {**others, **rasters}))
@@ -128,6 +129,7 @@ def test_sync_container_of_10000_objects_plans_only_new_then_changed_rasters_s3(
 
         params = {"source": "bronze://scenes/", "collection_id": "h18c-scenes", "part_size": 4000}
         first = run(rt, "sync_container", params, timeout=300)
+        print(f"upload {uploaded:.1f} s, first sync {time.monotonic() - started - uploaded:.1f} s")
         assert first["manifest"]["objects"] == 10_000 and first["manifest"]["parts"] == 3
         assert first["manifest"]["kinds"] == {"other": 4997, "raster": 6, "sidecar": 4997}
         assert (first["new"], first["changed"], first["planned"], first["synced"]) == (6, 0, 6, 6)

@@ -77,6 +77,10 @@ def rerun(rt: Runtime, job_id: str, timeout: float = 120) -> Job:
     return job
 
 
+def first_job(rt: Runtime, params: dict[str, Any]) -> str:
+    return submit(rt, "sync_container", params, restricted=False).job.job_id
+
+
 def sync_stage_tasks(rt: Runtime, job_id: str) -> int:
     return len(rt.store.list_tasks(job_id, stage=3))
 
@@ -216,12 +220,22 @@ def test_changed_local_file_is_synced_again_sqlite(tmp_path: Path, monkeypatch: 
         first = run(rt, "sync_container", params, restricted=False)
         assert (first["new"], first["synced"]) == (2, 2)
         raster(folder / "one.tif", cog=True, value=7)
-        second = rerun(rt, submit(rt, "sync_container", params, restricted=False).job.job_id).result
+        second_job = rerun(rt, first_job(rt, params))
+        second = second_job.result
         assert second is not None and (second["changed"], second["unchanged"], second["synced"]) == (1, 1, 1)
-        for path in (folder / "one.tif", folder / "sub" / "two.tif"):
+        (folder / "sub" / "bad.tif").write_bytes(b"II*\x00 a truncated TIFF")  # a raster by name only
+        fourth = run_until_finished(rt, resubmit(rt, second_job.job_id).job.job_id, 120)
+        assert fourth.status.value == "completed_with_errors" and fourth.result is not None
+        assert (fourth.result["new"], fourth.result["synced"], fourth.result["failed"]) == (1, 0, 1)
+        [failed] = rt.store.list_tasks(fourth.job_id, stage=3)
+        assert failed.error is not None and "bad.tif" in failed.error["message"]
+        again = run_until_finished(rt, resubmit(rt, fourth.job_id).job.job_id, 120)
+        assert again.result is not None and again.result["planned"] == 1  # never recorded: tried again
+        for path in (folder / "one.tif", folder / "sub" / "two.tif", folder / "sub" / "bad.tif"):
             path.unlink()
         third = run(rt, "sync_container", {**params, "remove_deleted": True}, restricted=False)
         assert (third["deleted"], third["removed"], third["manifest"]["objects"]) == (2, 2, 0)
+        assert rt.resources.catalog.list_items() == []
     finally:
         rt.close()
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from geomill.catalog.base import check_id
-from geomill.domain import StageSpec, TaskSpec, canonical_json
+from geomill.domain import FailurePolicy, StageSpec, TaskSpec, canonical_json
 from geomill.domain.models import FinishedStage
 from geomill.engine.registry import JobType, Registry
 from geomill.jobs.raster import CogOptions, _as_value_error
@@ -165,7 +165,9 @@ def register(registry: Registry) -> None:
         stages=(
             StageSpec("list", plan_sync_list, description="list the source into manifest parts, streamed"),
             StageSpec("diff", plan_diff, description="each part against the ledger: new, changed, deleted"),
-            StageSpec("sync", plan_sync_files, description="one task per new or changed raster"),
+            StageSpec("sync", plan_sync_files, failure_policy=FailurePolicy.TOLERATE,
+                      description="one task per new or changed raster (a file that fails is counted, and tried "
+                                  "again by the next sync)"),
         ),
         finalize=finalize_sync,
     ))

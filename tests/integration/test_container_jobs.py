@@ -275,6 +275,16 @@ def test_list_container_manifest_reads_back_in_key_order_with_filters(
         assert [x["key"] for x in manifest_lines(rt, globbed)] == ["b/roads.gpkg", "b/roads.zip"]
         empty = run(rt, "list_container", {"source": "bronze://inv/", "pattern": "nothing*"})
         assert (empty["objects"], empty["parts"]) == (0, [])
+
+        # names that say nothing: with sniff, the first bytes do (one range request; shorter objects too)
+        for name, data in (("scan", b"II*\x00" + bytes(40)), ("blob", b"PK\x03\x04 zipped"), ("plain", b"text"),
+                           ("t", b"MM"), (".hidden", b"II*\x00 hidden")):
+            rt.storage.write_bytes(f"bronze://sniff/{name}", data)
+        plain = run(rt, "list_container", {"source": "bronze://sniff/"})
+        assert plain["kinds"] == {"other": 5}
+        sniffed = run(rt, "list_container", {"source": "bronze://sniff/", "sniff": True})
+        kinds = {x["key"]: x["kind"] for x in manifest_lines(rt, sniffed)}
+        assert kinds == {".hidden": "other", "blob": "archive", "plain": "other", "scan": "raster", "t": "other"}
     finally:
         rt.close()
 

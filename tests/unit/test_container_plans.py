@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from geomill.domain.models import StageResults
 from geomill.jobs.container import SyncContainerParams, plan_diff, plan_sync_files, scope_of
-from geomill.tasks.container.kinds import kind_of
+from geomill.tasks.container.kinds import kind_of, kind_of_bytes
 
 PARAMS = SyncContainerParams(source="s3://h18c-bucket/scenes/")
 
@@ -65,3 +65,12 @@ def test_parameters_are_checked_at_submit() -> None:
 ])
 def test_kind_by_extension(key: str, kind: str) -> None:
     assert kind_of(key) == kind
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (b"II*\x00\x08\x00", "raster"), (b"MM\x00*", "raster"), (b"II+\x00", "raster"), (b"\x89HDF\r\n\x1a\n", "raster"),
+    (b"CDF\x01", "raster"), (b"SQLite format 3\x00", "vector"), (b"PK\x03\x04", "archive"), (b"hello", None),
+    (b"", None),
+])
+def test_kind_by_magic_bytes(head: bytes, kind: str | None) -> None:
+    assert kind_of_bytes(head) == kind

@@ -57,14 +57,14 @@ class CatalogFileJobParams(CatalogFileParams):
 
 def scope_of(params: SyncContainerParams) -> str:
     """The ledger scope of a sync: its collection and a digest of the source, filters and COG options."""
-    named = {k: getattr(params, k) for k in ("source", "pattern", "extensions", "target_crs", "compression",
-                                             "resampling")}
+    named = {k: getattr(params, k) for k in ("source", "pattern", "extensions", "sniff", "target_crs",
+                                             "compression", "resampling")}
     return f"{params.collection_id}:{hashlib.sha256(canonical_json(named).encode()).hexdigest()[:16]}"
 
 
 def _listing(params: ContainerFilter, part_size: int) -> ListContainerParams:
     return ListContainerParams(source=params.source, pattern=params.pattern, extensions=params.extensions,
-                               part_size=part_size)
+                               sniff=params.sniff, part_size=part_size)
 
 
 # ------------------------------------------------------------------------------------------------ list_container

@@ -27,10 +27,14 @@ def extension(key: str) -> str:
     return PurePosixPath(key).suffix.lower()
 
 
+def is_hidden(key: str) -> bool:
+    return any(part.startswith(".") for part in PurePosixPath(key).parts)
+
+
 def kind_of(key: str) -> str:
     """``raster``, ``vector``, ``archive``, ``sidecar`` or ``other``, by the key's extension. Hidden files (a part
     starting with ``.``) are ``other``: nothing a person uploaded on purpose."""
-    if any(part.startswith(".") for part in PurePosixPath(key).parts):
+    if is_hidden(key):
         return OTHER
     ext = extension(key)
     if ext in RASTER_EXTENSIONS:
@@ -52,3 +56,20 @@ def normalize_extensions(values: list[str] | None) -> list[str] | None:
     if not out:
         raise ValueError("extensions is empty; leave it out to keep every file")
     return out
+
+
+SNIFF_BYTES = 16
+# leading bytes of the formats a sync can use, for files whose name says nothing (no or an unknown extension)
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"II*\x00", RASTER), (b"MM\x00*", RASTER), (b"II+\x00", RASTER), (b"MM\x00+", RASTER),  # TIFF, BigTIFF
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", RASTER),  # JPEG 2000
+    (b"\x89HDF\r\n\x1a\n", RASTER), (b"CDF\x01", RASTER), (b"CDF\x02", RASTER),  # HDF5 / netCDF-4, netCDF-3
+    (b"SQLite format 3\x00", VECTOR),  # GeoPackage (or another SQLite file: opening it tells)
+    (b"\x00\x00\x27\x0a", VECTOR),  # shapefile (file code 9994)
+    (b"PK\x03\x04", ARCHIVE),
+)
+
+
+def kind_of_bytes(head: bytes) -> str | None:
+    """The kind the first bytes of a file give, or None when they match no known format."""
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from geomill.domain import TaskError
 from geomill.engine.context import ObjectInfo, Storage, TaskContext
-from geomill.tasks.container.kinds import extension, kind_of
+from geomill.tasks.container.kinds import OTHER, SNIFF_BYTES, extension, is_hidden, kind_of, kind_of_bytes
 from geomill.tasks.container.models import MANIFESTS, ContainerFilter, ListContainerParams, Manifest, ManifestPart
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def listed(params: ContainerFilter, storage: Storage) -> Iterator[dict[str, Any]
                                 f"{previous!r})")
             previous = line["key"]
             if _kept(line["key"], params):
+                if params.sniff and line["kind"] == OTHER and not is_hidden(line["key"]):
+                    line["kind"] = kind_of_bytes(storage.read_head(obj.uri, SNIFF_BYTES)) or OTHER
                 yield line
 
 

@@ -22,6 +22,10 @@ class ContainerFilter(BaseModel):
     extensions: list[str] | None = Field(None, min_length=1, description="keep only these extensions, e.g. "
                                                                          "['tif', 'jp2']")
 
+    sniff: bool = Field(False, description="files whose extension says nothing: read their first bytes (one range "
+                                           "request each) and tell rasters, vectors and archives by their magic "
+                                           "bytes")
+
     @field_validator("extensions")
     @classmethod
     def _normal_extensions(cls, value: list[str] | None) -> list[str] | None:

@@ -36,10 +36,15 @@ from geomill.tasks.stac.models import CreateItemParams
 logger = logging.getLogger(__name__)
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
-# GDAL lists a raster's folder on open to find its side-car files; in a container folder of thousands of objects
-# that is several listing pages per open (10-25 s per small raster on moto). TRUE: no listing, the side-cars
-# (.aux.xml, .ovr, world files) are still probed one by one.
-NO_FOLDER_LISTING = {"GDAL_DISABLE_READDIR_ON_OPEN": "TRUE"}
+
+
+def sidecar_options(uri: str, ctx: TaskContext) -> dict[str, str]:
+    """GDAL looks for a raster's side-car files (.aux.xml, .ovr, world files) on open, by listing its folder or,
+    with GDAL_DISABLE_READDIR_ON_OPEN=TRUE, by probing each name. In object storage either costs requests: the
+    listing of a container folder of thousands of objects took 10-25 s per small raster on moto, the probes 7 s per
+    open on Azurite. So a remote raster is opened as the only file of its folder (EMPTY_DIR): its side-car files
+    are not read. A local one is opened as GDAL does by default."""
+    return {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if ctx.storage.is_remote(uri) else {}
 
 
 def item_id_for(key: str) -> str:
@@ -65,7 +70,7 @@ def catalog_in_place(ctx: TaskContext, uri: str, item_id: str, collection_id: st
     item_path = static.item_path(collection_id, item_id)
     name = source_name(uri, ctx.storage)
     href = ctx.storage.href(uri)
-    with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):
+    with gdal_env(ctx):
         with open_raster(name, uri) as ds:
             check_georeferenced(ds, uri)
             doc = build_item(ds, item_id, href, item_datetime(ds, uri, ctx.storage))
@@ -88,7 +93,8 @@ def catalog_in_place(ctx: TaskContext, uri: str, item_id: str, collection_id: st
 def catalog_file(params: CatalogFileParams, ctx: TaskContext) -> CatalogFileResult:
     """Handler of ``container.catalog_file``."""
     item_id = params.item_id or Path(params.source.split("://", 1)[-1]).stem
-    doc, is_cog = catalog_in_place(ctx, params.source, item_id, params.collection_id)
+    with rasterio.Env(**sidecar_options(params.source, ctx)):
+        doc, is_cog = catalog_in_place(ctx, params.source, item_id, params.collection_id)
     static = StaticCatalog(ctx.storage.local_mirror(f"silver://{CATALOG_KEY}"))
     ctx.progress(1.0, f"STAC item {item_id} written ({ctx.catalog.backend})")
     return CatalogFileResult(
@@ -106,7 +112,7 @@ def sync_file(params: SyncFileParams, ctx: TaskContext) -> SyncFileResult:
     change = lines[params.index]
     uri, item_id = change["uri"], item_id_for(change["key"])
     cog_uri: str | None = None
-    with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):  # also for the handlers called here (Envs nest)
+    with gdal_env(ctx), rasterio.Env(**sidecar_options(uri, ctx)):  # also for the handlers called (Envs nest)
         in_place = params.target_crs is None and _is_cog(source_name(uri, ctx.storage))
         if in_place:
             doc, _ = catalog_in_place(ctx, uri, item_id, params.collection_id)

@@ -336,3 +336,23 @@ def test_catalog_file_describes_a_cog_in_place_without_rewriting_it_s3(
         assert [o.uri for batch in rt.storage.list(f"s3://{bucket}/") for o in batch] == [before.uri]
     finally:
         rt.close()
+
+
+def test_container_source_follows_the_path_policy_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Input class: sources outside the zones and GEOMILL_SOURCE_ROOTS, over HTTP (restricted) and the CLI."""
+    env = ensure_s3()
+    bucket, other = fresh_bucket("h18c-pol"), fresh_bucket("h18c-pol-other")
+    rt = open_runtime(tmp_path, monkeypatch, env, bronze_url=f"s3://{bucket}/bronze/")
+    try:
+        for source, match in ((f"s3://{other}/scenes/", "outside the allowed buckets"),
+                              ("https://example.org/scenes/", "HTTPS"), ("/etc/", "outside the allowed roots"),
+                              ("bronze://../escape/", "escapes the bronze zone")):
+            for job_type in ("list_container", "sync_container"):
+                with pytest.raises(InvalidInput, match=match):
+                    submit(rt, job_type, {"source": source}, restricted=True)
+        assert submit(rt, "sync_container", {"source": f"s3://{other}/scenes/"}, restricted=False).created
+        assert submit(rt, "list_container", {"source": f"s3://{bucket}/bronze/"}, restricted=True).created
+        with pytest.raises(InvalidInput, match="no such object"):
+            submit(rt, "catalog_file", {"source": "bronze://absent.tif"}, restricted=True)
+    finally:
+        rt.close()

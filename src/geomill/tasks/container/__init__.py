@@ -16,9 +16,10 @@ def _task(name: str, handler: str, params: str, result: str, queue: str, timeout
                     queue=queue, timeout_seconds=timeout, retry=RetryPolicy(max_attempts=3), description=description)
 
 
-LIST = _task("container.list", "manifest:list_container", "ListContainerParams", "Manifest", "default-tasks",
+# raster-tasks for all of them: the workers that process a sync's files (worker_raster hosts serve no default-tasks)
+LIST = _task("container.list", "manifest:list_container", "ListContainerParams", "Manifest", "raster-tasks",
              4 * 3600.0, "list a container or prefix into JSON lines manifest parts in silver")
-DIFF = _task("container.diff", "diff:diff_part", "DiffPartParams", "DiffResult", "default-tasks", 1800.0,
+DIFF = _task("container.diff", "diff:diff_part", "DiffPartParams", "DiffResult", "raster-tasks", 1800.0,
              "compare one manifest part with what earlier syncs processed: new, changed, deleted")
 SYNC_FILE = _task("container.sync_file", "files:sync_file", "SyncFileParams", "SyncFileResult", "raster-tasks",
                   3600.0, "one new or changed raster: catalogued in place when a COG, else COG + STAC item")

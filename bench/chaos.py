@@ -103,7 +103,7 @@ def soak(minutes: float, kill_every_s: float, n: int) -> tuple[Result, list[tupl
 def _row(name: str, results: list[Result]) -> str:
     rec = [r.recovery_s for r in results if r.recovery_s is not None]
     recovery = f"{statistics.median(rec):.1f} / {max(rec):.1f}" if rec else "-"
-    notes = sorted({note for r in results for note in r.notes if not note.startswith("raster deferred")})
+    notes = sorted({note for r in results for note in r.notes if not note.startswith("raster failed at once")})
     return (f"| {name} | {len(results)} | {sum(r.lost for r in results)} | {sum(r.duplicated for r in results)} | "
             f"{sum(r.stuck for r in results)} | {recovery} | {sum(r.retried for r in results)} / "
             f"{sum(r.reruns for r in results)} | {'; '.join(notes)[:160]} |")
@@ -155,8 +155,8 @@ def main() -> None:
         f"0.5 s. {os.cpu_count()} cores shared with other work (load average at the end {load[0]:.1f}); "
         f"wall time {wall / 60:.1f} min. Recovery = seconds from the fault to every job terminal (includes the "
         f"rest of the work). retried / reruns = fanout tasks that took a second attempt / executions beyond the "
-        f"first (at-least-once after a kill; never two runs of one attempt). disk_full: the raster task's "
-        f"`OutOfSpace` is deferred 600 s as docs/rasters.md says (not stuck); recovery is the fanout job's.", "",
+        f"first (at-least-once after a kill; never two runs of one attempt). disk_full: the raster job fails "
+        f"at once with `OutOfSpace` naming the folder (docs/rasters.md); recovery is the fanout job's.", "",
         "| fault | runs | lost | duplicated | stuck | p50 / max recovery (s) | retried / reruns | notes |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
         *[_row(name, rs) for name, rs in results.items()],

@@ -1,5 +1,6 @@
-"""A TCP proxy on loopback for outage tests: forwards to a server until black-holed (bytes are held, nothing is
-closed: a network partition as an application sees it) or cut (every connection closed, new ones refused)."""
+"""A TCP proxy (on loopback unless told) for outage tests: forwards to a server until black-holed (bytes are held,
+nothing is closed: a network partition as an application sees it) or cut (every connection closed, new ones
+refused). The network-namespace tests also run one per host and service on the root side of a veth pair."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import time
 
 
 class TcpProxy:
-    """Listens on 127.0.0.1:<port> and forwards each connection to (host, port)."""
+    """Listens on <listen_host>:<port> (127.0.0.1 unless told; a free port) and forwards each connection to
+    (host, port)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, listen_host: str = "127.0.0.1") -> None:
         self.target = (host, port)
+        self.listen_host = listen_host
         self.flowing = threading.Event()
         self.flowing.set()
         self.delay = 0.0  # seconds added before each forwarded chunk: a slow link
@@ -21,7 +24,7 @@ class TcpProxy:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server((listen_host, 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -29,7 +32,7 @@ class TcpProxy:
         """`url` (postgresql://... or amqp://...) with its host:port replaced by this proxy's."""
         host_port = f"{self.target[0]}:{self.target[1]}"
         assert host_port in url, (host_port, url)
-        return url.replace(host_port, f"127.0.0.1:{self.port}")
+        return url.replace(host_port, f"{self.listen_host}:{self.port}")
 
     def blackhole(self) -> None:
         """Stop forwarding in both directions without closing anything; new connections are accepted and hang."""

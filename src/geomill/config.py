@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         default=[], description="explicit queues to listen to (custom role); empty: the app mode's queues. "
                                 "'jobs' = orchestration events")
     app_mode: str = Field("standalone", description="role preset: standalone, platform_only, platform_raster, "
-                          "platform_vector, worker_raster, worker_vector, worker_long")
+                          "platform_vector, worker_raster, worker_vector, worker_long, worker_solve, appserver")
     concurrency: dict[str, int] = Field(
         default={}, description='worker processes per queue, e.g. {"raster-tasks": 2, "vector-tasks": 8}; '
                                 "empty: GEOMILL_WORKERS processes each listening to every queue of the mode")
@@ -68,12 +68,18 @@ class Settings(BaseSettings):
     db_socket_timeout_seconds: float = Field(
         30.0, gt=0, description="PostgreSQL: a connection silent this long (partition, stalled peer) is closed and "
                                 "the call retried (TCP keepalive, tcp_user_timeout, a round trip's longest wait)")
+    out_of_space_retry_seconds: float = Field(
+        0.0, ge=0, description="a task that found its disk full (OutOfSpace): 0 fails it at once with the error "
+                               "(free space, then `geomill retry`); above 0, its next attempt waits this long")
     min_free_mb: float = Field(
         512.0, ge=0, description="health: a storage zone or the SQLite database folder with less free space is "
                                  "degraded")
     sqlite_synchronous: str = Field("NORMAL", description="SQLite PRAGMA synchronous (NORMAL or FULL)")
     host: str = Field("127.0.0.1", description="HTTP API address (geomill serve)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP API port")
+    probe_port: int | None = Field(
+        None, ge=1, le=65535, description="roles without the HTTP API (worker_*): serve /livez and /readyz on this "
+                                          "port (address GEOMILL_HOST) for orchestrators; unset: no probe server")
     http_processes: int = Field(
         1, ge=1, le=64, description="processes serving the HTTP API on one socket (geomill serve): more than one "
                                     "lets bursts of requests use more than one CPU")
@@ -97,11 +103,25 @@ class Settings(BaseSettings):
     silver_public_url: str | None = Field(
         None, description="an https base that serves the silver zone: STAC asset hrefs of remote products use it "
                           "instead of the s3:// or az:// URI")
+    signed_url_seconds: int | None = Field(
+        None, ge=1, le=604_800, description="set: STAC asset hrefs and MosaicJSON paths of objects in S3 or Azure "
+                                            "(without a public base URL) are presigned https URLs valid this long "
+                                            "(S3: at most 7 days; Azure: needs the account key); unset: s3:// and "
+                                            "az:// URIs")
     public_url: str | None = Field(
         None, description="the API's external base URL (https://geo.example.org/geo): status URLs and redirects "
                           "are built from it, never from the request's Host header; unset: relative URLs")
     drill_jobs: bool = Field(False, description="enable the drill job types (fanout: tests, chaos drills, "
                              "benchmarks); off, they are unknown to every face")
+    contracts_dir: Path | None = Field(
+        None, description="a folder of compute contracts (<definition>/<version>/ with inputs.schema.json, "
+                                "outputs.schema.json, manifest.json) besides the ones geomill ships (docs/contracts.md)")
+    appserver_url: str | None = Field(
+        None, description="base URL of an AppServer (http://solver:8080): solve tasks call its "
+                          "POST /gh/{definition}:{version}/solve; unset: solvers run in the worker process")
+    appserver_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="solve tasks: longest wait to connect to the AppServer (the read timeout is the "
+                               "contract's own timeout plus 5 s)")
     log_level: str = Field("WARNING")
     log_json: bool = Field(False, description="JSON log lines (for services)")
     plugins: list[str] = Field(default=[], description="extra modules with a register(registry) function")

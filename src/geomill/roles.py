@@ -22,19 +22,23 @@ class AppMode(StrEnum):
     WORKER_RASTER = "worker_raster"
     WORKER_VECTOR = "worker_vector"
     WORKER_LONG = "worker_long"
+    WORKER_SOLVE = "worker_solve"
+    APPSERVER = "appserver"  # the compute contracts' solvers over HTTP: no database, no queue (geomill.appserver)
     CUSTOM = "custom"
 
 
 HTTP_MODES = frozenset({"standalone", "platform_only", "platform_raster", "platform_vector"})
 
 MODE_QUEUES: dict[AppMode, tuple[str, ...]] = {
-    AppMode.STANDALONE: (JOBS_QUEUE, "raster-tasks", "vector-tasks", "long-tasks", "default-tasks"),
+    AppMode.STANDALONE: (JOBS_QUEUE, "raster-tasks", "vector-tasks", "long-tasks", "default-tasks", "solve-tasks"),
     AppMode.PLATFORM_ONLY: (JOBS_QUEUE,),
     AppMode.PLATFORM_RASTER: (JOBS_QUEUE, "raster-tasks", "default-tasks"),
     AppMode.PLATFORM_VECTOR: (JOBS_QUEUE, "vector-tasks", "default-tasks"),
     AppMode.WORKER_RASTER: ("raster-tasks",),
     AppMode.WORKER_VECTOR: ("vector-tasks",),
     AppMode.WORKER_LONG: ("long-tasks",),
+    AppMode.WORKER_SOLVE: ("solve-tasks",),
+    AppMode.APPSERVER: (),
 }
 
 

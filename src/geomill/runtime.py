@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from geomill.config import Settings
+from geomill.contracts import Contracts, load_contracts
 from geomill.dispatch import open_broker, open_dispatch
 from geomill.engine.context import Limits, TaskResources
 from geomill.engine.dispatch_ports import Broker
@@ -30,12 +31,14 @@ class Runtime:
     dispatch: Dispatch
     broker: Broker | None = None  # set: workers consume its messages instead of waiting on database wake-ups
     _resources: TaskResources | None = field(default=None, repr=False)
+    _contracts: Contracts | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         """Build everything a process needs from its settings; creates the data folders and schema."""
         storage = ObjectStorage(settings.data_dir, settings.zone_urls(),
-                                public_urls={"silver": settings.silver_public_url})
+                                public_urls={"silver": settings.silver_public_url},
+                                signed_url_seconds=settings.signed_url_seconds)
         storage.ensure_zones()
         store = open_store(settings.resolved_database_url, settings)
         if migrate:
@@ -58,9 +61,19 @@ class Runtime:
     def resources(self) -> TaskResources:
         """This process's task resources, built on first use (a process that runs no task builds none)."""
         if self._resources is None:
-            self._resources = open_task_resources(self.settings, self.storage)
-            self._resources.ledger = self.store  # the store's container ledger, as the narrow ObjectLedger port
+            resources = open_task_resources(self.settings, self.storage)
+            resources.solver = cast(Any, _Deferred(lambda: open_solver(self.settings, self.contracts)))
+            resources.records = self.store
+            resources.ledger = self.store  # the store's container ledger, as the narrow ObjectLedger port
+            self._resources = resources
         return self._resources
+
+    @property
+    def contracts(self) -> Contracts:
+        """The compute contracts (shipped and GEOMILL_CONTRACTS_DIR), loaded on first use."""
+        if self._contracts is None:
+            self._contracts = load_contracts(self.settings.contracts_dir)
+        return self._contracts
 
     def close(self) -> None:
         if self._resources is not None:
@@ -90,7 +103,8 @@ class _Deferred:
 def limits_from(settings: Settings) -> Limits:
     return Limits(gdal_cache_mb=settings.gdal_cache_mb, gdal_threads=settings.gdal_threads,
                   vector_chunk_rows=settings.vector_chunk_rows,
-                  large_raster_threshold_mb=settings.large_raster_threshold_mb)
+                  large_raster_threshold_mb=settings.large_raster_threshold_mb,
+                  out_of_space_retry_seconds=settings.out_of_space_retry_seconds)
 
 
 def open_task_resources(settings: Settings, storage: ObjectStorage, *, database_url: str | None = None,
@@ -110,6 +124,17 @@ def open_task_resources(settings: Settings, storage: ObjectStorage, *, database_
     return TaskResources(storage=storage, catalog=cast(Any, _Deferred(lambda: open_catalog(storage, url, pool=pool))),
                          vector_sink=cast(Any, _Deferred(lambda: _postgis_sink(pool))),
                          limits=limits_from(settings), closers=[pool.close])
+
+
+def open_solver(settings: Settings, contracts: Contracts) -> Any:
+    """The solve tasks' Solver: an AppServer over HTTP when GEOMILL_APPSERVER_URL is set, else in this process."""
+    if settings.appserver_url:
+        from geomill.contracts.remote import AppServerSolver
+
+        return AppServerSolver(settings.appserver_url, contracts, settings.appserver_connect_timeout_seconds)
+    from geomill.contracts.local import LocalSolver
+
+    return LocalSolver(contracts)
 
 
 def _geopackage_sink(storage: ObjectStorage) -> Any:

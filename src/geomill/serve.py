@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from geomill.api import create_app
 from geomill.api.server import HttpProcesses, uvicorn_config
+from geomill.config import Settings
 from geomill.roles import Role
 from geomill.runtime import Runtime
 from geomill.worker.runner import BackgroundPool
@@ -44,3 +45,15 @@ def serve_http(rt: Runtime, role: Role, layout: list[tuple[str, ...]], info: dic
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def serve_appserver(settings: Settings, say: Callable[[str], None]) -> None:
+    """`geomill serve --mode appserver`: the contracts' solvers over HTTP (no database, no worker pool)."""
+    import uvicorn
+
+    from geomill.appserver import create_appserver
+    from geomill.contracts import load_contracts
+
+    app = create_appserver(lambda: load_contracts(settings.contracts_dir))
+    say(f"AppServer on http://{settings.host}:{settings.port} (POST /gh/{{definition}}:{{version}}/solve)")
+    uvicorn.Server(uvicorn_config(app, settings)).run()

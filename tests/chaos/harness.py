@@ -7,6 +7,7 @@ of N tasks that records each execution in a marker file) runs on real `geomill w
   file was never written counts too)
 - duplicated: an effect applied twice: a fanout attempt executed twice (a marker line repeated for one attempt, or
   more executions than attempts), more PostGIS rows than input features, more than one COG for the raster job
+  (in the bucket when silver is on S3)
 - stuck: jobs not terminal within `bound_s` after the fault
 - recovery: seconds from the fault to every job terminal
 
@@ -34,7 +35,17 @@ import rasterio
 from affine import Affine
 
 from procs import GEOMILL, geomill_env, stop, wait_for
-from services import pg_ctl, postgres_up, rabbitmqctl, wait_rabbitmq_app
+from services import (
+    S3_ENV,
+    S3_HOST,
+    S3_PORT,
+    ensure_s3,
+    fresh_bucket,
+    pg_ctl,
+    postgres_up,
+    rabbitmqctl,
+    wait_rabbitmq_app,
+)
 from tcp_proxy import TcpProxy
 
 TERMINAL = ("completed", "completed_with_errors", "failed", "cancelled")
@@ -72,6 +83,7 @@ class Drill:
     worker_url: str | None = None  # the database URL the workers use (a proxy's), default pg_url
     worker_broker_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    silver_bucket: str | None = None  # silver on S3 (moto): the raster job's COG goes there
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     jobs: dict[str, str] = field(default_factory=dict)  # kind -> job_id
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -91,6 +103,8 @@ class Drill:
         if broker:
             values["broker_url"] = broker
         env = geomill_env(self.data, url, **values)
+        if self.silver_bucket:
+            env.update(S3_ENV, GEOMILL_SILVER_URL=f"s3://{self.silver_bucket}/silver/")
         if for_worker:
             env.update(self.extra_env)
         return env
@@ -194,13 +208,31 @@ class Drill:
                 result.notes.append(f"vector: {rows} rows for {FEATURES} features")
             elif rows < FEATURES:
                 result.lost += FEATURES - rows
-        if "raster" in self.jobs:
+        if "raster" in self.jobs and self.silver_bucket:
+            self._check_bucket(result)
+        elif "raster" in self.jobs:
             cogs = [p for p in (self.data / "silver").rglob(f"r-{self.tag}*.tif") if p.is_file()]
             partial = [p for p in (self.data / "silver").rglob("*") if p.is_file() and "tmp" in p.name.lower()]
             if len(cogs) > 1 or partial:
                 result.duplicated += max(len(cogs) - 1, 0) + len(partial)
                 result.notes.append(f"raster outputs {[p.name for p in cogs + partial]}")
         return result
+
+    def _check_bucket(self, result: Result) -> None:
+        """Exactly one COG of the raster job under its final key, nothing else of it in the bucket."""
+        import obstore
+        from obstore.store import S3Store
+
+        store = S3Store(self.silver_bucket, endpoint=S3_ENV["AWS_ENDPOINT_URL"], region=S3_ENV["AWS_REGION"],
+                        access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"], secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+                        client_options={"allow_http": True})
+        keys = [o["path"] for batch in obstore.list(store, prefix="silver/") for o in batch]
+        cogs = [k for k in keys if f"r-{self.tag}" in k and k.endswith(".tif")]
+        odd = [k for k in keys if "tmp" in k.lower() or "staging" in k.lower()]
+        if len(cogs) != 1 or odd:
+            result.duplicated += max(len(cogs) - 1, 0) + len(odd)
+            result.lost += len(cogs) == 0
+            result.notes.append(f"bucket holds {cogs + odd}")
 
     def _check_markers(self, result: Result) -> None:
         job_id = self.jobs["fanout"]
@@ -251,6 +283,8 @@ class Fault:
     broker: bool = False  # needs RabbitMQ
     proxy_db: bool = False  # workers reach PostgreSQL through a TcpProxy (drill.proxy)
     proxy_broker: bool = False
+    proxy_storage: bool = False  # silver on S3, workers reach it through a TcpProxy (drill.proxy)
+    kinds: tuple[str, ...] = ("raster", "vector", "fanout")
     fanout_n: int | None = None
     sleep_s: float | None = None
     workers: int = 1
@@ -328,6 +362,29 @@ def _slow_db(drill: Drill) -> float:
     return at
 
 
+def _flaky_storage(drill: Drill) -> float:
+    """The object store unreachable (connections refused) as the workers start, until a raster task has failed an
+    attempt on it, then slow (50 ms a chunk) with every connection dropped three times."""
+    proxy: TcpProxy = drill.proxy  # type: ignore[attr-defined]
+    at = time.monotonic()
+    proxy.cut()
+    hit = drill.wait(lambda: drill.query("SELECT count(*) FROM tasks WHERE job_id = %s AND error IS NOT NULL",
+                                         drill.jobs["raster"])[0][0], 60, interval=0.2)
+    if not hit:
+        drill.notes.append("the raster job never met the outage")  # type: ignore[attr-defined]
+    proxy.restore()
+    proxy.delay = 0.05
+    for _ in range(3):
+        time.sleep(0.8)
+        proxy.cut()
+        time.sleep(0.2)
+        proxy.restore()
+    proxy.delay = 0.0
+    attempts = drill.query("SELECT max(attempt) FROM tasks WHERE job_id = %s", drill.jobs["raster"])[0][0]
+    drill.notes.append(f"raster attempts: {attempts}")  # type: ignore[attr-defined]
+    return at
+
+
 def _disk_prepare(drill: Drill) -> None:
     drill.extra_env["GEOMILL_MIN_FREE_MB"] = "0"
 
@@ -345,6 +402,8 @@ FAULTS: dict[str, Fault] = {
     "rabbitmq_unreachable": Fault("rabbitmq_unreachable", _proxy_cut(5), broker=True, proxy_broker=True),
     "postgres_slow_and_dropped": Fault("postgres_slow_and_dropped", _slow_db, proxy_db=True),
     "postgres_partition": Fault("postgres_partition", lambda d: _blackhole(d, 5), proxy_db=True),
+    "object_store_flaky": Fault("object_store_flaky", _flaky_storage, proxy_storage=True,
+                                kinds=("raster", "fanout")),
 }
 
 
@@ -375,10 +434,18 @@ def drill_for(fault: Fault, root: Path, pg_url: str, broker_url: str | None, *, 
             stack.callback(proxy.close)
             drill.proxy = proxy  # type: ignore[attr-defined]
             drill.worker_broker_url = proxy.url(broker_url)
+        if fault.proxy_storage:
+            ensure_s3()
+            drill.silver_bucket = fresh_bucket("geomill-chaos")
+            proxy = TcpProxy(S3_HOST, S3_PORT)
+            stack.callback(proxy.close)
+            drill.proxy = proxy  # type: ignore[attr-defined]
+            drill.extra_env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{proxy.port}"
+        drill.notes = []  # type: ignore[attr-defined]
         drill.inputs()
         fault.prepare(drill)
         stack.callback(drill.close)
-        drill.submit(n=drill.n)
+        drill.submit(fault.kinds, n=drill.n)
         for _ in range(fault.workers):
             drill.start_worker(2)
         yield drill
@@ -389,6 +456,7 @@ def run_fault(fault: Fault, root: Path, pg_url: str, broker_url: str | None, *, 
     with drill_for(fault, root, pg_url, broker_url, n=n, sleep_s=sleep_s) as drill:
         fault_at = fault.run(drill)
         result = drill.measure(fault.name, fault_at)
+        result.notes.extend(drill.notes)  # type: ignore[attr-defined]
         alive = [w.poll() is None for w in drill.workers]
         if fault.name not in ("kill_janitor_leader",) and not all(alive):
             result.notes.append("a worker supervisor died")
@@ -396,11 +464,11 @@ def run_fault(fault: Fault, root: Path, pg_url: str, broker_url: str | None, *, 
 
 
 def run_disk_full(root: Path, pg_url: str, *, n: int = 10) -> Result:
-    """The data folder on a small tmpfs, filled before the raster job runs. docs/rasters.md: `OutOfSpace` is not
-    permanent (room may be freed) and its next attempt waits >= 600 s, so the raster job is not failed within the
-    drill; what is checked is that its task records a clear OutOfSpace naming the folder and is deferred (not retried
-    in a loop, not lost), that no COG appears under a final name, that the worker survives and that the fanout job
-    (markers outside the full disk) completes. Needs root (small_disk skips, or fails under CI)."""
+    """The data folder on a small tmpfs, filled before the raster job runs. docs/rasters.md: `OutOfSpace` is never
+    retried at once; by default (GEOMILL_OUT_OF_SPACE_RETRY_SECONDS=0) the task fails with it. Checked: the raster
+    job fails, its error a clear OutOfSpace naming the folder (not retried, not lost), no COG appears under a final
+    name, the worker survives and the fanout job (markers outside the full disk) completes. Needs root (small_disk
+    skips, or fails under CI)."""
     from small_disk import fill, small_disk
 
     drill = Drill(root, pg_url, n=n, sleep_s=0.05, extra_env={"GEOMILL_MIN_FREE_MB": "0"})
@@ -412,25 +480,25 @@ def run_disk_full(root: Path, pg_url: str, *, n: int = 10) -> Result:
             drill.start_worker(2)
             at = time.monotonic()
 
-            def deferred() -> list[tuple[Any, ...]]:
+            def failed() -> list[tuple[Any, ...]]:
                 return drill.query(
-                    "SELECT error::text, extract(epoch FROM available_at - now()) FROM tasks WHERE job_id = %s"
-                    " AND status = 'queued' AND error IS NOT NULL", drill.jobs["raster"])
+                    "SELECT t.error::text, t.attempt FROM tasks t JOIN jobs j USING (job_id) WHERE t.job_id = %s"
+                    " AND t.status = 'failed' AND j.status = 'failed'", drill.jobs["raster"])
 
-            refused = drill.wait(deferred, drill.bound_s, interval=0.2)
+            refused = drill.wait(failed, drill.bound_s, interval=0.2)
             raster_job = drill.jobs.pop("raster")
             result = drill.measure("disk_full", at)  # the fanout job
             drill.jobs["raster"] = raster_job
             if not refused:
                 result.stuck += 1
-                result.notes.append("raster task never recorded a failure")
+                result.notes.append("raster job never failed")
             else:
-                error, wait_s = refused[0]
+                error, attempt = refused[0]
                 if "OutOfSpace" not in error or "silver" not in error:
                     result.notes.append(f"raster error does not name a full disk: {error[:200]}")
-                if wait_s < 500:
-                    result.notes.append(f"raster retry in {wait_s:.0f} s, expected >= 600 s (docs/rasters.md)")
-                result.notes.append(f"raster deferred {wait_s:.0f} s: {json.loads(error).get('message', '')[:90]}")
+                if attempt != 1:
+                    result.notes.append(f"raster task took {attempt} attempts, expected 1 (not retried)")
+                result.notes.append(f"raster failed at once: {json.loads(error).get('message', '')[:90]}")
             cogs = [p for p in (drill.data / "silver").rglob("*.tif") if p.is_file()]
             if cogs:
                 result.duplicated += len(cogs)

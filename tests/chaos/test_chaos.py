@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 SHORT = ["kill_after_claim", "kill_mid_task", "kill_before_complete", "kill_planner_between_chunks",
          "kill_janitor_leader", "postgres_slow_and_dropped", "postgres_partition", "rabbitmq_unreachable",
-         "rabbitmq_restart", "postgres_restart"]
+         "rabbitmq_restart", "postgres_restart", "object_store_flaky"]
 
 
 @pytest.mark.parametrize("name", SHORT)
@@ -29,11 +29,13 @@ def test_fault_loses_nothing_duplicates_nothing_and_recovers(name: str, tmp_path
     assert not any("died" in note for note in result.notes), result
     if name in ("kill_after_claim", "kill_mid_task", "kill_before_complete"):
         assert result.retried >= 1, result  # the drill hit a task: it took a second attempt
+    if name == "object_store_flaky":
+        assert not any("never met" in note for note in result.notes), result
     if name == "kill_before_complete":
         assert result.reruns >= 1, result  # its output was written, then written again by the next attempt
 
 
-def test_disk_full_defers_the_raster_task_with_a_clear_error_and_the_worker_goes_on(tmp_path: Path,
+def test_disk_full_fails_the_raster_job_with_a_clear_error_and_the_worker_goes_on(tmp_path: Path,
                                                                                     pg_url: str) -> None:
     result = run_disk_full(tmp_path, pg_url, n=6)
     assert result.clean and result.recovery_s is not None, result  # the fanout job completed, no COG left

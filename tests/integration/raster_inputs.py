@@ -118,3 +118,38 @@ def netcdf_four_dimensions(path: Path, tmp: Path) -> Path:
             dst.update_tags(band, NETCDF_VARNAME="cube")
     rasterio.shutil.copy(src, path, driver="netCDF")
     return path
+
+
+def wide_int_tif(path: Path, data: np.ndarray, nodata: int, *, crs: str = "EPSG:32618",
+                 transform: Affine = UTM_GRID, **creation: object) -> Path:
+    """A 64-bit integer GeoTIFF whose nodata is exactly `nodata`, as GDAL writes it (SetNoDataValueAsInt64).
+    rasterio cannot write it: it hands nodata to GDAL as a double (beyond 2**53 it reads back wrong). So the pixels
+    are written without nodata, wrapped in a VRT that declares the value as text, and GDAL copies the VRT."""
+    plain = write_tif(path.with_name(path.stem + ".plain.tif"), data, crs=crs, transform=transform)
+    gdal_type = {"int64": "Int64", "uint64": "UInt64"}[data.dtype.name]
+    bands = "".join(
+        f'<VRTRasterBand dataType="{gdal_type}" band="{b}"><NoDataValue>{nodata:d}</NoDataValue><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{plain.name}</SourceFilename><SourceBand>{b}</SourceBand>'
+        "</SimpleSource></VRTRasterBand>" for b in range(1, data.shape[0] + 1))
+    with rasterio.open(plain) as ds:
+        srs, gt = ds.crs.to_wkt(), ", ".join(repr(v) for v in ds.transform.to_gdal())
+    vrt = path.with_suffix(".vrt")
+    vrt.write_text(f'<VRTDataset rasterXSize="{data.shape[2]}" rasterYSize="{data.shape[1]}">'
+                   f"<SRS>{srs.replace('&', '&amp;').replace('<', '&lt;')}</SRS><GeoTransform>{gt}</GeoTransform>"
+                   f"{bands}</VRTDataset>")
+    rasterio.shutil.copy(str(vrt), str(path), driver="GTiff", **creation)
+    vrt.unlink()
+    plain.unlink()
+    return path
+
+
+def hdf5_container(path: Path) -> Path:
+    """An HDF5 file (h5py) with two 2-D float32 datasets, one in a group, and a 3-D one: GDAL lists them as
+    subdatasets (``HDF5:<file>://group/temp``). Plain HDF5 carries no georeferencing GDAL understands."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["precip"] = np.full((10, 20), 2.0, "float32")
+        f.create_group("surface")["temp"] = np.full((10, 20), 1.5, "float32")
+        f["bands"] = np.ones((3, 10, 20), "uint16")
+    return path

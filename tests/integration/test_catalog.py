@@ -119,3 +119,18 @@ def test_process_raster_lands_in_pgstac_and_catalog_cli_shows_it(tmp_path: Path,
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == items[0][0]
     missing = cli(env, "catalog", "show", "nope")
     assert missing.returncode == 1 and "no item or collection 'nope'" in missing.stderr
+
+
+def test_pgstac_installed_concurrently_into_databases_of_one_cluster() -> None:
+    """Class: several databases on one PostgreSQL cluster migrated at once (tenants, test runs side by side). pgSTAC's
+    migration also writes cluster-wide rows (its roles and their grants), which an advisory lock (per database) does
+    not serialize: PostgreSQL answers "tuple concurrently updated". Each install must still succeed."""
+    from contextlib import ExitStack
+
+    from services import fresh_database
+
+    with ExitStack() as stack:
+        urls = [stack.enter_context(fresh_database("geomill_pgstac_race")) for _ in range(4)]
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            versions = pool.map(_ensure, urls)
+    assert versions == [PGSTAC_VERSION] * 4

@@ -20,11 +20,20 @@ from geomill.domain import InvalidInput
 from geomill.engine.context import Limits, TaskContext
 from geomill.storage.local import LocalStorage
 from geomill.tasks.raster.cog import CreateCogParams, create_cog
-from geomill.tasks.raster.models import RESAMPLINGS
+from geomill.tasks.raster.models import RESAMPLINGS, TileSchemeParams
+from geomill.tasks.raster.tiles import tile_scheme
 from geomill.tasks.raster.validate import ValidateRasterParams, validate_raster
 from geomill.tasks.stac.item import CreateItemParams, create_item
 from jobrun import run_job
-from raster_inputs import GEOS, gcp_tif, netcdf_classic, netcdf_four_dimensions, write_tif
+from raster_inputs import (
+    GEOS,
+    gcp_tif,
+    hdf5_container,
+    netcdf_classic,
+    netcdf_four_dimensions,
+    wide_int_tif,
+    write_tif,
+)
 
 
 def assert_valid_cog(path: str | Path) -> None:
@@ -286,3 +295,66 @@ def test_netcdf_subdatasets_process_raster_job_takes_the_subdataset_parameter(tm
     validate_item_file(out["stac_item_path"])
     with rasterio.open(out["cog_path"]) as ds:
         assert np.all(ds.read(1) == 1.0)
+
+
+# ---------------------------------------------------------------- 64-bit integers
+
+
+@pytest.mark.parametrize("dtype, nodata", [("int64", -2**63), ("int64", 2**63 - 1), ("uint64", 2**64 - 1),
+                                           ("int64", 2**53 + 2)])
+def test_wide_integer_extreme_nodata_is_refused_when_warped_or_tiled(dtype: str, nodata: int, tmp_path: Path,
+                                                                    ctx: TaskContext) -> None:
+    """Class: 64-bit integer rasters whose nodata lies beyond +/-2**53. A warp or a tile is written through
+    rasterio, which turns such a value into a double that GDAL reads back wrong (-2**63 became -9): refused at once,
+    naming the file, instead of a COG whose nodata marks the wrong pixels. Without reprojection or tiling GDAL copies
+    the value exactly (test_raster_properties.py::test_wide_integer_rasters_keep_their_extreme_nodata)."""
+    data = np.arange(64 * 64, dtype=dtype).reshape(1, 64, 64)
+    data[0, :4] = nodata
+    source = wide_int_tif(tmp_path / f"counts-{dtype}.tif", data, nodata)
+    with pytest.raises(InvalidInput, match=rf"counts-{dtype}\.tif.*nodata value .*beyond \+/-2\*\*53: warping"):
+        create_cog(CreateCogParams(source=str(source), target_crs="EPSG:4326"), ctx)
+    assert not list(Path(ctx.storage.local_path("silver://")).rglob("*.tif")), "a refused COG left a file"
+    with pytest.raises(InvalidInput, match=rf"counts-{dtype}\.tif.*cutting it into tiles"):
+        tile_scheme(TileSchemeParams(source=str(source), tile_size=256), ctx)
+
+
+def test_wide_integer_nodata_within_2_53_survives_reprojection(tmp_path: Path, ctx: TaskContext) -> None:
+    """Class: int64 rasters with an ordinary nodata value (-9999): reprojection keeps it, and keeps it off valid
+    pixels (values far beyond 2**31 stay exact)."""
+    data = np.full((1, 64, 64), 2**40 + 7, dtype="int64")
+    data[0, :, :5] = -9999
+    source = write_tif(tmp_path / "big-counts.tif", data, nodata=-9999)
+    cog = create_cog(CreateCogParams(source=str(source), target_crs="EPSG:4326", resampling="nearest"), ctx)
+    assert_valid_cog(cog.path)
+    with rasterio.open(cog.path) as ds:
+        assert ds.nodata == -9999 and ds.dtypes[0] == "int64"
+        out = ds.read(1, masked=True)
+        assert out.mask.any() and not out.mask.all()
+        assert set(np.unique(out.compressed()).tolist()) == {2**40 + 7}
+    with pytest.raises(InvalidInput, match=r"big-counts\.tif.*reprojecting its tiles goes through a warped VRT"):
+        tile_scheme(TileSchemeParams(source=str(source), target_crs="EPSG:4326", tile_size=256), ctx)
+    assert tile_scheme(TileSchemeParams(source=str(source), tile_size=256), ctx).count == 1  # not warped: fine
+
+
+# ---------------------------------------------------------------- HDF5 containers
+
+
+def test_hdf5_container_lists_its_subdatasets_and_one_is_selected_by_its_path(tmp_path: Path,
+                                                                              ctx: TaskContext) -> None:
+    """Class: HDF5 containers (datasets at the root and in groups). The refusal lists the datasets by their HDF5
+    path; `subdataset` selects one by that path (or GDAL's full name); a plain HDF5 dataset has no georeferencing,
+    so it is then refused for that reason, naming the file."""
+    h5 = hdf5_container(tmp_path / "swath.h5")
+    with pytest.raises(InvalidInput) as err:
+        validate_raster(ValidateRasterParams(source=str(h5)), ctx)
+    message = str(err.value)
+    assert "swath.h5" in message and "3 subdatasets (HDF5)" in message
+    assert "bands, precip, surface/temp" in message and "subdataset=bands" in message
+    with pytest.raises(InvalidInput, match=r"swath\.h5.*no coordinate reference system"):
+        validate_raster(ValidateRasterParams(source=str(h5), subdataset="surface/temp"), ctx)
+    with rasterio.open(h5) as ds:
+        full = next(name for name in ds.subdatasets if name.endswith("temp"))
+    with pytest.raises(InvalidInput, match=r"swath\.h5.*no coordinate reference system"):
+        create_cog(CreateCogParams(source=str(h5), subdataset=full), ctx)
+    with pytest.raises(InvalidInput, match=r"no subdataset 'temp'.*bands, precip, surface/temp"):
+        validate_raster(ValidateRasterParams(source=str(h5), subdataset="temp"), ctx)

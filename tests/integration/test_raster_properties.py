@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from hypothesis import assume, given, settings
@@ -27,12 +28,15 @@ from geomill.tasks import raster as raster_tasks
 from geomill.tasks import stac as stac_tasks
 from geomill.tasks.raster.cogcheck import validate_cog
 from jobrun import run_job
+from raster_inputs import wide_int_tif
 
 # Profiles: tests/hypothesis_profiles.py. 30 examples at least: 25 did not reach a failing case of the old code.
 EXAMPLES = max(30, settings.default.max_examples)
 
 SIDES = [1, 2, 3, 5, 7, 13, 31, 97, 257, 521, 1031]
-DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "complex64"]  # int64/uint64: see docs/rasters.md
+DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "uint64", "float32", "float64",
+          "complex64"]
+WIDE_INTS = {"int64", "uint64"}  # their extreme nodata values are written as GDAL does (raster_inputs.wide_int_tif)
 CRSES = {  # name: (CRS, transform)
     "geographic": ("EPSG:4326", Affine(0.01, 0, 10, 0, -0.01, 50)),
     "projected": ("EPSG:32633", Affine(30, 0, 500000, 0, -30, 5500000)),
@@ -76,7 +80,13 @@ def geotiffs(draw: st.DrawFn) -> dict:
     seed = draw(st.integers(0, 2**32 - 1))
     return {"width": width, "height": height, "count": count, "dtype": dtype, "nodata": nodata,
             "layout": layout, "compression": compression, "crs": crs, "seed": seed,
-            "min": float(info.min) if kind != "c" else 0.0, "max": float(info.max) if kind != "c" else 0.0}
+            "min": _extreme(info.min, dtype), "max": _extreme(info.max, dtype)}
+
+
+def _extreme(value: float, dtype: str) -> float | int:
+    """The type's extreme as nodata: exact for 64-bit integers (a double would round it out of range)."""
+    kind = np.dtype(dtype).kind
+    return 0.0 if kind == "c" else int(value) if dtype in WIDE_INTS else float(value)
 
 
 def write(case: dict, folder: Path) -> Path:
@@ -106,6 +116,9 @@ def write(case: dict, folder: Path) -> Path:
         rows = {"striped1": 1, "striped7": 7}.get(layout, case["height"])
         profile.update(tiled=False, blockysize=min(rows, case["height"]))
     path = folder / f"in-{case['dtype']}-{case['width']}x{case['height']}.tif"
+    if dtype in WIDE_INTS and nodata is not None and crs:
+        creation = {k: v for k, v in profile.items() if k in ("compress", "tiled", "blockxsize", "blockysize")}
+        return wide_int_tif(path, data, int(nodata), crs=crs, transform=transform, **creation)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -134,6 +147,7 @@ def check_case(case: dict) -> None:
             assert (cog.width, cog.height, cog.count, cog.dtypes) == (src.width, src.height, src.count, src.dtypes)
             assert cog.transform == src.transform and cog.crs == src.crs
             assert (cog.nodata == src.nodata) or (np.isnan(cog.nodata) and np.isnan(src.nodata))
+            np.testing.assert_array_equal(cog.read_masks(), src.read_masks())  # nodata still marks the same pixels
             np.testing.assert_array_equal(cog.read(), src.read())  # NaN == NaN here
 
 
@@ -141,3 +155,13 @@ def check_case(case: dict) -> None:
 @given(geotiffs())
 def test_process_raster_property_valid_cog_pixel_identical_or_invalid_input(case: dict) -> None:
     check_case(case)
+
+
+@pytest.mark.parametrize("dtype", sorted(WIDE_INTS))
+@pytest.mark.parametrize("nodata", [None, 0, "min", "max"])
+def test_wide_integer_rasters_keep_their_extreme_nodata(dtype: str, nodata: str | int | None) -> None:
+    """Class: 64-bit integer rasters (values across the whole range), nodata at the type's extremes written exactly
+    as GDAL does. The COG reads back pixel-identical with the same nodata mask (GDAL copies the value exactly)."""
+    info = np.iinfo(dtype)
+    check_case({"width": 31, "height": 13, "count": 2, "dtype": dtype, "nodata": nodata, "layout": "tiled16",
+                "compression": "deflate", "crs": "projected", "seed": 7, "min": int(info.min), "max": int(info.max)})

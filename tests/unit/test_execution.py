@@ -8,8 +8,17 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from geomill.domain import Fenced, InvalidInput, OutOfSpace, Task, TaskStatus, TaskTimeout, TransientError
-from geomill.engine.context import TaskContext
+from geomill.domain import (
+    Fenced,
+    InvalidInput,
+    OutOfSpace,
+    PermanentError,
+    Task,
+    TaskStatus,
+    TaskTimeout,
+    TransientError,
+)
+from geomill.engine.context import Limits, TaskContext
 from geomill.engine.execution import error_record, run_task
 from geomill.engine.registry import Registry, TaskType
 from geomill.engine.retry import RetryPolicy
@@ -37,6 +46,8 @@ def handler(params: Params, ctx: TaskContext) -> Any:
         raise OutOfSpace("no space left on /data", path="/data", free_bytes=0, needed_bytes=10)
     if params.mode == "fenced":
         raise Fenced("lost the lease")
+    if params.mode == "permanent":
+        raise PermanentError("the solver broke its contract")
     if params.mode == "dict":
         return {"doubled": params.n * 2}
     if params.mode == "bad-result":
@@ -60,13 +71,15 @@ def task(params: dict[str, Any], attempt: int = 1, max_attempts: int = 3) -> Tas
                 target_queue="default-tasks", timeout_seconds=60, created_at=datetime.now(UTC))
 
 
-def ctx(t: Task) -> TaskContext:
-    return TaskContext(task_id=t.task_id, job_id=t.job_id, stage=t.stage, attempt=t.attempt, storage=None)
+def ctx(t: Task, limits: Limits | None = None) -> TaskContext:
+    return TaskContext(task_id=t.task_id, job_id=t.job_id, stage=t.stage, attempt=t.attempt, storage=None,
+                       limits=limits or Limits())
 
 
-def run(reg: Registry, params: dict[str, Any], attempt: int = 1, max_attempts: int = 3):
+def run(reg: Registry, params: dict[str, Any], attempt: int = 1, max_attempts: int = 3,
+        limits: Limits | None = None):
     t = task(params, attempt, max_attempts)
-    return run_task(reg, t, ctx(t))
+    return run_task(reg, t, ctx(t, limits))
 
 
 def test_success_returns_the_result_as_json(reg: Registry) -> None:
@@ -115,11 +128,19 @@ def test_the_last_attempt_is_not_retried(reg: Registry, mode: str) -> None:
     assert out.error["retryable"] is True and out.error["attempt"] == 3
 
 
-def test_out_of_space_waits_its_own_long_delay_not_the_policys_short_one(reg: Registry) -> None:
+def test_out_of_space_fails_at_once_by_default(reg: Registry) -> None:
+    """A full disk is never retried at once (it would fill again): by default the task fails with the error."""
     out = run(reg, {"n": 1, "mode": "nospace"}, attempt=1)
+    assert out.error["type"] == "OutOfSpace" and out.error["retryable"] is False and out.retry_in is None
+    assert out.error["cause"] == "permanent"  # a platform failure, not the input's fault
+
+
+def test_out_of_space_waits_the_configured_delay_not_the_policys_short_one(reg: Registry) -> None:
+    limits = Limits(out_of_space_retry_seconds=600)
+    out = run(reg, {"n": 1, "mode": "nospace"}, attempt=1, limits=limits)
     assert out.error["type"] == "OutOfSpace" and out.error["retryable"] is True
-    assert out.retry_in == OutOfSpace.retry_after_seconds >= 60
-    assert run(reg, {"n": 1, "mode": "nospace"}, attempt=3).retry_in is None  # still bounded by the attempts
+    assert out.retry_in == 600
+    assert run(reg, {"n": 1, "mode": "nospace"}, attempt=3, limits=limits).retry_in is None  # bounded by attempts
 
 
 def test_the_tasks_own_budget_limits_retries_too(reg: Registry) -> None:
@@ -147,3 +168,21 @@ def test_error_record_of_an_empty_message_uses_the_type_and_caps_the_traceback()
     assert rec["message"] == "RuntimeError" and rec["retryable"] is False and rec["cause"] == "permanent"
     huge = error_record(RuntimeError("x" * 20_000), 1, permanent=True)
     assert len(huge["traceback"]) == 8000
+
+
+def test_a_permanent_error_fails_at_once_without_a_dead_letter(reg: Registry) -> None:
+    """PermanentError (e.g. a contract violation): not the input's fault, never retried, even with attempts left."""
+    out = run(reg, {"n": 1, "mode": "permanent"})
+    assert out.retry_in is None and not out.dead_letter
+    assert out.error is not None and out.error["cause"] == "permanent" and out.error["retryable"] is False
+
+
+def test_a_task_type_may_dead_letter_its_exhausted_transient_failures() -> None:
+    """`dead_letter_when_exhausted`: the last transient failure asks for a dead letter; earlier ones retry."""
+    r = Registry()
+    r.register_task_type(TaskType("t.x", handler, Params, Result, "default-tasks", retry=POLICY,
+                                  dead_letter_when_exhausted=True))
+    early, last = run(r, {"n": 1, "mode": "transient"}, attempt=2), run(r, {"n": 1, "mode": "transient"}, attempt=3)
+    assert early.retry_in is not None and not early.dead_letter
+    assert last.retry_in is None and last.dead_letter
+    assert not run(r, {"n": 1, "mode": "invalid"}, attempt=3).dead_letter

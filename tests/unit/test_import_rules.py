@@ -24,7 +24,7 @@ KNOWN_VIOLATIONS: frozenset[str] = frozenset({
 })
 
 ADAPTERS = ("store", "dispatch", "storage", "catalog", "sinks", "api", "cli", "worker", "service", "config", "tasks",
-            "jobs", "runtime")
+            "jobs", "runtime", "contracts", "solvers", "appserver")
 HEAVY_LIBRARIES = ("fastapi", "psycopg", "psycopg_pool", "pika", "aio_pika", "rasterio", "pyogrio", "shapely",
                    "pyarrow")
 
@@ -59,6 +59,12 @@ RULES: tuple[Rule, ...] = (
          forbidden=_geomill("dispatch", "api", "cli", "worker", "service")),
     Rule("the service layer imports no face and no web framework", ("geomill.service",),
          forbidden=_geomill("api", "cli") + ("fastapi", "starlette", "uvicorn", "typer", "rich")),
+    Rule("contracts and solvers see no store, dispatch, config, face or worker", ("geomill.contracts", "geomill.solvers"),
+         forbidden=_geomill("store", "dispatch", "config", "api", "cli", "worker", "service", "runtime", "tasks",
+                            "jobs", "appserver") + ("psycopg", "psycopg_pool", "fastapi", "starlette", "uvicorn")),
+    Rule("the AppServer has no database, queue or worker", ("geomill.appserver",),
+         forbidden=_geomill("store", "dispatch", "worker", "service", "runtime", "api", "cli", "config")
+         + ("psycopg", "psycopg_pool", "pika", "aio_pika")),
 )
 
 

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
 from geomill.api import errors
-from geomill.api.routers import debug, jobs, meta, tasks
+from geomill.api.routers import compute, debug, jobs, meta, tasks
 from geomill.config import Settings
 from geomill.logs import correlation_id_var
 from geomill.roles import Role, resolve_role
@@ -65,7 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationId, public_url=settings.public_url)
-    for router in (jobs.router, tasks.router, meta.router):
+    for router in (jobs.router, tasks.router, meta.router, compute.router):
         app.include_router(router)
     app.include_router(debug.router, include_in_schema=settings.debug_endpoints)  # off: 404, and undocumented
     _add_problem_schema(app, secured=not settings.auth_disabled)

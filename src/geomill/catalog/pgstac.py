@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,11 +65,36 @@ def _ensure(con: psycopg.Connection, key: str) -> str:
             current = _installed(con)
             if current != PGSTAC_VERSION:
                 logger.warning("installing pgSTAC %s (was %s)", PGSTAC_VERSION, current or "absent")
-                Migrate(_client(con)).run_migration()
+                _migrate(con)
         finally:
+            if con.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                con.rollback()
             con.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
         _ready.add(key)
         return PGSTAC_VERSION
+
+
+def _migrate(con: psycopg.Connection, attempts: int = 6) -> None:
+    """pypgstac's migration, again after a clash on cluster-wide rows: pgSTAC creates and grants its roles, which
+    are shared by every database of the cluster, so databases migrated at the same moment can meet "tuple
+    concurrently updated" (the advisory lock serializes one database only). The migration is one transaction, so
+    a failed one left nothing behind."""
+    for attempt in range(1, attempts + 1):
+        try:
+            Migrate(_client(con)).run_migration()
+            return
+        except (psycopg.errors.InternalError_, psycopg.errors.UniqueViolation) as exc:
+            if attempt == attempts or not _cluster_race(exc):
+                raise
+            logger.info("pgSTAC migration met another database's migration (%s); again", exc)
+            if con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                con.rollback()
+            time.sleep(0.2 * attempt + random.random() * 0.3)
+
+
+def _cluster_race(exc: psycopg.Error) -> bool:
+    text = str(exc)
+    return "concurrently" in text or "pg_authid" in text
 
 
 def ensure_pgstac(database_url: str) -> str:

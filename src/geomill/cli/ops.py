@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from geomill.catalog.base import is_postgres
 from geomill.cli import views
 from geomill.cli.common import EXIT_INVALID, AsJson, DataDir, Processes, app, err, fail, load_settings, out, refuse
+from geomill.contracts import load_contracts
 from geomill.domain import GeomillError
 from geomill.logs import setup_logging
-from geomill.roles import process_layout, resolve_role
+from geomill.roles import AppMode, process_layout, resolve_role
 from geomill.runtime import Runtime
 from geomill.service import keys as api_keys
 from geomill.service import listing
 from geomill.service.health import health_document
 from geomill.worker.runner import run_pool
 
+if TYPE_CHECKING:
+    from geomill.probes import ProbeServer
+
 Mode = Annotated[str | None, typer.Option("--mode", help="standalone, platform_only, platform_raster, "
-                                          "platform_vector, worker_raster, worker_vector, worker_long "
+                                          "platform_vector, worker_raster, worker_vector, worker_long, worker_solve, appserver "
                                           "[GEOMILL_APP_MODE]")]
 Queues = Annotated[str | None, typer.Option("--queues", help="explicit comma-separated queues (custom role)")]
 Concurrency = Annotated[str | None, typer.Option(
@@ -42,7 +46,8 @@ def _parse_concurrency(text: str | None) -> dict[str, int] | None:
 
 Host = Annotated[str | None, typer.Option("--host", help="HTTP address [GEOMILL_HOST; 127.0.0.1]")]
 Port = Annotated[int | None, typer.Option("--port", help="HTTP port [GEOMILL_PORT; 8000]")]
-NoHttp = Annotated[bool, typer.Option("--no-http", help="no HTTP API even in an API-bearing mode")]
+NoHttp = Annotated[bool, typer.Option("--no-http", envvar="GEOMILL_NO_HTTP",
+                                      help="no HTTP API even in an API-bearing mode")]
 HttpProcesses = Annotated[int | None, typer.Option(
     "--http-processes", help="processes serving the HTTP API on one socket [GEOMILL_HTTP_PROCESSES; 1]")]
 
@@ -60,9 +65,19 @@ def serve(
                                  http_processes=http_processes, concurrency=_parse_concurrency(concurrency))
         explicit = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queues
         role = resolve_role(settings.app_mode, explicit or None)
-        rt = Runtime.open(settings)
+        if role.mode is AppMode.APPSERVER:  # stateless: no database, no queues
+            load_contracts(settings.contracts_dir)  # a broken contract stops the start, with its path
+        else:
+            rt = Runtime.open(settings)
+            rt.contracts  # noqa: B018 - loaded now: a broken contract stops the start, not a request or a task
     except GeomillError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
+    if role.mode is AppMode.APPSERVER:
+        from geomill.serve import serve_appserver
+
+        setup_logging(settings.log_level, settings.log_json or "GEOMILL_LOG_JSON" not in os.environ)
+        serve_appserver(settings, err.print)
+        return
     if "GEOMILL_LOG_JSON" not in os.environ:  # services log JSON lines unless told otherwise
         settings = settings.model_copy(update={"log_json": True})
         rt.settings = settings
@@ -76,8 +91,24 @@ def serve(
 
         serve_http(rt, role, layout, info, err.print)
         return
-    pool = run_pool(rt, layout, info=info)
+    probes = _start_probes(rt)
+    try:
+        pool = run_pool(rt, layout, info=info)
+    finally:
+        if probes is not None:
+            probes.stop()
     err.print(f"stopped ({pool.restarts} worker restart(s))")
+
+
+def _start_probes(rt: Runtime) -> ProbeServer | None:
+    """`/livez` and `/readyz` for a role without the HTTP API, when GEOMILL_PROBE_PORT is set."""
+    s = rt.settings
+    if s.probe_port is None:
+        return None
+    from geomill.probes import ProbeServer  # http.server loads only in a process that serves probes
+
+    err.print(f"probes (/livez, /readyz) on http://{s.host}:{s.probe_port}")
+    return ProbeServer(rt, s.host, s.probe_port).start()
 
 
 @app.command()

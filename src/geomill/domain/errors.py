@@ -42,10 +42,14 @@ class TransientError(TaskError):
     """A failure worth retrying (network blip, busy resource)."""
 
 
-class OutOfSpace(TaskError):
-    """The target filesystem has no room for an output; retried only after `retry_after_seconds` (room may be freed)."""
+class PermanentError(TaskError):
+    """A failure no retry can fix and that is not the input's fault (a solver breaking its contract, a peer that
+    refuses the request for good): fails the task at once."""
 
-    retry_after_seconds: float = 600.0
+
+class OutOfSpace(TaskError):
+    """The target filesystem has no room for an output. Never retried at once (it would fill the disk again): the
+    task fails, or waits GEOMILL_OUT_OF_SPACE_RETRY_SECONDS when that is set (room may be freed meanwhile)."""
 
     def __init__(self, message: str, *, path: str, free_bytes: int | None = None,
                  needed_bytes: int | None = None) -> None:

@@ -164,6 +164,30 @@ class VectorSink(Protocol):
     def swap_into_place(self, load: Any, to_wgs84: Callable[[list[float]], list[float]]) -> FinalTable: ...
 
 
+class Solver(Protocol):
+    """Runs a compute contract's solver (geomill.contracts): in this process, or on an AppServer over HTTP.
+
+    Raises InvalidInput (inputs refused), PermanentError (e.g. ContractViolation: never retried) or
+    TransientError (unreachable, 5xx: retried)."""
+
+    mode: str  # "in_process" or "appserver"
+
+    def solve(self, definition: str, version: str, inputs: dict[str, Any]) -> dict[str, Any]: ...
+
+    def contract_digest(self, definition: str, version: str) -> str: ...
+
+    def artifacts(self, definition: str, version: str, inputs: dict[str, Any],
+                  outputs: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+        """Files the contract derives from inputs and outputs: (name, media type, bytes)."""
+        ...
+
+
+class ResultRecords(Protocol):
+    """Where solve results and their artifacts are recorded (the store's compute tables)."""
+
+    def save_compute_result(self, result: dict[str, Any], artifacts: list[dict[str, Any]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class Limits:
     """The few numbers handlers tune themselves with (from GEOMILL_* settings at the composition root)."""
@@ -172,6 +196,7 @@ class Limits:
     gdal_threads: str = "ALL_CPUS"
     vector_chunk_rows: int = 100_000
     large_raster_threshold_mb: float = 2048.0
+    out_of_space_retry_seconds: float = 0.0  # OutOfSpace: 0 fails the task at once, else its next attempt waits
 
 
 class _Unavailable:
@@ -198,6 +223,8 @@ class TaskContext:
     catalog: Catalog = field(default_factory=lambda: _missing("catalog"))
     vector_sink: VectorSink = field(default_factory=lambda: _missing("vector sink"))
     limits: Limits = field(default_factory=Limits)
+    solver: Solver = field(default_factory=lambda: _missing("solver"))
+    records: ResultRecords = field(default_factory=lambda: _missing("result records"))
     ledger: ObjectLedger = field(default_factory=lambda: _missing("object ledger"))
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("geomill.task"))
     _progress: Callable[[float, str], None] | None = None
@@ -223,13 +250,15 @@ class TaskResources:
     vector_sink: VectorSink
     limits: Limits
     closers: list[Callable[[], None]] = field(default_factory=list)
+    solver: Solver = field(default_factory=lambda: _missing("solver"))
+    records: ResultRecords = field(default_factory=lambda: _missing("result records"))
     ledger: ObjectLedger = field(default_factory=lambda: _missing("object ledger"))
 
     def context(self, task_id: str, job_id: str, stage: int, attempt: int, **extra: Any) -> TaskContext:
         """A TaskContext for one task attempt carrying these resources."""
         return TaskContext(task_id=task_id, job_id=job_id, stage=stage, attempt=attempt, storage=self.storage,
                            catalog=self.catalog, vector_sink=self.vector_sink, limits=self.limits,
-                           ledger=self.ledger, **extra)
+                           solver=self.solver, records=self.records, ledger=self.ledger, **extra)
 
     def close(self) -> None:
         """Close pools the resources opened (idempotent)."""

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from geomill.domain import Fenced, InvalidInput, Task
-from geomill.engine.context import TaskContext
+from geomill.domain import Fenced, InvalidInput, OutOfSpace, PermanentError, Task
+from geomill.engine.context import Limits, TaskContext
 from geomill.engine.orchestrator import validation_message
 from geomill.engine.registry import Registry
 
@@ -25,6 +25,7 @@ class Outcome:
     error: dict[str, Any] | None = None
     retry_in: float | None = None
     fenced: bool = False
+    dead_letter: bool = False  # the last attempt failed and the task type keeps such work as a dead letter
 
 
 def failure_kind(exc: BaseException, *, permanent: bool) -> str:
@@ -46,10 +47,13 @@ def error_record(exc: BaseException, attempt: int, *, permanent: bool) -> dict[s
     }
 
 
-def retry_delay(exc: BaseException, policy_delay: float) -> float:
-    """The policy's delay, or longer when the error says so (``retry_after_seconds``: a full disk is not freed in
-    the policy's few seconds, and retrying at once would fill it again)."""
-    return max(policy_delay, float(getattr(exc, "retry_after_seconds", 0.0) or 0.0))
+def retry_delay(exc: BaseException, policy_delay: float, limits: Limits) -> float | None:
+    """The policy's delay; for a full disk (OutOfSpace), which the policy's few seconds do not free and a retry at
+    once would fill again, ``limits.out_of_space_retry_seconds`` (at least the policy's), or None (0: no retry)."""
+    if isinstance(exc, OutOfSpace):
+        wait = limits.out_of_space_retry_seconds
+        return max(policy_delay, wait) if wait > 0 else None
+    return policy_delay
 
 
 def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
@@ -71,12 +75,17 @@ def run_task(registry: Registry, task: Task, ctx: TaskContext) -> Outcome:
     except InvalidInput as exc:
         log.info("task refused its input: %s", exc, extra={"task_id": task.task_id, "job_id": task.job_id})
         return Outcome(error=error_record(exc, task.attempt, permanent=True))
+    except PermanentError as exc:
+        log.warning("task failed for good: %s", exc, extra={"task_id": task.task_id, "job_id": task.job_id})
+        return Outcome(error=error_record(exc, task.attempt, permanent=True))
     except Exception as exc:  # anything else is transient: retried with backoff up to max_attempts
         log.warning("task attempt %d failed: %r", task.attempt, exc,
                     extra={"task_id": task.task_id, "job_id": task.job_id})
         retry = task_type.retry.should_retry(task.attempt) and task.attempt < task.max_attempts
-        delay = retry_delay(exc, task_type.retry.delay(task.attempt)) if retry else None
-        return Outcome(error=error_record(exc, task.attempt, permanent=False), retry_in=delay)
+        delay = retry_delay(exc, task_type.retry.delay(task.attempt), ctx.limits) if retry else None
+        final = isinstance(exc, OutOfSpace) and delay is None  # a full disk is not retried at once: it fails
+        return Outcome(error=error_record(exc, task.attempt, permanent=final), retry_in=delay,
+                       dead_letter=not retry and not final and task_type.dead_letter_when_exhausted)
 
 
 def _dump(result: BaseModel) -> dict[str, Any]:

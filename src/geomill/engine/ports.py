@@ -373,7 +373,20 @@ class ServiceStore(Protocol):
         ...
 
 
-class Store(JobReads, JobStore, TaskQueue, Reconciler, OutboxStore, ServiceStore, ObjectLedger, Protocol):
+class ComputeStore(Protocol):
+    """Results and artifacts of solve jobs (compute contracts): written by the solve task, read by the API."""
+
+    def save_compute_result(self, result: dict[str, Any], artifacts: list[dict[str, Any]]) -> None:
+        """Upsert a job's result row and its artifact rows (a re-run of the same job rewrites the same rows)."""
+        ...
+
+    def compute_result(self, job_id: str) -> dict[str, Any] | None:
+        """The job's result row with its artifacts, or None when none was recorded."""
+        ...
+
+
+class Store(JobReads, JobStore, TaskQueue, Reconciler, OutboxStore, ServiceStore, ComputeStore, ObjectLedger,
+            Protocol):
     """All state, for the composition root; each caller is typed by the narrow port it uses (task handlers get
     the ObjectLedger part only, as `TaskContext.ledger`). Every state-changing
     method is guarded by the state it expects and says if it applied."""

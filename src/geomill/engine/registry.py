@@ -19,7 +19,7 @@ from geomill.domain.models import FinishedStage
 from geomill.engine.context import TaskContext
 from geomill.engine.retry import RetryPolicy
 
-DEFAULT_QUEUES = ("raster-tasks", "vector-tasks", "long-tasks", "default-tasks")
+DEFAULT_QUEUES = ("raster-tasks", "vector-tasks", "long-tasks", "default-tasks", "solve-tasks")
 JOBS_QUEUE = "jobs"
 
 Handler = Callable[[Any, TaskContext], BaseModel]
@@ -67,6 +67,7 @@ class TaskType:
     timeout_seconds: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     description: str = ""
+    dead_letter_when_exhausted: bool = False  # a transient failure on the last attempt also leaves a dead letter
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

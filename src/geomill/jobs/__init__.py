@@ -20,6 +20,7 @@ def build_registry(plugins: Sequence[str] = ()) -> Registry:
     _register_raster(registry)
     _register_vector(registry)
     _register_container(registry)
+    _register_compute(registry)
     for name in plugins:
         module = importlib.import_module(name)
         if not hasattr(module, "register"):
@@ -54,3 +55,11 @@ def _register_container(registry: Registry) -> None:
 
     container.register(registry)
     container_jobs.register(registry)
+
+
+def _register_compute(registry: Registry) -> None:
+    from geomill.jobs import solve as solve_jobs
+    from geomill.tasks import solve
+
+    solve.register(registry)
+    solve_jobs.register(registry)

@@ -1,4 +1,5 @@
-"""Health: each component's state (database, storage, dispatch, workers seen, role, auth) and the overall one."""
+"""Health: each component's state (database, storage, dispatch, workers seen, compute, role, auth) and the overall
+one."""
 
 from __future__ import annotations
 
@@ -83,6 +84,25 @@ def _workers(rt: Runtime) -> dict[str, Any]:
                         for w in workers]}
 
 
+def _compute(rt: Runtime) -> dict[str, Any]:
+    """The compute contracts this process knows, and where solve tasks run: in process, or on the AppServer
+    (GEOMILL_APPSERVER_URL), whose /ready is asked (2 s at most); an AppServer that is not ready is degraded."""
+    doc: dict[str, Any] = {"contracts": rt.contracts.keys(),
+                           "solver": "appserver" if rt.settings.appserver_url else "in_process"}
+    if not rt.settings.appserver_url:
+        return doc
+    import httpx
+
+    url = rt.settings.appserver_url.rstrip("/")
+    try:
+        answer = httpx.get(f"{url}/ready", timeout=2.0)
+    except httpx.TransportError as exc:
+        return {**doc, "status": "degraded", "appserver_url": url, "appserver": f"unreachable: {exc}"}
+    ready = answer.status_code == 200
+    return {**doc, "appserver_url": url, "appserver": "ready" if ready else f"not ready ({answer.status_code})",
+            **({} if ready else {"status": "degraded"})}
+
+
 def health_document(rt: Runtime, role: Role, *, has_http: bool = True,
                     details: bool = True) -> tuple[dict[str, Any], bool]:
     """Every component's state and the overall status, and whether a required component is down (the database,
@@ -94,6 +114,7 @@ def health_document(rt: Runtime, role: Role, *, has_http: bool = True,
         "storage": check(lambda: _storage(rt)),
         "dispatch": check(lambda: _dispatch(rt)),
         "workers": check(lambda: _workers(rt)),
+        "compute": check(lambda: _compute(rt)),
         "app_mode": {"status": "ok", **role.describe(settings), "has_http": has_http, "pid": os.getpid()},
         "auth": {"status": "disabled" if settings.auth_disabled else "ok", "api_keys_required":
                  not settings.auth_disabled},

@@ -4,14 +4,15 @@ data folder's bronze zone) and never name the state database.
 
 Cloud URIs (``s3://``, ``az://``) are allowed to a restricted caller only inside a zone whose base is remote or a
 cloud prefix listed in GEOMILL_SOURCE_ROOTS; HTTP(S) URLs are never sources (no GDAL /vsicurl/ to arbitrary hosts).
-A missing input, local or remote (a HEAD request), is refused at submit."""
+A missing input, local or remote (a HEAD request; for a prefix such as ``s3://bucket/scenes/``, one page of its
+listing), is refused at submit."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,8 @@ class Storage(Protocol):
     def remote_bases(self) -> list[Location]: ...
 
     def exists(self, uri: str) -> bool: ...
+
+    def list(self, prefix: str, pattern: str | None = None, batch: int = 1000) -> Iterator[list[Any]]: ...
 
     def check_prefix(self, uri: str) -> None: ...
 
@@ -135,7 +138,7 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
             _exists(Path(loc.key), value, policy)
         elif policy.inputs and policy.prefix:
             storage.check_prefix(uri)
-        elif policy.inputs and not storage.exists(uri):
+        elif policy.inputs and not _object_or_prefix(storage, uri):
             raise InvalidInput(f"{value!r}: no such object ({loc.uri})")
         return uri
     if scheme in CLOUD_SCHEMES:
@@ -144,7 +147,7 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
             raise InvalidInput(f"{value!r} is outside the allowed buckets and containers (GEOMILL_SOURCE_ROOTS)")
         if policy.inputs and policy.prefix:
             storage.check_prefix(loc.uri)
-        elif policy.inputs and not storage.exists(loc.uri):
+        elif policy.inputs and not _object_or_prefix(storage, loc.uri):
             raise InvalidInput(f"{value!r}: no such object")
         return loc.uri
     if scheme in ("http", "https", "ftp"):
@@ -158,6 +161,14 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
     if host.lower() not in ("", "localhost"):
         raise InvalidInput(f"{value!r}: a file URI names no host other than localhost")
     return "file://" + str(_local("/" + path, policy))
+
+
+def _object_or_prefix(storage: Storage, uri: str) -> bool:
+    """An object (one HEAD), or a prefix with at least one object under it (one page of its listing): a
+    source_prefix such as ``s3://bucket/scenes/`` names no object itself."""
+    if storage.exists(uri):
+        return True
+    return next(iter(storage.list(uri.rstrip("/") + "/", batch=1)), None) is not None
 
 
 def _exists(path: Path, value: str, policy: PathPolicy) -> Path:

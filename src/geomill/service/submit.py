@@ -15,6 +15,8 @@ from geomill.domain import InvalidInput, NewJob, UnknownJobType
 from geomill.engine.orchestrator import Submission, invalid_parameters, submitted
 from geomill.engine.ports import AsyncStore
 from geomill.engine.registry import JobType
+from geomill.jobs.solve import JOB_TYPE as SOLVE_JOB_TYPE
+from geomill.service.compute import new_solve_job
 from geomill.service.paths import check_params
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ def prepare(rt: Runtime, job_type: str, params: dict[str, Any], *, restricted: b
     model = job_type_for(rt, job_type).params_model
     # types strictly for HTTP only: the CLI's `-p key=value` guesses JSON, so `-p tag=123` arrives as an integer
     strict_check(model, params, types=restricted)
+    if job_type == SOLVE_JOB_TYPE and resubmit_of is None:  # checked against its contract; id = the inputs hash
+        return new_solve_job(rt, params, correlation_id=correlation_id)
     settings = rt.settings
     checked = check_params(params, model, rt.storage, restricted=restricted, source_roots=settings.source_roots,
                            denied=state_files(settings))

@@ -5,6 +5,11 @@ GeoPackage's R-tree index). A load goes into a staging GeoPackage beside the chu
 their chunk under an exclusive file lock (GeoPackage allows one writer), replacing their own fid range, so a
 re-run never duplicates. Finalize moves the result over the final file with one rename (``os.replace``): a
 reader sees the old file or the new one, never half of either.
+
+When silver is in object storage (S3, Azure Blob), the staging GeoPackage stays in the local data folder (embedded
+mode is one machine: SQLite's database and file locks are local anyway) and finalize publishes it with one atomic
+put (``append``: the final object is fetched to scratch, the rows added, and the result put back); the local staging
+folder is removed afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +52,7 @@ def final_key(schema: str, table: str) -> str:
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside `path`, held across processes while one writer changes the GeoPackage."""
     lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -81,7 +88,7 @@ def append_chunk(path: Path, load: Any, table: pa.Table) -> int:
     return table.num_rows
 
 
-def _rows(path: Path, table: str) -> tuple[int, list[float]]:
+def _rows(path: Path | str, table: str) -> tuple[int, list[float]]:
     info = pyogrio.read_info(str(path), layer=table, force_feature_count=True, force_total_bounds=True)
     bounds = info.get("total_bounds")
     return int(info["features"]), list(bounds) if bounds is not None else []
@@ -97,15 +104,24 @@ def _max_fid(path: Path, table: str) -> int:
 
 def _append_into(final: Path, staging: Path, load: Any, work: Path) -> None:
     """A copy of the final GeoPackage with the staging rows added (fids after its largest), then renamed over it."""
+    _check_appendable(final, load, final.name)
+    shutil.copyfile(final, work)
+    _append_rows(work, staging, load)
+
+
+def _check_appendable(final: Path, load: Any, name: str) -> None:
     info = pyogrio.read_info(str(final), layer=load.table)
     if info["geometry_type"] != ogr_type(load.geometry_type) and info["geometry_type"] != "Unknown":
-        raise InvalidInput(f"cannot append to {final.name}: it holds {info['geometry_type']}, the source has "
+        raise InvalidInput(f"cannot append to {name}: it holds {info['geometry_type']}, the source has "
                            f"{ogr_type(load.geometry_type)}", field="if_exists")
     missing = [c.name for c in load.columns if c.name not in set(info["fields"])]
     if missing:
-        raise InvalidInput(f"cannot append to {final.name}: it has no column(s) {', '.join(missing)}",
+        raise InvalidInput(f"cannot append to {name}: it has no column(s) {', '.join(missing)}",
                            field="if_exists")
-    shutil.copyfile(final, work)
+
+
+def _append_rows(work: Path, staging: Path, load: Any) -> None:
+    """The staging rows appended to the GeoPackage `work`, their fids after its largest."""
     offset = _max_fid(work, load.table)
     with pyogrio.open_arrow(str(staging), layer=load.table, use_pyarrow=True, return_fids=True,
                             batch_size=50_000) as (meta, reader):
@@ -162,14 +178,24 @@ class GeoPackageSink:
     def _final(self, schema: str, table: str) -> Path:
         return self.storage.local_path(f"silver://{final_key(schema, table)}")
 
+    def _remote(self) -> bool:
+        return bool(self.storage.is_remote("silver://vector"))
+
     def staging_name(self, key: str, schema: str, table: str) -> str:
-        return str(self.storage.local_path(f"silver://vector/{key}/{table}.staging.gpkg"))
+        """Beside the chunks in a local silver; in the local data folder's silver/ when silver is remote."""
+        return str(self.storage.local_mirror(f"silver://vector/{key}/{table}.staging.gpkg"))
 
     def prepare(self, schema: str) -> None:
         """Nothing to set up: folders are made as files are written."""
 
     def refuse_existing(self, schema: str, table: str, if_exists: str) -> None:
-        refuse_existing(self._final(schema, table), schema, table, if_exists)
+        if not self._remote():
+            refuse_existing(self._final(schema, table), schema, table, if_exists)
+            return
+        uri = f"silver://{final_key(schema, table)}"
+        if if_exists == "fail" and self.storage.exists(uri):
+            raise InvalidInput(f"{self.storage.object_uri(uri)} (table {schema}.{table}) already exists; give "
+                               "if_exists=replace or if_exists=append", field="if_exists")
 
     def create_staging(self, target: Any, chunk_schema: pa.Schema) -> None:
         create_staging(Path(target.staging), target, chunk_schema)
@@ -183,7 +209,38 @@ class GeoPackageSink:
     def swap_into_place(self, load: Any, to_wgs84: Callable[[list[float]], list[float]]) -> FinalTable:
         target = load.target
         key = final_key(target.schema_, target.table)
+        if self._remote():
+            count, bbox = self._publish(target, f"silver://{key}")
+            return FinalTable(count=count, bbox=bbox, location=self.storage.uri_for("silver", key),
+                              url=self.storage.href(f"silver://{key}"), media_type=self.media_type)
         final = self.storage.local_path(f"silver://{key}")
         count, bbox = swap_into_place(final, target)
         return FinalTable(count=count, bbox=bbox, location=self.storage.uri_for("silver", key), path=final,
                           media_type=self.media_type)
+
+    def _publish(self, target: Any, uri: str) -> tuple[int, list[float]]:
+        """Remote silver: the staging GeoPackage (or the final object with the staging rows appended) put under
+        `uri` in one atomic put; then the local staging folder goes. Returns (feature count, bbox)."""
+        staging = Path(target.staging)
+        with locked(self.storage.local_mirror(uri)):  # embedded mode is one machine: a local lock suffices
+            exists = self.storage.exists(uri)
+            if not staging.exists() and not exists:
+                raise InvalidInput(f"staging GeoPackage {staging} is missing: run the job again", field="source")
+            if staging.exists() and exists and target.if_exists == "fail":
+                raise InvalidInput(f"{self.storage.object_uri(uri)} (table {target.schema_}.{target.table}) already "
+                                   "exists; give if_exists=replace or if_exists=append", field="if_exists")
+            folder = self.storage.scratch_dir() / f"vector-{uuid.uuid4().hex}"
+            try:
+                if not staging.exists():  # a re-run after the swap: count what is there (fetched: see above)
+                    return _rows(self.storage.fetch(uri, folder / "final.gpkg"), target.table)
+                work = staging
+                if exists and target.if_exists == "append":
+                    work = self.storage.fetch(uri, folder / "final.gpkg")
+                    _check_appendable(work, target, self.storage.object_uri(uri))
+                    _append_rows(work, staging, target)
+                rows = _rows(work, target.table)
+                self.storage.put_file(work, uri)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(staging.parent, ignore_errors=True)  # the load's local folder: staging and its lock
+            return rows

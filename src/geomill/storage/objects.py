@@ -21,11 +21,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from geomill.domain import InvalidInput
+from geomill.faults import fault_point
 from geomill.storage.base import ZONES, StorageError
 from geomill.storage.uris import Location, check_key, parse, scheme_of
 
@@ -106,15 +107,19 @@ _gdal_applied: dict[str, str] = {}
 
 def configure_gdal(env: Mapping[str, str] | None = None) -> None:
     """Hand the cloud credentials to GDAL, for both rasterio's and pyogrio's libgdal (rasterio refuses AWS_*
-    options in rasterio.Env, so they are set process-wide). Applied once per process; again only if they change."""
+    options in rasterio.Env, so they are set process-wide). Set again in rasterio's libgdal whenever they are not
+    there: a rasterio.Env that picked AWS credentials from the environment clears those options when it exits."""
     options = gdal_options(os.environ if env is None else env)
-    with _gdal_lock:
-        if not options or all(_gdal_applied.get(k) == v for k, v in options.items()):
-            return
-        from rasterio.env import set_gdal_config
+    if not options:
+        return
+    from rasterio.env import get_gdal_config, set_gdal_config
 
+    with _gdal_lock:
         for key, value in options.items():
-            set_gdal_config(key, value)
+            if get_gdal_config(key, normalize=False) != value:
+                set_gdal_config(key, value)
+        if all(_gdal_applied.get(k) == v for k, v in options.items()):
+            return
         try:
             import pyogrio
 
@@ -128,8 +133,10 @@ class ObjectStorage:
     """Zones (bronze/silver/gold) mapped to local folders or cloud prefixes; any URI in, the same operations out."""
 
     def __init__(self, root: Path, zones: Mapping[str, str | None] | None = None,
-                 env: Mapping[str, str] | None = None, public_urls: Mapping[str, str | None] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, public_urls: Mapping[str, str | None] | None = None,
+                 signed_url_seconds: float | None = None) -> None:
         self.root = Path(root).resolve()
+        self.signed_url_seconds = signed_url_seconds  # set: hrefs of remote objects are signed URLs (no public base)
         self._public = {zone: url.rstrip("/") + "/" for zone, url in (public_urls or {}).items() if url}
         self._env = dict(os.environ if env is None else env)
         self._bases: dict[str, Location] = {}
@@ -215,11 +222,28 @@ class ObjectStorage:
 
     def href(self, uri: str) -> str:
         """What another machine follows to read `uri`: the zone's public https base when one is configured
-        (GEOMILL_SILVER_PUBLIC_URL), else the object's own URI (s3://…, az://…, or the local path)."""
+        (GEOMILL_SILVER_PUBLIC_URL), else a signed https URL of a remote object when signing is on
+        (GEOMILL_SIGNED_URL_SECONDS), else the object's own URI (s3://…, az://…, or the local path)."""
         scheme = scheme_of(uri)
         if scheme in self._public:
             return self._public[scheme] + check_key(uri.split("://", 1)[1])
+        if self.signed_url_seconds and self.is_remote(uri):
+            return self.signed_url(uri, self.signed_url_seconds)
         return self.object_uri(uri)
+
+    def signed_url(self, uri: str, seconds: float) -> str:
+        """A presigned GET URL of a remote object valid for `seconds` (S3 SigV4; Azure a service SAS, which needs
+        the account key). It is a bearer token for that one object: callers put it in documents, never in logs."""
+        import obstore
+
+        loc = self.resolve(uri)
+        if loc.is_local:
+            raise StorageError(f"{uri!r} is a local file: only S3 and Azure objects have signed URLs")
+        try:
+            return str(obstore.sign(self._store(loc), "GET", loc.key, timedelta(seconds=seconds)))
+        except Exception as exc:  # signing is offline: a failure is the configuration (e.g. Azure without a key)
+            raise StorageError(f"cannot sign a URL for {uri!r} (GEOMILL_SIGNED_URL_SECONDS needs S3 keys or an "
+                               f"Azure account key): {type(exc).__name__}: {_scrub(str(exc)).splitlines()[0][:300]}") from None
 
     def local_mirror(self, uri: str) -> Path:
         """The local path of a zone URI even when the zone is remote: ``<data_dir>/<zone>/<key>`` (the static STAC
@@ -497,6 +521,7 @@ class ObjectStorage:
         tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
         try:
             yield tmp
+            fault_point("before_publish")
             if loc.is_local:
                 os.replace(tmp, loc.key)  # same folder: a rename
             else:

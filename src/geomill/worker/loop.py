@@ -238,6 +238,10 @@ class WorkerLoop:
             self._recorded(task, store.complete_task(task.task_id, task.attempt, outcome.result))
         else:
             assert outcome.error is not None
+            if outcome.dead_letter:  # its attempts are used up: kept where operators look for lost work
+                store.add_dead_letter("worker", f"{task.task_type}: no attempts left: {outcome.error['message']}",
+                                      {"task_type": task.task_type, "params": task.params}, job_id=task.job_id,
+                                      task_id=task.task_id)
             self._recorded(task, store.fail_task(task.task_id, task.attempt, outcome.error, outcome.retry_in))
 
     def flush_finished(self) -> None:

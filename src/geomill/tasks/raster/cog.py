@@ -69,9 +69,11 @@ from geomill.tasks.raster.space import (
 )
 from geomill.tasks.raster.validate import (
     check_georeferenced,
+    check_nodata_rewritable,
     check_readable,
     crs_text,
     has_colormap,
+    has_wide_int_nodata,
     open_raster,
     source_name,
 )
@@ -231,9 +233,12 @@ def _needs_alpha(src: DatasetReader) -> bool:
 def _copy(src: DatasetReader, plan: CogPlan, dst: Path, threads: str) -> None:
     """Stream `src` (through a WarpedVRT when reprojecting) into `dst` with the COG driver."""
     options = creation_options(plan, threads)
-    if src.crs is None:  # georeferenced by GCPs (check_georeferenced let nothing else through)
-        warped = dst.with_name(dst.name + ".gcpwarp.tif")  # removed with the temporary file
-        warp_by_gcps(src, plan, warped)
+    if src.crs is None or plan.dst_crs is not None:
+        check_nodata_rewritable(src, plan.source, "warping it")
+    if src.crs is None or (plan.dst_crs is not None and has_wide_int_nodata(src)):
+        # GCPs (check_georeferenced let nothing else through), or a 64-bit band whose nodata a WarpedVRT drops
+        warped = dst.with_name(dst.name + ".warp.tif")  # removed with the temporary file
+        warp_to_file(src, plan, warped)
         with rasterio.open(warped) as flat:
             rasterio.shutil.copy(flat, str(dst), driver="COG", **options)
         return
@@ -251,14 +256,18 @@ def gcp_transformer_options(method: str | None) -> dict[str, str]:
     return {"SRC_METHOD": "GCP_TPS" if method == "tps" else "GCP_POLYNOMIAL"}
 
 
-def warp_by_gcps(src: DatasetReader, plan: CogPlan, dst: Path) -> None:
-    """Warp a GCP-georeferenced raster with GDAL's GCP transformer into a tiled GeoTIFF at `dst`, band by band
-    (GDAL's warper works in chunks, so memory stays bounded), to the GCPs' CRS or the target CRS."""
-    gcps, gcp_crs = src.gcps
+def warp_to_file(src: DatasetReader, plan: CogPlan, dst: Path) -> None:
+    """Warp into a tiled GeoTIFF at `dst`, band by band (GDAL's warper works in chunks, so memory stays bounded):
+    a GCP-georeferenced raster with GDAL's GCP transformer, to the GCPs' CRS or the target CRS; any other to the
+    target CRS (for 64-bit integer bands, whose nodata a WarpedVRT would drop)."""
+    gcps, gcp_crs = src.gcps if src.crs is None else (None, src.crs)
     dst_crs = plan.dst_crs or gcp_crs
-    extra = gcp_transformer_options(plan.gcp_method)
-    transform, width, height = calculate_default_transform(
-        gcp_crs, dst_crs, src.width, src.height, gcps=gcps, **extra)
+    extra = gcp_transformer_options(plan.gcp_method) if gcps else {}
+    if gcps:
+        transform, width, height = calculate_default_transform(
+            gcp_crs, dst_crs, src.width, src.height, gcps=gcps, **extra)
+    else:
+        transform, width, height = calculate_default_transform(src.crs, dst_crs, src.width, src.height, *src.bounds)
     alpha = _needs_alpha(src)
     profile = {
         "driver": "GTiff", "width": width, "height": height, "count": src.count + int(alpha),
@@ -271,6 +280,7 @@ def warp_by_gcps(src: DatasetReader, plan: CogPlan, dst: Path) -> None:
         out_bands = list(range(1, src.count + 1))
         reproject(
             rasterio.band(src, list(src.indexes)), rasterio.band(out, out_bands), gcps=gcps, src_crs=gcp_crs,
+            src_transform=None if gcps else src.transform,
             dst_transform=transform, dst_crs=dst_crs, src_nodata=src.nodata, dst_nodata=src.nodata,
             dst_alpha=src.count + 1 if alpha else 0, resampling=Resampling[plan.resampling], **extra,
         )

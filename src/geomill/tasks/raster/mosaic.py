@@ -3,10 +3,14 @@
 Outputs (both replaced atomically, both byte-identical for the same inputs):
 
 - ``silver://mosaics/<name>.json``: a MosaicJSON (cogeo-mosaic, quadkeys in WebMercatorQuad) whose assets are the
-  COGs' local paths, for a tile server such as titiler.
+  COGs' local paths, or, for COGs in S3/Azure, what another machine follows to read them (``storage.href``: the
+  object's ``s3://``/``az://`` URI, the public base URL + key, or a signed URL), for a tile server such as titiler.
 - ``silver://mosaics/<name>.vrt``: a GDAL VRT that reads the whole mosaic as one raster, with paths relative to the
-  VRT (the ``silver`` folder can be moved as a whole). Its grid is the union of the COGs' bounds at the finest of
-  their resolutions, in their common CRS.
+  VRT for local files (the ``silver`` folder can be moved as a whole); in S3/Azure it names the COGs by GDAL's
+  ``/vsis3/<bucket>/<key>`` or ``/vsiaz/<container>/<key>`` (a ``../`` path is not a key GDAL can sign requests
+  for). Its grid is the union of the COGs' bounds at the finest of their resolutions, in their common CRS.
+
+Both are written through the storage (atomic: a rename locally, one PUT in S3/Azure); COGs are read in place.
 
 Where COGs overlap, the first one in ``cogs`` wins, in both files (MosaicJSON readers take the first asset; the VRT
 lists its sources last to first because GDAL draws later sources on top). Pixels a COG marks as invalid (nodata,
@@ -21,12 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import uuid
+import posixpath
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import morecantile
@@ -44,7 +46,7 @@ from geomill.storage.base import ZONES
 from geomill.tasks.raster.compat import Shape, check_compatible
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.models import MosaicParams
-from geomill.tasks.raster.validate import open_raster, resolve_source
+from geomill.tasks.raster.validate import open_raster, source_name
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +85,8 @@ class CogInfo:
     """What the VRT and the MosaicJSON need to know of one COG, read in one open."""
 
     uri: str
-    path: Path
+    path: str  # what GDAL opens: a local path, /vsis3/… or /vsiaz/…
+    href: str  # what a MosaicJSON names: the local path, or storage.href (s3://…, public or signed URL)
     crs: CRS
     transform: Affine
     width: int
@@ -135,7 +138,7 @@ def _number(value: float) -> str:
 
 def read_cog(uri: str, storage: Storage) -> CogInfo:
     """Open one COG and describe it; InvalidInput when it is missing, unreadable, rotated or has no CRS."""
-    path = resolve_source(uri, storage)
+    path = source_name(uri, storage)
     with open_raster(path, uri) as ds:
         if ds.crs is None:
             raise InvalidInput(f"COG {uri!r} has no CRS; a mosaic needs georeferenced inputs", field="cogs")
@@ -145,7 +148,7 @@ def read_cog(uri: str, storage: Storage) -> CogInfo:
         if ds.colorinterp[0] is ColorInterp.palette:
             colormap = ds.colormap(1)
         return CogInfo(
-            uri=uri, path=path, crs=ds.crs, transform=ds.transform, width=ds.width, height=ds.height,
+            uri=uri, path=path, href=storage.href(uri) if storage.is_remote(uri) else path, crs=ds.crs, transform=ds.transform, width=ds.width, height=ds.height,
             count=ds.count, dtypes=tuple(ds.dtypes), nodata=ds.nodata, colorinterp=tuple(ds.colorinterp),
             mask_flags=tuple(tuple(f) for f in ds.mask_flag_enums), block_shapes=tuple(ds.block_shapes),
             colormap=colormap, bounds_wgs84=transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21),
@@ -187,14 +190,16 @@ def _colorinterp_name(ci: ColorInterp) -> str:
     return YCBCR.get(ci, ci.name.capitalize() if ci.name.islower() else ci.name)
 
 
-def source_href(cog: CogInfo, vrt_path: Path) -> tuple[str, str]:
-    """(relativeToVRT, path): relative for files in a storage zone, absolute otherwise."""
-    if "://" in cog.uri and cog.uri.split("://", 1)[0] in ZONES:
-        return "1", os.path.relpath(cog.path, vrt_path.parent)
-    return "0", str(cog.path)
+def source_href(cog: CogInfo, vrt_path: str) -> tuple[str, str]:
+    """(relativeToVRT, path): relative for local files in a storage zone, else absolute (a local path, or GDAL's
+    /vsis3/…, /vsiaz/… name: a relative ``../`` path inside a bucket is not a key GDAL can sign requests for)."""
+    zoned = "://" in cog.uri and cog.uri.split("://", 1)[0] in ZONES
+    if zoned and not cog.path.startswith("/vsi") and not vrt_path.startswith("/vsi"):
+        return "1", posixpath.relpath(cog.path, posixpath.dirname(vrt_path))
+    return "0", cog.path
 
 
-def _source(band: ET.Element, cog: CogInfo, index: int, grid: Grid, vrt_path: Path) -> None:
+def _source(band: ET.Element, cog: CogInfo, index: int, grid: Grid, vrt_path: str) -> None:
     """One source of band `index` (1-based): Simple when every pixel is valid, else Complex skipping invalid ones."""
     flags = cog.mask_flags[index - 1]
     is_alpha = cog.colorinterp[index - 1] is ColorInterp.alpha
@@ -226,7 +231,7 @@ def _needs_mask_band(cogs: list[CogInfo], nodata: float | None) -> bool:
     return bool(masked) and (nodata is None or any(MaskFlags.per_dataset in c.mask_flags[0] for c in masked))
 
 
-def _mask_band(root: ET.Element, cogs: list[CogInfo], grid: Grid, vrt_path: Path) -> None:
+def _mask_band(root: ET.Element, cogs: list[CogInfo], grid: Grid, vrt_path: str) -> None:
     """The VRT's dataset mask: each COG's mask, first COG on top, invalid pixels never covering valid ones."""
     mask = ET.SubElement(ET.SubElement(root, "MaskBand"), "VRTRasterBand", dataType="Byte")
     for cog in reversed(cogs):
@@ -241,7 +246,7 @@ def _mask_band(root: ET.Element, cogs: list[CogInfo], grid: Grid, vrt_path: Path
         ET.SubElement(src, "NODATA").text = "0"
 
 
-def vrt_xml(cogs: list[CogInfo], grid: Grid, vrt_path: Path) -> str:
+def vrt_xml(cogs: list[CogInfo], grid: Grid, vrt_path: str) -> str:
     """The VRT document for `cogs` on `grid`; sources last to first so the first COG is drawn on top."""
     first = cogs[0]
     root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
@@ -267,13 +272,13 @@ def vrt_xml(cogs: list[CogInfo], grid: Grid, vrt_path: Path) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def footprint(cog: CogInfo, local_path: str, tms: morecantile.TileMatrixSet) -> dict[str, Any]:
+def footprint(cog: CogInfo, href: str, tms: morecantile.TileMatrixSet) -> dict[str, Any]:
     """The COG's WGS84 bounding box as a GeoJSON feature, clipped to the TMS's latitude range (as cogeo-mosaic)."""
     west, south, east, north = cog.bounds_wgs84
     ring = [tms.truncate_lnglat(x, y) for x, y in ((west, north), (west, south), (east, south), (east, north))]
     ring.append(ring[0])
     return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {"path": local_path}}
+            "properties": {"path": href}}
 
 
 def _mosaicjson_class() -> Any:
@@ -286,13 +291,13 @@ def _mosaicjson_class() -> Any:
     return MosaicJSON
 
 
-def zoom_range(vrt_path: Path) -> tuple[int, int]:
+def zoom_range(vrt_path: str) -> tuple[int, int]:
     """WebMercatorQuad min and max zoom of the whole mosaic, as rio-tiler computes them for one dataset."""
     from rio_tiler.io import Reader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no overviews": a VRT has none, the zooms are still right
-        with Reader(str(vrt_path), tms=morecantile.tms.get(WEB_MERCATOR)) as reader:
+        with Reader(vrt_path, tms=morecantile.tms.get(WEB_MERCATOR)) as reader:
             return reader.minzoom, reader.maxzoom
 
 
@@ -301,7 +306,7 @@ def mosaicjson_text(
 ) -> tuple[str, list[float]]:
     """The MosaicJSON document as text (tiles sorted by quadkey) and its WGS84 bounds."""
     tms = morecantile.tms.get(WEB_MERCATOR)
-    features = [footprint(c, str(c.path), tms) for c in cogs]
+    features = [footprint(c, c.href, tms) for c in cogs]
     mosaic = _mosaicjson_class().from_features(
         features, zooms[0], zooms[1], quadkey_zoom=quadkey_zoom, version=MOSAICJSON_VERSION, quiet=True,
     )
@@ -311,42 +316,33 @@ def mosaicjson_text(
     return json.dumps(doc, indent=2) + "\n", [float(v) for v in doc["bounds"]]
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def create_mosaic(params: MosaicParams, ctx: TaskContext) -> MosaicResult:
     """Handler of ``raster.mosaic``."""
     name = check_id(params.name, "mosaic name")
     json_uri = ctx.storage.uri_for("silver", f"{MOSAICS_KEY}/{name}.json")
     vrt_uri = ctx.storage.uri_for("silver", f"{MOSAICS_KEY}/{name}.vrt")
-    json_path, vrt_path = ctx.storage.local_path(json_uri), ctx.storage.local_path(vrt_uri)
+    storage = ctx.storage
+    vrt_name = storage.gdal_path(vrt_uri)  # the VRT's own name: relative source paths are resolved against it
     cogs: list[CogInfo] = []
     with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):
         for i, uri in enumerate(params.cogs):
             if ctx.cancelled:
                 raise TaskError("cancelled while reading the COGs")
-            cogs.append(read_cog(uri, ctx.storage))
+            cogs.append(read_cog(uri, storage))
             if i % 100 == 0:
                 ctx.progress(0.6 * (i + 1) / len(params.cogs), f"read {i + 1} of {len(params.cogs)} COGs")
         check_uniform(cogs)
         grid = mosaic_grid(cogs)
-        write_text_atomic(vrt_path, vrt_xml(cogs, grid, vrt_path))
+        storage.write_bytes(vrt_uri, vrt_xml(cogs, grid, vrt_name).encode("utf-8"))  # atomic, local or remote
         ctx.progress(0.7, f"VRT written: {vrt_uri}")
-        zooms = zoom_range(vrt_path)
+        zooms = zoom_range(vrt_name)  # read back where it was published (through /vsis3/, /vsiaz/ when remote)
     text, bounds = mosaicjson_text(cogs, name, zooms, params.quadkey_zoom)
-    write_text_atomic(json_path, text)
+    storage.write_bytes(json_uri, text.encode("utf-8"))
     ctx.progress(1.0, f"MosaicJSON written: {json_uri}")
     logger.info("mosaic ready", extra={"task_id": ctx.task_id, "vrt_uri": vrt_uri, "count": len(cogs)})
     return MosaicResult(
-        mosaicjson_uri=json_uri, mosaicjson_path=str(json_path), vrt_uri=vrt_uri, vrt_path=str(vrt_path),
+        mosaicjson_uri=json_uri, mosaicjson_path=storage.object_uri(json_uri), vrt_uri=vrt_uri,
+        vrt_path=storage.object_uri(vrt_uri),
         count=len(cogs), bounds=bounds, crs=cogs[0].crs.to_string(), width=grid.width, height=grid.height,
         resolution=[grid.xres, grid.yres], minzoom=zooms[0], maxzoom=zooms[1],
     )

@@ -9,7 +9,10 @@ Extraction reads one tile's window (through a ``WarpedVRT`` of the whole output 
 a tile's edge are resampled from the same source pixels as in a whole-image warp and nodata appears only outside
 the source's footprint) in strips of ``STRIP_ROWS`` rows, and writes it as an uncompressed tiled GeoTIFF in silver:
 memory is bounded by a strip, not by the tile, and never by the file. Outputs are written to a temporary name
-and renamed into place, so a killed worker never leaves a half tile under the final name.
+and published atomically (``storage.staging``: renamed into place, or uploaded in one put when silver is in S3 or
+Azure), so a killed worker never leaves a half tile under the final name. A source in S3/Azure is read in place
+(``/vsis3/``, ``/vsiaz/``); a tile bound for a remote silver zone is compressed (ZSTD, fast level) to halve the
+upload, and local disk holds one tile at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,14 +39,15 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from geomill.domain import InvalidInput, TaskError, canonical_json
-from geomill.engine.context import TaskContext
+from geomill.engine.context import Storage, TaskContext
 from geomill.tasks.raster.cog import (
     _check_compression_fits,
+    _fingerprint,
     _needs_alpha,
-    fingerprint,
     normalize_compression,
     normalize_resampling,
     parse_crs,
+    source_identity,
 )
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.models import (
@@ -56,7 +58,14 @@ from geomill.tasks.raster.models import (
     TileSchemeParams,
     TileWindow,
 )
-from geomill.tasks.raster.validate import check_georeferenced, check_readable, has_colormap, open_raster, resolve_source
+from geomill.tasks.raster.validate import (
+    check_georeferenced,
+    check_nodata_rewritable,
+    check_readable,
+    has_colormap,
+    open_raster,
+    source_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +133,13 @@ def tile_windows(width: int, height: int, size: int) -> list[TileWindow]:
     ]
 
 
-def scheme_name(path: Path, compression: str, resampling: str, dst_crs: CRS | None, tile_size: int) -> str:
-    """``<stem>-<16 hex>``: the COG fingerprint (source identity + options) plus the tile size."""
-    base = fingerprint(path, compression, resampling, dst_crs)
+def scheme_name(identity: tuple[str, dict[str, object]], compression: str, resampling: str, dst_crs: CRS | None,
+                tile_size: int) -> str:
+    """``<stem>-<16 hex>``: the COG fingerprint (source identity, see `source_identity`, + options) plus the tile
+    size."""
+    base = _fingerprint(identity[0], identity[1], compression, resampling, dst_crs)
     digest = hashlib.sha256(canonical_json({"v": SCHEME_VERSION, "cog": base, "tile": tile_size}).encode())
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_-")[:60] or "raster"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(identity[0]).stem).strip("_-")[:60] or "raster"
     return f"{stem}-{digest.hexdigest()[:16]}"
 
 
@@ -139,8 +150,8 @@ def _nodata(src: DatasetReader) -> float | str | None:
 def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
     """Handler of ``raster.tile_scheme``: the output grid and its tiles (no pixel is read but two probes)."""
     with gdal_env(ctx):
-        path = resolve_source(params.source, ctx.storage)
-        with open_raster(path, params.source) as src:
+        name = source_name(params.source, ctx.storage)
+        with open_raster(name, params.source) as src:
             check_georeferenced(src, params.source)
             if src.crs is None:
                 raise InvalidInput(
@@ -154,10 +165,14 @@ def tile_scheme(params: TileSchemeParams, ctx: TaskContext) -> TileScheme:
             dst_crs = parse_crs(params.target_crs)
             if dst_crs is not None and dst_crs == src.crs:
                 dst_crs = None
+            check_nodata_rewritable(src, params.source, "cutting it into tiles" if dst_crs is None else
+                                    "reprojecting its tiles", warped_vrt=dst_crs is not None)
             grid = output_grid(src, dst_crs)
             tiles = tile_windows(grid.width, grid.height, params.tile_size)
             scheme = TileScheme(
-                source=params.source, name=scheme_name(path, compression, resampling, dst_crs, params.tile_size),
+                source=params.source,
+                name=scheme_name(source_identity(params.source, ctx.storage), compression, resampling, dst_crs,
+                                 params.tile_size),
                 grid=grid, reproject=dst_crs is not None, tile_size=params.tile_size,
                 rows=tiles[-1].row + 1, cols=tiles[-1].col + 1, count=src.count, dtype=src.dtypes[0],
                 nodata=_nodata(src), compression=compression, resampling=resampling, tiles=tiles,
@@ -187,14 +202,15 @@ def _has_dataset_mask(reader: DatasetReader | WarpedVRT) -> bool:
     return MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags and MaskFlags.nodata not in flags
 
 
-def _profile(reader: DatasetReader | WarpedVRT, params: ExtractTileParams) -> dict[str, object]:
+def _profile(reader: DatasetReader | WarpedVRT, params: ExtractTileParams, compress: bool) -> dict[str, object]:
     tile = params.tile
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
+    codec = {"compress": "zstd", "zstd_level": 1} if compress else {"compress": "none"}
     return {
         "driver": "GTiff", "width": tile.width, "height": tile.height, "count": reader.count,
         "dtype": reader.dtypes[0], "crs": CRS.from_wkt(params.grid.crs),
         "transform": window_transform(window, Affine(*params.grid.transform)), "nodata": reader.nodata,
-        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "none", "BIGTIFF": "IF_SAFER",
+        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, **codec, "BIGTIFF": "IF_SAFER",
         "interleave": "pixel" if reader.count > 1 else "band",
     }
 
@@ -209,11 +225,11 @@ def _copy_metadata(reader: DatasetReader | WarpedVRT, src: DatasetReader, dst: r
 
 
 def copy_window(reader: DatasetReader | WarpedVRT, src: DatasetReader, dst_path: Path,
-                params: ExtractTileParams, ctx: TaskContext) -> None:
+                params: ExtractTileParams, ctx: TaskContext, *, compress: bool = False) -> None:
     """Copy the tile's window strip by strip (bounded memory) into a new GeoTIFF at `dst_path`."""
     tile = params.tile
     mask = _has_dataset_mask(reader)
-    with rasterio.open(dst_path, "w", **_profile(reader, params)) as dst:
+    with rasterio.open(dst_path, "w", **_profile(reader, params, compress)) as dst:
         _copy_metadata(reader, src, dst)
         for row in range(0, tile.height, STRIP_ROWS):
             if ctx.cancelled:
@@ -227,44 +243,42 @@ def copy_window(reader: DatasetReader | WarpedVRT, src: DatasetReader, dst_path:
             ctx.progress((row + rows) / tile.height, f"tile {tile.key}: {row + rows}/{tile.height} rows")
 
 
-def _complete(path: Path, tile: TileWindow) -> bool:
+def _complete(uri: str, tile: TileWindow, storage: Storage) -> bool:
     """An earlier attempt's output: it only ever appears under its final name once fully written."""
-    if not path.is_file():
+    if not storage.exists(uri):
         return False
     try:
-        with rasterio.open(path) as ds:
+        with rasterio.open(storage.gdal_path(uri)) as ds:
             return (ds.width, ds.height) == (tile.width, tile.height)
     except rasterio.errors.RasterioError:
         return False
 
 
-def _describe(params: ExtractTileParams, path: Path, reused: bool) -> ExtractedTile:
-    with rasterio.open(path) as ds:
+def _describe(params: ExtractTileParams, storage: Storage, reused: bool) -> ExtractedTile:
+    uri = params.output_uri
+    with rasterio.open(storage.gdal_path(uri)) as ds:
         count = ds.count
-    return ExtractedTile(key=params.tile.key, uri=params.output_uri, path=str(path), size_bytes=path.stat().st_size,
+    return ExtractedTile(key=params.tile.key, uri=uri, path=storage.object_uri(uri), size_bytes=storage.stat(uri).size,
                          width=params.tile.width, height=params.tile.height, count=count, reused=reused)
 
 
 def extract_tile(params: ExtractTileParams, ctx: TaskContext) -> ExtractedTile:
-    """Handler of ``raster.extract_tile``: one tile of the output grid as an intermediate GeoTIFF in silver."""
-    out = ctx.storage.local_path(params.output_uri)
-    if _complete(out, params.tile):
-        return _describe(params, out, reused=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with gdal_env(ctx):
-            path = resolve_source(params.source, ctx.storage)
-            with open_raster(path, params.source) as src, tile_reader(src, params) as reader:
-                copy_window(reader, src, tmp, params, ctx)
-        os.replace(tmp, out)
-    except rasterio.errors.RasterioError as exc:
-        raise TaskError(f"extracting tile {params.tile.key} of {params.source!r} failed: {exc}") from exc
-    finally:
-        for leftover in tmp.parent.glob(f"{tmp.name}*"):
-            leftover.unlink(missing_ok=True)
-    logger.info("tile extracted", extra={"task_id": ctx.task_id, "tile": params.tile.key, "uri": params.output_uri})
-    return _describe(params, out, reused=False)
+    """Handler of ``raster.extract_tile``: one tile of the output grid as an intermediate GeoTIFF in silver (a local
+    temporary file published atomically: renamed into a local zone, uploaded to S3/Azure)."""
+    storage = ctx.storage
+    with gdal_env(ctx):
+        if _complete(params.output_uri, params.tile, storage):
+            return _describe(params, storage, reused=True)
+        try:
+            name = source_name(params.source, storage)
+            with open_raster(name, params.source) as src, tile_reader(src, params) as reader, \
+                    storage.staging(params.output_uri) as tmp:
+                copy_window(reader, src, tmp, params, ctx, compress=storage.is_remote(params.output_uri))
+        except rasterio.errors.RasterioError as exc:
+            raise TaskError(f"extracting tile {params.tile.key} of {params.source!r} failed: {exc}") from exc
+        logger.info("tile extracted", extra={"task_id": ctx.task_id, "tile": params.tile.key,
+                                             "uri": params.output_uri})
+        return _describe(params, storage, reused=False)
 
 
 # ---------------------------------------------------------------- clean-up
@@ -274,8 +288,16 @@ def remove_intermediates(params: RemoveIntermediatesParams, ctx: TaskContext) ->
     """Handler of ``raster.remove_intermediates``: delete a folder of extracted tiles (missing is fine)."""
     if not params.uri.startswith(f"silver://{TILES_PREFIX}/"):
         raise InvalidInput(f"{params.uri!r}: only folders under silver://{TILES_PREFIX}/ are removed", field="uri")
-    folder = ctx.storage.local_path(params.uri)
-    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-    size = sum(p.stat().st_size for p in files)
+    storage = ctx.storage
+    if storage.is_remote(params.uri):  # objects under the prefix, deleted batch by batch
+        files = size = 0
+        for batch in storage.list(params.uri.rstrip("/") + "/"):
+            for entry in batch:
+                storage.delete(entry.uri)
+                files, size = files + 1, size + entry.size
+        return RemovedIntermediates(uri=params.uri, files=files, bytes=size)
+    folder = storage.local_path(params.uri)
+    found = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    total = sum(p.stat().st_size for p in found)
     shutil.rmtree(folder, ignore_errors=True)
-    return RemovedIntermediates(uri=params.uri, files=len(files), bytes=size)
+    return RemovedIntermediates(uri=params.uri, files=len(found), bytes=total)

@@ -13,6 +13,7 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds, from_bounds
 from rasterio.warp import calculate_default_transform, transform_bounds
@@ -59,19 +60,25 @@ def open_raster(path: Path | str, source: str, subdataset: str | None = None) ->
         yield ds
 
 
+def _short_name(name: str) -> str:
+    """A subdataset's short name: the netCDF variable (``NETCDF:"f.nc":temp`` → ``temp``) or the HDF5 path
+    (``HDF5:f.h5://group/temp`` → ``group/temp``)."""
+    return name.rsplit(":", 1)[-1].lstrip("/")
+
+
 def _pick_subdataset(names: list[str], wanted: str, source: str) -> str:
-    """The full GDAL name of the subdataset `wanted` (its last ``:``-part, e.g. the netCDF variable, or the whole
-    string); InvalidInput listing the choices."""
+    """The full GDAL name of the subdataset `wanted` (its short name, or the whole string); InvalidInput listing
+    the choices."""
     for name in names:
-        if wanted in (name, name.rsplit(":", 1)[-1]):
+        if wanted in (name, _short_name(name)):
             return name
-    listed = ", ".join(name.rsplit(":", 1)[-1] for name in names) or "none"
+    listed = ", ".join(_short_name(name) for name in names) or "none"
     raise InvalidInput(f"{source!r} has no subdataset {wanted!r}; its subdatasets: {listed}", field="subdataset")
 
 
 def subdataset_names(ds: DatasetReader) -> list[str]:
     """The short names (netCDF variable, HDF5 path) of a container's subdatasets."""
-    return [name.rsplit(":", 1)[-1] for name in ds.subdatasets]
+    return [_short_name(name) for name in ds.subdatasets]
 
 
 def _probe_windows(ds: DatasetReader) -> list[Window]:
@@ -122,6 +129,37 @@ def check_contents(ds: DatasetReader, source: str) -> None:
             "is accepted: slice it first (e.g. one time step per file)",
             field="source",
         )
+
+
+WIDE_INTS = frozenset({"int64", "uint64"})
+EXACT_DOUBLE = 2**53  # integers up to this size survive a round trip through a double
+
+
+def has_wide_int_nodata(ds: DatasetReader) -> bool:
+    """A 64-bit integer raster whose nodata value marks pixels."""
+    return bool(WIDE_INTS.intersection(ds.dtypes)) and MaskFlags.nodata in ds.mask_flag_enums[0]
+
+
+def check_nodata_rewritable(ds: DatasetReader, source: str, why: str, *, warped_vrt: bool = False) -> None:
+    """Refuse a 64-bit integer raster whose nodata value a rewrite would lose or corrupt. GDAL copies such a value
+    exactly, but rasterio hands nodata to GDAL as a double: one beyond 2**53 is written as text like
+    ``-9.2233720368547758e+18``, which GDAL reads back for a 64-bit band as -9 (and one it cannot hold at all
+    reads as None); and a WarpedVRT of a 64-bit band keeps no nodata at all (every pixel valid). Either would
+    publish a COG whose nodata marks the wrong pixels: refuse instead."""
+    if not has_wide_int_nodata(ds):
+        return
+    value, kinds = ds.nodata, "/".join(sorted(WIDE_INTS.intersection(ds.dtypes)))
+    if value is not None and abs(value) <= EXACT_DOUBLE and not warped_vrt:
+        return
+    if value is not None and abs(value) <= EXACT_DOUBLE:
+        reason = f"{why} goes through a warped VRT, which keeps no nodata for {kinds} bands (GDAL/rasterio limit)"
+        fix = "convert it without target_crs, or below the tiling threshold, or warp it first (gdalwarp)"
+    else:
+        shown = "beyond what rasterio can read" if value is None else f"{int(value):d}"
+        reason = (f"its nodata value ({shown}) is beyond +/-2**53: {why} would write it through a double and "
+                  "corrupt it (rasterio limit)")
+        fix = "process it without reprojection and below the tiling threshold, or change its nodata value first"
+    raise InvalidInput(f"{source!r} ({ds.name}) is an {kinds} raster and {reason}; {fix}", field="source")
 
 
 def has_gcps(ds: DatasetReader) -> bool:

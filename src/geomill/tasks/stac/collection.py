@@ -5,6 +5,10 @@ collection's extent is the union of its items' bboxes and datetimes, and the Mos
 ``raster.mosaic`` (when given) are its assets ``mosaicjson`` and ``vrt``. Every document is validated offline
 before anything is written. Writes go through the catalog protocol (static catalog, or pgSTAC plus the static copy
 on PostgreSQL) as upserts: running the task again replaces the collection and its items, never duplicates them.
+
+COGs and mosaics in a remote silver zone (S3, Azure) are read in place; their hrefs are what another machine
+follows (``storage.href``: the object's URI, the public base URL + key, or a signed URL). The static catalog stays
+in the local data folder even then (it is written with file locks and renames; pgSTAC is the shared catalog).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from geomill.engine.context import TaskContext
 from geomill.storage.base import ZONES
 from geomill.tasks.raster.gdal import gdal_env
 from geomill.tasks.raster.mosaic import NO_FOLDER_LISTING
-from geomill.tasks.raster.validate import check_georeferenced, open_raster, resolve_source
+from geomill.tasks.raster.validate import check_georeferenced, open_raster, source_name
 from geomill.tasks.stac.item import asset_href, build_item, item_datetime
 from geomill.tasks.stac.models import CollectionItemSpec, CreateCollectionParams, MosaicRef
 
@@ -66,13 +70,17 @@ def item_ids(specs: list[CollectionItemSpec]) -> list[str]:
 
 def build_collection_item(spec: CollectionItemSpec, item_id: str, collection_id: str, ctx: TaskContext,
                           static: StaticCatalog) -> dict[str, Any]:
-    """The validated STAC item for one COG, its asset href relative to the item's file in the static catalog."""
-    cog_path = resolve_source(spec.cog_uri, ctx.storage)
+    """The validated STAC item for one COG, its asset href relative to the item's file in the static catalog (a
+    local COG) or what another machine follows (a COG in S3/Azure: storage.href)."""
+    storage = ctx.storage
+    cog_name = source_name(spec.cog_uri, storage)
     item_path = static.item_path(collection_id, item_id)
-    with open_raster(cog_path, spec.cog_uri) as ds:
+    href = (storage.href(spec.cog_uri) if storage.is_remote(spec.cog_uri)
+            else asset_href(spec.cog_uri, Path(cog_name), item_path))
+    with open_raster(cog_name, spec.cog_uri) as ds:
         check_georeferenced(ds, spec.cog_uri)
-        when = item_datetime(ds, spec.source, ctx.storage)
-        doc = build_item(ds, item_id, asset_href(spec.cog_uri, cog_path, item_path), when)
+        when = item_datetime(ds, spec.source, storage, spec.cog_uri)
+        doc = build_item(ds, item_id, href, when)
     doc = prepare_item(doc, collection_id)
     _check_valid(doc, item_path)
     return doc
@@ -93,7 +101,10 @@ def items_extent(items: list[dict[str, Any]]) -> pystac.Extent:
 
 
 def _zone_href(uri: str, ctx: TaskContext, collection_path: Path) -> str:
-    """Relative to the collection file for files in a storage zone (they move together), else absolute."""
+    """Relative to the collection file for local files in a storage zone (they move together), else absolute; an
+    object in S3/Azure: storage.href (its URI, the public base URL + key, or a signed URL)."""
+    if ctx.storage.is_remote(uri):
+        return ctx.storage.href(uri)
     path = ctx.storage.local_path(uri)
     if "://" in uri and uri.split("://", 1)[0] in ZONES:
         return os.path.relpath(path, collection_path.parent)
@@ -136,7 +147,7 @@ def build_collection(params: CreateCollectionParams, items: list[dict[str, Any]]
 def create_collection(params: CreateCollectionParams, ctx: TaskContext) -> CollectionResult:
     """Handler of ``stac.create_collection``."""
     collection_id = check_id(params.collection_id, "collection id")
-    static = StaticCatalog(ctx.storage.local_path(f"silver://{CATALOG_KEY}"))  # hrefs are relative to it
+    static = StaticCatalog(ctx.storage.local_mirror(f"silver://{CATALOG_KEY}"))  # local even when silver is remote
     ids = item_ids(params.items)
     items = []
     with gdal_env(ctx), rasterio.Env(**NO_FOLDER_LISTING):

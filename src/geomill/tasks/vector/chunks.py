@@ -1,6 +1,7 @@
 """Cleaned features as GeoParquet chunks of a fixed number of rows, written batch by batch (bounded memory).
 
-Each chunk is written to a temporary name and renamed when complete, so a chunk file that exists is whole.
+Each chunk is written to a temporary name and renamed when complete, so a chunk file that exists is whole. When
+silver is in object storage, each complete chunk is uploaded (one atomic put) and its local file deleted.
 Columns: ``fid`` (1..n within the output, deterministic), the safe-named attributes, ``geom`` (ISO WKB).
 """
 
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geomill.engine.context import Storage
 from geomill.tasks.vector.geometry import GeometryStats
 from geomill.tasks.vector.naming import FID_COLUMN, GEOMETRY_COLUMN
 
@@ -59,16 +64,59 @@ def geo_metadata(crs_projjson: dict[str, Any] | None) -> dict[bytes, bytes]:
 @dataclass(frozen=True)
 class ChunkFile:
     index: int
-    path: Path
+    path: Path  # <folder>/<output>/chunk-00000.parquet (gone once published to object storage)
     rows: int
     first_fid: int
+    size_bytes: int
+
+    @property
+    def key(self) -> str:
+        """``<output>/chunk-00000.parquet``: the chunk's key below its load's folder."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+ChunkPublisher = Callable[[Path], None]
+
+
+@contextmanager
+def chunk_folder(storage: Storage, key: str) -> Iterator[tuple[Path, ChunkPublisher | None]]:
+    """Where a load's chunks are written: ``silver/vector/<key>`` when silver is local; when it is remote, a private
+    scratch folder, each chunk uploaded to ``silver://vector/<key>/…`` as soon as it is complete and deleted
+    (local disk: one chunk), the folder removed on exit."""
+    base = f"silver://vector/{key}"
+    if not storage.is_remote(base):
+        yield storage.local_path(base), None
+        return
+    folder = storage.scratch_dir() / f"vector-{uuid.uuid4().hex}"
+
+    def publish(path: Path) -> None:
+        storage.put_file(path, f"{base}/{path.relative_to(folder).as_posix()}")
+        path.unlink()
+    try:
+        yield folder, publish
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def drop_stale_chunks(storage: Storage, key: str, keep: set[str]) -> None:
+    """Remote chunks of this key an earlier, longer run left (a local ChunkWriter removes its own)."""
+    base = f"silver://vector/{key}/"
+    if not storage.is_remote(base):
+        return
+    prefix = storage.object_uri(base)
+    for batch in storage.list(base, pattern="*/chunk-*.parquet"):
+        for stale in (o for o in batch if o.uri.removeprefix(prefix) not in keep):
+            storage.delete(stale.uri)
+
 
 
 class ChunkWriter:
     """Appends cleaned tables and rolls over to a new chunk file every `chunk_rows` rows."""
 
-    def __init__(self, folder: Path, chunk_rows: int, crs_projjson: dict[str, Any] | None) -> None:
+    def __init__(self, folder: Path, chunk_rows: int, crs_projjson: dict[str, Any] | None,
+                 publish: ChunkPublisher | None = None) -> None:
         self.folder = folder
+        self.publish = publish
         self.chunk_rows = chunk_rows
         self.metadata = geo_metadata(crs_projjson)
         self.stats = GeometryStats()
@@ -95,7 +143,10 @@ class ChunkWriter:
         index = len(self.chunks)
         final = self.folder / CHUNK_NAME.format(index)
         os.replace(self._tmp(index), final)
-        self.chunks.append(ChunkFile(index, final, self._rows_in_chunk, self._rows - self._rows_in_chunk + 1))
+        self.chunks.append(ChunkFile(index, final, self._rows_in_chunk, self._rows - self._rows_in_chunk + 1,
+                                     final.stat().st_size))
+        if self.publish is not None:
+            self.publish(final)
         self._writer = None
 
     def write(self, table: pa.Table) -> None:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import cast
 
@@ -20,8 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geomill.domain import InvalidInput, TaskError
-from geomill.engine.context import TaskContext
-from geomill.tasks.vector.chunks import ChunkWriter, normalize_column, pg_type
+from geomill.engine.context import ObjectInfo, TaskContext
+from geomill.tasks.vector.chunks import (
+    ChunkPublisher,
+    ChunkWriter,
+    chunk_folder,
+    drop_stale_chunks,
+    normalize_column,
+    pg_type,
+)
 from geomill.tasks.vector.geometry import (
     drop_m,
     family_masks,
@@ -42,7 +49,7 @@ from geomill.tasks.vector.models import (
 )
 from geomill.tasks.vector.naming import check_identifier, safe_columns, safe_name, table_name_from
 from geomill.tasks.vector.reader import LayerInfo, ReadOptions, batch_geometries, open_layer
-from geomill.tasks.vector.sources import ALL_LAYERS, SourceLayer, find_layers, resolve_file
+from geomill.tasks.vector.sources import ALL_LAYERS, SourceFile, SourceLayer, find_layers, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +64,14 @@ def chunk_rows_for(params: VectorOptions, ctx: TaskContext) -> int:
     return ctx.limits.vector_chunk_rows
 
 
-def load_key(params: VectorOptions, index: int) -> str:
-    """Deterministic key of one layer's load: the same parameters give the same chunks and staging names."""
-    doc = json.dumps({"p": params.model_dump(mode="json"), "i": index}, sort_keys=True)
-    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+def load_key(params: VectorOptions, index: int, source: ObjectInfo | None = None) -> str:
+    """Deterministic key of one layer's load: the same parameters give the same chunks and staging names. For an
+    object in S3/Azure, `source` adds its size and etag: a changed object gets new chunk names, so an upload of an
+    earlier run never loads chunks of another version."""
+    doc: dict[str, object] = {"p": params.model_dump(mode="json"), "i": index}
+    if source is not None:
+        doc["src"] = {"size": source.size, "etag": source.etag or source.mtime.isoformat()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def base_tables(params: VectorOptions, layers: list[SourceLayer]) -> list[str]:
@@ -92,8 +103,10 @@ def _batches(reader: pa.RecordBatchReader, label: str, ctx: TaskContext) -> Iter
 class LayerPreparer:
     """Cleans one layer's batches into one ChunkWriter (promote) or one per geometry family (split)."""
 
-    def __init__(self, folder: Path, chunk_rows: int, info: LayerInfo, split: bool) -> None:
+    def __init__(self, folder: Path, chunk_rows: int, info: LayerInfo, split: bool,
+                 publish: ChunkPublisher | None = None) -> None:
         self.folder, self.chunk_rows, self.info, self.split = folder, chunk_rows, info, split
+        self.publish = publish
         self.mapping = safe_columns(info.attributes)
         self.writers: dict[str, ChunkWriter] = {}
         self.crs_json = info.crs.to_json_dict()
@@ -101,7 +114,7 @@ class LayerPreparer:
 
     def writer(self, name: str) -> ChunkWriter:
         if name not in self.writers:
-            self.writers[name] = ChunkWriter(self.folder / name, self.chunk_rows, self.crs_json)
+            self.writers[name] = ChunkWriter(self.folder / name, self.chunk_rows, self.crs_json, self.publish)
         return self.writers[name]
 
     def clean(self, batch: pa.RecordBatch, label: str) -> tuple[np.ndarray, int, int]:
@@ -139,30 +152,32 @@ class LayerPreparer:
             writer.abort()
 
 
-def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, folder: Path, ctx: TaskContext,
+def _prepare_layer(layer: SourceLayer, params: PrepareVectorParams, key: str, ctx: TaskContext,
                    chunk_rows: int) -> tuple[LayerPreparer, dict[str, list]]:
     options = ReadOptions(params.crs, params.encoding, params.x_column, params.y_column, params.wkt_column,
                           min(chunk_rows, MAX_BATCH_ROWS))
-    with open_layer(layer, options) as (info, reader):
-        preparer = LayerPreparer(folder, chunk_rows, info, params.geometry_mode == "split")
+    with open_layer(layer, options) as (info, reader), chunk_folder(ctx.storage, key) as (folder, publish):
+        preparer = LayerPreparer(folder, chunk_rows, info, params.geometry_mode == "split", publish)
         try:
             for batch in _batches(reader, layer.label, ctx):
                 preparer.add(batch, preparer.clean(batch, layer.label))
         except BaseException:
             preparer.abort()
             raise
-    outputs = {name: writer.close() for name, writer in preparer.writers.items()}
+        outputs = {name: writer.close() for name, writer in preparer.writers.items()}
+    drop_stale_chunks(ctx.storage, key, {c.key for chunks in outputs.values() for c in chunks})
     return preparer, outputs
 
 
-def _source_datetime(params: VectorOptions, ctx: TaskContext) -> str:
-    path = resolve_file(params.source, ctx.storage)
-    when = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
+def _source_datetime(info: ObjectInfo) -> str:
+    when = info.mtime.astimezone(UTC).replace(microsecond=0)
     return when.isoformat().replace("+00:00", "Z")
 
 
-def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, preparer: LayerPreparer,
-          name: str, chunks: list, table: str, key: str) -> VectorLoad:
+def _load(params: PrepareVectorParams, ctx: TaskContext, opened: tuple[SourceLayer, SourceFile, str],
+          preparer: LayerPreparer, name: str, chunks: list, table: str, key: str) -> VectorLoad:
+    """The load of one output; `opened` is (layer, source, the key of the layer's chunk folder)."""
+    layer, source, folder_key = opened
     writer = preparer.writers[name]
     assert writer.schema is not None
     types = {f.name: f.type for f in writer.schema}
@@ -173,40 +188,40 @@ def _load(params: PrepareVectorParams, ctx: TaskContext, layer: SourceLayer, pre
                         staging=sink.staging_name(key, params.schema_, table),
                         if_exists=params.if_exists, geometry_type=target_type(writer.stats), srid=preparer.info.srid,
                         has_z=writer.stats.has_z, convert=needs_conversion(writer.stats), columns=columns)
-    root = ctx.storage.local_path("silver://vector")
-    refs = [ChunkRef(index=c.index, uri=ctx.storage.uri_for("silver", f"vector/{c.path.relative_to(root).as_posix()}"),
-                     rows=c.rows, first_fid=c.first_fid, size_bytes=c.path.stat().st_size) for c in chunks]
+    refs = [ChunkRef(index=c.index, uri=ctx.storage.uri_for("silver", f"vector/{folder_key}/{c.key}"),
+                     rows=c.rows, first_fid=c.first_fid, size_bytes=c.size_bytes) for c in chunks]
     stats = writer.stats
     return VectorLoad(target=target, source=params.source, layer=layer.layer, chunks=refs,
                       feature_count=stats.rows, bbox=stats.bounds or [], repaired=stats.repaired,
                       linearized=stats.linearized,
-                      null_geometries=stats.nulls, source_datetime=_source_datetime(params, ctx))
+                      null_geometries=stats.nulls, source_datetime=_source_datetime(source.info))
 
 
 def prepare_vector(params: PrepareVectorParams, ctx: TaskContext) -> PrepareResult:
     """Handler of ``vector.prepare``."""
     chunk_rows = chunk_rows_for(params, ctx)
-    layers = find_layers(params.source, ctx.storage, params.layer)
-    tables = base_tables(params, layers)
-    sink = ctx.vector_sink
-    sink.prepare(params.schema_)
-    for table in tables:
-        sink.refuse_existing(params.schema_, table, params.if_exists)
-    return _prepare_layers(params, ctx, layers, tables, chunk_rows)
+    with open_source(params.source, ctx.storage) as opened:
+        layers = find_layers(params.source, opened, params.layer)
+        tables = base_tables(params, layers)
+        sink = ctx.vector_sink
+        sink.prepare(params.schema_)
+        for table in tables:
+            sink.refuse_existing(params.schema_, table, params.if_exists)
+        return _prepare_layers(params, ctx, (opened, layers), tables, chunk_rows)
 
 
-def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[SourceLayer], tables: list[str],
-                    chunk_rows: int) -> PrepareResult:
+def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, source: tuple[SourceFile, list[SourceLayer]],
+                    tables: list[str], chunk_rows: int) -> PrepareResult:
     """Each layer's chunks and its staging (one per output when split)."""
     sink = ctx.vector_sink
     loads: list[VectorLoad] = []
     mapping: dict[str, dict[str, str]] = {}
     skipped: list[str] = []
+    opened, layers = source
     for index, (layer, table) in enumerate(zip(layers, tables, strict=True)):
         ctx.progress(index / len(layers), f"reading {layer.label}")
-        key = load_key(params, index)
-        folder = ctx.storage.local_path(f"silver://vector/{key}")
-        preparer, outputs = _prepare_layer(layer, params, folder, ctx, chunk_rows)
+        key = load_key(params, index, opened.info if opened.remote else None)
+        preparer, outputs = _prepare_layer(layer, params, key, ctx, chunk_rows)
         if not outputs:
             if params.layer != ALL_LAYERS or len(layers) == 1:
                 raise InvalidInput(f"{layer.label} has no features", field="source")
@@ -219,7 +234,7 @@ def _prepare_layers(params: PrepareVectorParams, ctx: TaskContext, layers: list[
             out_key = key if name == "all" else hashlib.sha256(f"{key}:{name}".encode()).hexdigest()[:16]
             if name != "all":
                 sink.refuse_existing(params.schema_, out_table, params.if_exists)
-            load = _load(params, ctx, layer, preparer, name, chunks, out_table, out_key)
+            load = _load(params, ctx, (layer, opened, key), preparer, name, chunks, out_table, out_key)
             sink.create_staging(load.target, preparer.writers[name].schema)
             loads.append(load)
     if not loads:

@@ -1,14 +1,23 @@
 """Finding what to read in a source: a file, a zip holding one, a shapefile and its sidecars, a GeoPackage's layers.
 
+A source in object storage (S3, Azure Blob) is read in place through GDAL's /vsis3/ or /vsiaz/ when its format
+streams (GeoJSON, FlatGeobuf, CSV, KML, GML...). Formats that need random access (GeoPackage and other SQLite files,
+zip archives, GeoParquet) and shapefiles (several files: GDAL would list the object's folder for each) are fetched
+first into one private scratch folder, removed when reading ends: over HTTP range requests GDAL's SQLite reader is
+~100x slower than a download (docs/vector.md), and a deflated zip member cannot be range-read at all.
+
 Every refusal is an InvalidInput naming the source and the reason, raised before any output is written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
+import uuid
 import zipfile
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -17,13 +26,18 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyogrio.util import vsi_path as pyogrio_vsi_path
 
 from geomill.domain import InvalidInput
-from geomill.engine.context import Storage
+from geomill.engine.context import ObjectInfo, Storage
 
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".parquet", ".geoparquet", ".kml", ".csv",
                    ".geojsonl", ".geojsons", ".gml", ".tab")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 ALL_LAYERS = "*"
+FETCHED_SUFFIXES = (".gpkg", ".sqlite", ".db", ".zip", ".parquet", ".geoparquet", ".shp")  # fetched first
+SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
+# GDAL keeps what it read of an object after closing it, for the life of the process: a replaced object would then
+# be read stale (seen with a GeoJSON rewritten between two jobs). Not cached past close (pyogrio's libgdal only).
+NON_CACHED = {"CPL_VSIL_CURL_NON_CACHED": "/vsis3/:/vsiaz/"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,66 @@ class SourceLayer:
     label: str
     is_csv: bool = False
     is_parquet: bool = False  # GeoParquet is read with pyarrow (this GDAL build has no Parquet driver)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The source as GDAL opens it: `path` is a local path (the file, or a fetched copy of an object) or a /vsis3/,
+    /vsiaz/ name read in place; `info` its identity (size, etag or mtime) for the load key and the STAC datetime."""
+
+    path: str
+    local: Path | None
+    suffix: str
+    info: ObjectInfo
+    remote: bool
+
+
+@contextmanager
+def open_source(source: str, storage: Storage) -> Iterator[SourceFile]:
+    """The source ready for GDAL: a local file as it is, an object in place or fetched (see the module doc). A
+    fetched copy lives in a private folder under the scratch space, deleted on exit whatever happens."""
+    if not storage.is_remote(source):
+        path = resolve_file(source, storage)
+        yield SourceFile(str(path), path, path.suffix.lower(), storage.stat(source), remote=False)
+        return
+    info = _stat_remote(source, storage)
+    suffix = PurePosixPath(info.uri).suffix.lower()
+    if suffix not in FETCHED_SUFFIXES:
+        pyogrio.set_gdal_config_options(NON_CACHED)
+        yield SourceFile(storage.gdal_path(source), None, suffix, info, remote=True)
+        return
+    parts = {suffix: source, **(_remote_sidecars(source, storage) if suffix == ".shp" else {})}
+    folder = storage.scratch_dir() / f"vector-{uuid.uuid4().hex}"
+    try:  # plain local names: special characters of the object's name never reach GDAL
+        for ext, uri in parts.items():
+            storage.fetch(uri, folder / ("source" + ext))
+        local = folder / ("source" + suffix)
+        yield SourceFile(str(local), local, suffix, info, remote=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stat_remote(source: str, storage: Storage) -> ObjectInfo:
+    try:
+        info = storage.stat(source)
+    except InvalidInput as exc:  # missing object or bucket, refused credentials: the message names the URI
+        raise InvalidInput(f"vector source {source!r} cannot be read: {exc}", field="source") from None
+    if info.size == 0:
+        raise InvalidInput(f"vector source {source!r} is an empty file (0 bytes)", field="source")
+    return info
+
+
+def _remote_sidecars(source: str, storage: Storage) -> dict[str, str]:
+    """The sidecars beside a remote .shp (extension -> URI, lower or upper case), found with HEAD requests, not a
+    listing of its folder; the .shx and .dbf must be there."""
+    stem, name = source[: -len(".shp")], PurePosixPath(source).name
+    found: dict[str, str] = {}
+    for ext in SHAPEFILE_SIDECARS:
+        uri = next((u for u in (stem + ext, stem + ext.upper()) if storage.exists(u)), None)
+        if uri is not None:
+            found[ext] = uri
+    _check_shapefile_parts(source, [name[: -len(".shp")] + ext for ext in found], name)
+    return found
 
 
 def resolve_file(source: str, storage: Storage) -> Path:
@@ -124,18 +198,23 @@ def _list_layers(path: str, source: str) -> list[tuple[str, str | None]]:
                            f"{exc}", field="source") from exc
 
 
-def find_layers(source: str, storage: Storage, layer: str | None) -> list[SourceLayer]:
-    """The layers to load from `source`: the one named by `layer`, every spatial layer for ``*``, else the only one."""
-    path = resolve_file(source, storage)
-    if path.suffix.lower() in PARQUET_SUFFIXES:
+def find_layers(source: str, opened: SourceFile, layer: str | None) -> list[SourceLayer]:
+    """The layers to load from `source` (opened by `open_source`): the one named by `layer`, every spatial layer for
+    ``*``, else the only one."""
+    path, suffix = opened.local, opened.suffix
+    if suffix in PARQUET_SUFFIXES:
+        assert path is not None  # fetched: pyarrow reads local files
         return [SourceLayer(str(path), None, repr(source), is_parquet=True)]
-    if path.suffix.lower() == ".zip":
+    if suffix == ".zip":
+        assert path is not None
         open_path, is_csv = _vector_in_zip(path, source, layer)
         named_file = not open_path.lower().endswith(".gdb") and PurePosixPath(open_path).stem == layer
         layer = None if layer and layer != ALL_LAYERS and named_file else layer
+    elif path is None:  # an object read in place (/vsis3/..., /vsiaz/...): pyogrio passes it to GDAL unchanged
+        open_path, is_csv = opened.path, suffix in CSV_SUFFIXES
     else:
-        open_path, is_csv = gdal_path(path), path.suffix.lower() in CSV_SUFFIXES
-        if path.suffix.lower() == ".shp":
+        open_path, is_csv = gdal_path(path), suffix in CSV_SUFFIXES
+        if suffix == ".shp":
             _check_shapefile_parts(source, [p.name for p in path.parent.iterdir()], path.name)
     layers = _list_layers(open_path, source)
     if not layers:

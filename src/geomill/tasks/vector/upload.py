@@ -21,7 +21,6 @@ from geomill.tasks.vector.naming import GEOMETRY_COLUMN
 logger = logging.getLogger(__name__)
 
 
-
 def chunk_wkb(table: pa.Table, target: LoadTarget) -> pa.Array:
     """The chunk's geometries as little-endian WKB of the target type: as prepared when nothing must change,
     else promoted to multi and/or given the target's dimension through shapely."""
@@ -51,10 +50,20 @@ def _check_backend(planned: str, ctx: TaskContext) -> None:
 
 
 def read_chunk(params: UploadParams, ctx: TaskContext) -> pa.Table:
-    path = ctx.storage.local_path(params.chunk.uri)
-    if not path.is_file():
-        raise InvalidInput(f"chunk {params.chunk.uri} is missing: run the job again", field="chunk")
-    table = pq.read_table(path)
+    """The chunk's rows, from the local silver folder or (silver in S3/Azure) one GET of the whole chunk: memory
+    holds the compressed chunk and its table, both bounded by ``chunk_rows``; nothing touches local disk."""
+    uri = params.chunk.uri
+    if ctx.storage.is_remote(uri):
+        try:
+            data = ctx.storage.read_bytes(uri)
+        except InvalidInput as exc:
+            raise InvalidInput(f"chunk {uri} is missing: run the job again ({exc})", field="chunk") from None
+        table = pq.read_table(pa.BufferReader(data))
+    else:
+        path = ctx.storage.local_path(uri)
+        if not path.is_file():
+            raise InvalidInput(f"chunk {uri} is missing: run the job again", field="chunk")
+        table = pq.read_table(path)
     if table.num_rows != params.chunk.rows:
         raise TaskError(f"chunk {params.chunk.uri} has {table.num_rows} rows, prepare wrote {params.chunk.rows}")
     return table

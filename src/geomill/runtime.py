@@ -64,6 +64,7 @@ class Runtime:
             resources = open_task_resources(self.settings, self.storage)
             resources.solver = cast(Any, _Deferred(lambda: open_solver(self.settings, self.contracts)))
             resources.records = self.store
+            resources.ledger = self.store  # the store's container ledger, as the narrow ObjectLedger port
             self._resources = resources
         return self._resources
 

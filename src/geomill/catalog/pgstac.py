@@ -182,6 +182,18 @@ class PgstacCatalog:
         with self._loader() as loader:
             loader.load_collections(iter([for_pgstac(doc, ref.static_path)]), insert_mode=Methods.upsert)
 
+    def delete_item(self, item_id: str, collection_id: str) -> bool:
+        """Remove the item from the static copy and from pgSTAC; False when neither had it."""
+        static = self.static.delete_item(item_id, collection_id)
+        with self.pool.connection() as con:
+            _ensure(con, self.pool.url)
+            con.execute("SELECT set_config('search_path', 'pgstac, public', false)")
+            found = con.execute("SELECT 1 FROM pgstac.items WHERE id = %s AND collection = %s",
+                                (item_id, collection_id)).fetchone()
+            if found:
+                con.execute("SELECT pgstac.delete_item(%s, %s)", (item_id, collection_id))
+        return static or found is not None
+
     def _query(self, sql: str, args: tuple[Any, ...]) -> Any:
         with self.pool.connection() as con:
             _ensure(con, self.pool.url)

@@ -178,6 +178,25 @@ class StaticCatalog:
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:
         return _read_json(self.collection_path(collection_id))
 
+    def delete_item(self, item_id: str, collection_id: str) -> bool:
+        """Remove an item's file and its link from the collection (the extent is left as it is: it only grows);
+        False when there was no such item."""
+        path = self.item_path(collection_id, item_id)
+        collection_path = self.collection_path(collection_id)
+        with self.locked():
+            found = path.exists()
+            path.unlink(missing_ok=True)
+            if path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+            collection = _read_json(collection_path)
+            if collection is not None:
+                href = f"./{item_id}/{item_id}.json"
+                links = [x for x in collection["links"] if not (x.get("rel") == "item" and x.get("href") == href)]
+                if len(links) != len(collection["links"]):
+                    collection["links"] = links
+                    write_json_atomic(collection_path, collection)
+        return found
+
     def list_collections(self) -> list[dict[str, Any]]:
         root = _read_json(self.catalog_path) or {"links": []}
         found = (_read_json(self.root / x["href"]) for x in root["links"] if x.get("rel") == "child")

@@ -60,6 +60,8 @@ class Storage(Protocol):
 
     def read_bytes(self, uri: str) -> bytes: ...
 
+    def read_head(self, uri: str, length: int) -> bytes: ...
+
     def write_bytes(self, uri: str, data: bytes) -> None: ...
 
     def put_file(self, local: Path, uri: str) -> None: ...
@@ -101,6 +103,31 @@ class Catalog(Protocol):
     def get_item(self, item_id: str, collection_id: str | None = None) -> dict[str, Any] | None: ...
 
     def get_collection(self, collection_id: str) -> dict[str, Any] | None: ...
+
+    def delete_item(self, item_id: str, collection_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One object a container sync processed: its key (relative to the synced source), URI, the version
+    processed (etag, or size and mtime for a local file), its STAC item and the COG geomill wrote (None: the
+    object was a COG already and is catalogued in place)."""
+
+    key: str
+    uri: str
+    version: str
+    item_id: str | None = None
+    cog_uri: str | None = None
+
+
+class ObjectLedger(Protocol):
+    """What container syncs processed, per scope and key (geomill.store, table container_objects)."""
+
+    def processed_range(self, scope: str, after: str, upto: str | None, limit: int) -> list[LedgerEntry]: ...
+
+    def record_processed(self, scope: str, entry: LedgerEntry, job_id: str) -> None: ...
+
+    def forget_processed(self, scope: str, key: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -198,6 +225,7 @@ class TaskContext:
     limits: Limits = field(default_factory=Limits)
     solver: Solver = field(default_factory=lambda: _missing("solver"))
     records: ResultRecords = field(default_factory=lambda: _missing("result records"))
+    ledger: ObjectLedger = field(default_factory=lambda: _missing("object ledger"))
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("geomill.task"))
     _progress: Callable[[float, str], None] | None = None
     _cancelled: Callable[[], bool] | None = None
@@ -224,12 +252,13 @@ class TaskResources:
     closers: list[Callable[[], None]] = field(default_factory=list)
     solver: Solver = field(default_factory=lambda: _missing("solver"))
     records: ResultRecords = field(default_factory=lambda: _missing("result records"))
+    ledger: ObjectLedger = field(default_factory=lambda: _missing("object ledger"))
 
     def context(self, task_id: str, job_id: str, stage: int, attempt: int, **extra: Any) -> TaskContext:
         """A TaskContext for one task attempt carrying these resources."""
         return TaskContext(task_id=task_id, job_id=job_id, stage=stage, attempt=attempt, storage=self.storage,
                            catalog=self.catalog, vector_sink=self.vector_sink, limits=self.limits,
-                           solver=self.solver, records=self.records, **extra)
+                           solver=self.solver, records=self.records, ledger=self.ledger, **extra)
 
     def close(self) -> None:
         """Close pools the resources opened (idempotent)."""

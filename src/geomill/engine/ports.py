@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from geomill.domain import Event, FailurePolicy, Job, JobStatus, NewJob, NewTask, Stage, Task, TaskStatus
+from geomill.engine.context import ObjectLedger
 
 
 @dataclass(frozen=True)
@@ -384,8 +385,10 @@ class ComputeStore(Protocol):
         ...
 
 
-class Store(JobReads, JobStore, TaskQueue, Reconciler, OutboxStore, ServiceStore, ComputeStore, Protocol):
-    """All state, for the composition root; each caller is typed by the narrow port it uses. Every state-changing
+class Store(JobReads, JobStore, TaskQueue, Reconciler, OutboxStore, ServiceStore, ComputeStore, ObjectLedger,
+            Protocol):
+    """All state, for the composition root; each caller is typed by the narrow port it uses (task handlers get
+    the ObjectLedger part only, as `TaskContext.ledger`). Every state-changing
     method is guarded by the state it expects and says if it applied."""
 
     def migrate(self) -> None:

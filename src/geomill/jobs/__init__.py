@@ -19,6 +19,7 @@ def build_registry(plugins: Sequence[str] = ()) -> Registry:
     demo.register(registry)
     _register_raster(registry)
     _register_vector(registry)
+    _register_container(registry)
     _register_compute(registry)
     for name in plugins:
         module = importlib.import_module(name)
@@ -46,6 +47,14 @@ def _register_vector(registry: Registry) -> None:
 
     vector.register(registry)
     vector_jobs.register(registry)
+
+
+def _register_container(registry: Registry) -> None:
+    from geomill.jobs import container as container_jobs
+    from geomill.tasks import container
+
+    container.register(registry)
+    container_jobs.register(registry)
 
 
 def _register_compute(registry: Registry) -> None:

@@ -9,6 +9,7 @@ listing), is refused at submit."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,8 @@ class Storage(Protocol):
 
     def list(self, prefix: str, pattern: str | None = None, batch: int = 1000) -> Iterator[list[Any]]: ...
 
+    def check_prefix(self, uri: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class PathPolicy:
@@ -52,6 +55,7 @@ class PathPolicy:
     denied: tuple[Path, ...] = ()
     inputs: bool = True  # the files must exist now: a missing input is refused at submit, not by a worker
     cloud_roots: tuple[Location, ...] = ()  # s3:// and az:// prefixes a restricted caller may name
+    prefix: bool = False  # the parameter names a folder or prefix (``x-geomill-prefix``): its bucket must exist
 
 
 def policy_for(source_roots: Sequence[str | Path], storage: Storage, *, restricted: bool,
@@ -77,6 +81,14 @@ def _inside(loc: Location, root: Location) -> bool:
 
 
 @functools.cache
+def prefix_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The file parameters that name a folder or prefix (``x-geomill-prefix``): checked as a listable place (a
+    folder, or a prefix of a bucket that exists), not as one object."""
+    props = model.model_json_schema().get("properties", {})
+    return frozenset(name for name, prop in props.items() if prop.get("x-geomill-prefix"))
+
+
+@functools.cache
 def file_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The parameters a job type marks as naming files (``x-geomill-file``); computed once per model."""
     props = model.model_json_schema().get("properties", {})
@@ -92,10 +104,11 @@ def check_params(params: dict[str, Any], model: type[BaseModel], storage: Storag
     fields = tuple(name for name in (file_fields(model) if fields is None else fields) if name in params)
     if not fields:  # most submissions: no file parameter, no file system call
         return params
-    policy = policy_for(source_roots, storage, restricted=restricted, denied=denied, inputs=inputs)
+    base = policy_for(source_roots, storage, restricted=restricted, denied=denied, inputs=inputs)
     out = dict(params)
     for name in fields:
         value = params[name]
+        policy = dataclasses.replace(base, prefix=True) if name in prefix_fields(model) else base
         try:
             if isinstance(value, str):
                 out[name] = normalise(value, storage, policy)
@@ -123,6 +136,8 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
         loc = storage.resolve(uri)  # confined to its zone, symlinks resolved
         if loc.is_local:
             _exists(Path(loc.key), value, policy)
+        elif policy.inputs and policy.prefix:
+            storage.check_prefix(uri)
         elif policy.inputs and not _object_or_prefix(storage, uri):
             raise InvalidInput(f"{value!r}: no such object ({loc.uri})")
         return uri
@@ -130,7 +145,9 @@ def normalise(value: str, storage: Storage, policy: PathPolicy) -> str:
         loc = parse(value)
         if policy.restricted and not any(_inside(loc, root) for root in policy.cloud_roots):
             raise InvalidInput(f"{value!r} is outside the allowed buckets and containers (GEOMILL_SOURCE_ROOTS)")
-        if policy.inputs and not _object_or_prefix(storage, loc.uri):
+        if policy.inputs and policy.prefix:
+            storage.check_prefix(loc.uri)
+        elif policy.inputs and not _object_or_prefix(storage, loc.uri):
             raise InvalidInput(f"{value!r}: no such object")
         return loc.uri
     if scheme in ("http", "https", "ftp"):

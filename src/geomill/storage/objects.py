@@ -351,6 +351,18 @@ class ObjectStorage:
             raise
         return True
 
+    def check_prefix(self, uri: str) -> None:
+        """InvalidInput unless `uri` names a listable place: a local folder (or file), or a prefix in a bucket or
+        container that exists (an empty prefix is fine: it lists nothing)."""
+        loc = self.resolve(uri)
+        if loc.is_local:
+            if not Path(loc.key).exists():
+                raise InvalidInput(f"{uri!r}: no such folder")
+            return
+        if not self._bucket_exists(loc):
+            what = "bucket" if loc.backend == "s3" else "container"
+            raise InvalidInput(f"{uri!r}: the {what} {loc.bucket!r} does not exist")
+
     def size(self, uri: str) -> int:
         return self.stat(uri).size
 
@@ -369,25 +381,24 @@ class ObjectStorage:
             yield out
 
     def _walk_local(self, loc: Location) -> Iterator[tuple[str, ObjectStat]]:
+        """Files below `loc` in the byte order of their relative keys, as S3 and Azure list them (a folder sorts
+        as its name + "/"), one directory's entries in memory per level."""
         root = Path(loc.key)
         if root.is_file():
             st = root.stat()
             yield root.name, ObjectStat(str(root), st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=UTC))
             return
-        stack = [root]
+        stack = [iter(_sorted_entries(root))]
         while stack:
-            folder = stack.pop()
-            try:
-                entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file():
-                    st = entry.stat()
-                    yield (Path(entry.path).relative_to(root).as_posix(),
-                           ObjectStat(entry.path, st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=UTC)))
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(iter(_sorted_entries(Path(entry.path))))
+            elif entry.is_file():
+                st = entry.stat()
+                yield (Path(entry.path).relative_to(root).as_posix(),
+                       ObjectStat(entry.path, st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=UTC)))
 
     def _walk_remote(self, prefix: str, loc: Location) -> Iterator[tuple[str, ObjectStat]]:
         import obstore
@@ -417,6 +428,24 @@ class ObjectStorage:
         try:
             return bytes(obstore.get(self._store(loc), loc.key).bytes())
         except Exception as exc:
+            raise self._fail(exc, uri, loc) from None
+
+    def read_head(self, uri: str, length: int) -> bytes:
+        """The first `length` bytes of `uri` (fewer when it is shorter): one range request, not the object."""
+        loc = self.resolve(uri)
+        if loc.is_local:
+            try:
+                with open(loc.key, "rb") as f:
+                    return f.read(length)
+            except FileNotFoundError:
+                raise InvalidInput(f"{uri!r}: no such file") from None
+        import obstore
+
+        try:
+            return bytes(obstore.get_range(self._store(loc), loc.key, start=0, length=length))
+        except Exception as exc:
+            if "range" in str(exc).lower() and "not satisfiable" in str(exc).lower():  # a shorter object
+                return self.read_bytes(uri)[:length]
             raise self._fail(exc, uri, loc) from None
 
     def write_bytes(self, uri: str, data: bytes) -> None:
@@ -505,6 +534,15 @@ class ObjectStorage:
 
     def scratch_dir(self) -> Path:
         return self.root / SCRATCH
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
+    """A folder's entries in key order: a subfolder as its name + "/", so "a-b" comes before "a/x" as in S3."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    return sorted(entries, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
 
 
 class LocalStorage(ObjectStorage):

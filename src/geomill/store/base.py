@@ -11,6 +11,7 @@ from typing import Any
 from geomill.domain import Event, EventKind, JobStatus, Task
 from geomill.engine.ports import ExpiredLease, LeaseRetry, PendingMessage, TaskOutcome
 from geomill.store.compute_sql import ComputeRecords
+from geomill.store.ledger import ContainerLedger
 from geomill.store.reads import SharedReads
 from geomill.store.rows import js, ts
 from geomill.store.service_sql import ServiceState
@@ -37,7 +38,7 @@ def pending_messages(events: Sequence[Mapping[str, Any]], tasks: Sequence[Mappin
         PendingMessage(r["job_id"], r["stage"], task_id=r["task_id"], queue=r["target_queue"]) for r in tasks]
 
 
-class SQLStore(SharedReads, ServiceState, ComputeRecords):
+class SQLStore(SharedReads, ServiceState, ComputeRecords, ContainerLedger):
     """Dialect-independent methods over the dialect's statements; `_clock()` gives the time parameters its
     statements take (SQLite: ``now``; PostgreSQL: none, the server's clock)."""
 

@@ -1,6 +1,6 @@
 # geomill: one image for every role (GEOMILL_APP_MODE picks it). GDAL comes inside the rasterio and pyogrio wheels,
 # so the image installs no system GDAL. Build:  docker build -t geomill:0.1.0 .   (or podman build; see
-# docs/deployment.md). The base is pinned by version; pin it by digest (BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:…)
+# docs/deploy.md). The base is pinned by version; pin it by digest (BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:…)
 # in a registry you trust. Any Debian-like base with python3 (>= 3.11) and its venv module works.
 ARG BASE_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
 

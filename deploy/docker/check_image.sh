@@ -3,7 +3,7 @@
 # then run in it: `geomill demo`, `geomill health`, `geomill serve` (standalone) with the image's HEALTHCHECK
 # command, and checks that it runs as uid 10001 and has no system GDAL. Needs root, podman, runc and debootstrap
 # (apt-get install podman runc debootstrap). Not part of the test suite (it takes minutes and a container runtime);
-# docs/deployment.md records its last result.
+# docs/deploy.md records its last result.
 #   bash deploy/docker/check_image.sh [WORK_DIR]     (default /var/tmp/geomill-image)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

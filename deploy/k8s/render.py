@@ -6,7 +6,7 @@ Supported: `resources` (YAML files and directories with a kustomization.yaml, re
 (strategic merge by kind and metadata.name: maps merge, lists of maps with a `name` merge by it, other lists are
 replaced), and `images` (`newName`, `newTag`, `digest`). Anything else in a kustomization.yaml is refused, so a
 manifest cannot silently use a feature this renderer would ignore. The tests render every overlay with it; with
-kubectl at hand, `kubectl kustomize` gives the same objects (docs/deployment.md).
+kubectl at hand, `kubectl kustomize` gives the same objects (docs/deploy.md).
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ class Drill:
     worker_broker_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     silver_bucket: str | None = None  # silver on S3 (moto): the raster job's COG goes there
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run by close(), last first
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     jobs: dict[str, str] = field(default_factory=dict)  # kind -> job_id
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -251,6 +252,8 @@ class Drill:
 
     def close(self) -> None:
         stop(*self.workers)
+        for cleanup in reversed(self.cleanups):
+            cleanup()
 
 
 # faults: each gets a started Drill (workers running, jobs submitted) and returns the monotonic time of the fault ---
@@ -385,6 +388,34 @@ def _flaky_storage(drill: Drill) -> float:
     return at
 
 
+def _partitioned_host(drill: Drill) -> None:
+    """A second worker supervisor on a host of its own (a network namespace, tests/netns.py) that reaches
+    PostgreSQL only through its link; the drill's other worker runs in the root namespace."""
+    from netns import Network
+
+    net = Network(drill.root / "net")
+    drill.cleanups.append(net.close)
+    host = net.add_host("p")
+    env = drill.env(for_worker=True, app_name="partitioned")
+    env["GEOMILL_DATABASE_URL"] = env["GEOMILL_DATABASE_URL"].replace("127.0.0.1:5432", host.address("postgres"))
+    drill.workers.append(host.start(env, drill.root / "worker-partitioned.log", "worker", "--processes", "2"))
+    drill.host = host  # type: ignore[attr-defined]
+
+
+def _partition(drill: Drill) -> float:
+    """Pull the namespaced host's cable while it runs a fanout task, for three leases, then plug it back: its
+    tasks go to the other worker; whatever it finishes meanwhile is refused (fenced) when it is back."""
+    host = drill.host  # type: ignore[attr-defined]
+    running = drill.wait(lambda: [r for r in drill.task_rows("processing") if r[1].startswith("partitioned")], 60)
+    if not running:
+        drill.notes.append("the partitioned host never ran a task")  # type: ignore[attr-defined]
+    at = time.monotonic()
+    host.link(False)
+    time.sleep(3 * float(WORKER_SETTINGS["lease_seconds"]))  # type: ignore[arg-type]
+    host.link(True)
+    return at
+
+
 def _disk_prepare(drill: Drill) -> None:
     drill.extra_env["GEOMILL_MIN_FREE_MB"] = "0"
 
@@ -402,6 +433,8 @@ FAULTS: dict[str, Fault] = {
     "rabbitmq_unreachable": Fault("rabbitmq_unreachable", _proxy_cut(5), broker=True, proxy_broker=True),
     "postgres_slow_and_dropped": Fault("postgres_slow_and_dropped", _slow_db, proxy_db=True),
     "postgres_partition": Fault("postgres_partition", lambda d: _blackhole(d, 5), proxy_db=True),
+    "worker_partitioned_netns": Fault("worker_partitioned_netns", _partition, _partitioned_host,
+                                      kinds=("raster", "vector", "fanout")),
     "object_store_flaky": Fault("object_store_flaky", _flaky_storage, proxy_storage=True,
                                 kinds=("raster", "fanout")),
 }

@@ -100,6 +100,13 @@ def soak(minutes: float, kill_every_s: float, n: int) -> tuple[Result, list[tupl
     return result, samples, kills
 
 
+def _rss_profile(rss: list[int]) -> str:
+    """RSS (MiB) at fractions of the run, skipping the first samples (processes still starting)."""
+    if not rss:
+        return "-"
+    return " / ".join(str(rss[min(len(rss) - 1, int(len(rss) * f))] // 1024) for f in (0.1, 0.25, 0.5, 0.75, 0.9, 1.0))
+
+
 def _row(name: str, results: list[Result]) -> str:
     rec = [r.recovery_s for r in results if r.recovery_s is not None]
     recovery = f"{statistics.median(rec):.1f} / {max(rec):.1f}" if rec else "-"
@@ -137,9 +144,12 @@ def main() -> None:
         rss = [kib for _, kib in samples if kib]
         soak_text = (f"\nSoak: {args.soak_minutes:g} min, fanout of {n:,} tasks x 0.05 s, 2 supervisors x 2 worker "
                      f"processes, {kills} random SIGKILLs (one every {args.soak_kill_every_s:g} s): lost {r.lost}, "
-                     f"duplicated {r.duplicated}, stuck {r.stuck}. Worker RSS (all processes) first / max / last "
-                     f"sample: {rss[0] // 1024 if rss else 0} / {max(rss, default=0) // 1024} / "
-                     f"{rss[-1] // 1024 if rss else 0} MiB ({len(samples)} samples).\n")
+                     f"duplicated {r.duplicated}, stuck {r.stuck}. Worker RSS (all processes of both supervisors, "
+                     f"sampled every 5 s) at 10 / 25 / 50 / 75 / 90 / 100 % of the run: {_rss_profile(rss)} MiB; "
+                     f"max {max(rss, default=0) // 1024} MiB ({len(samples)} samples; a killed process is "
+                     f"replaced by a fresh one, so a leak shows as a rising floor).\n")
+        (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
+        (ROOT / "bench" / "out" / f"soak-rss-{int(time.time())}.json").write_text(json.dumps(samples))
     wall = time.monotonic() - started
     out = ROOT / "bench" / "out" / "chaos"
     out.mkdir(parents=True, exist_ok=True)

@@ -356,3 +356,89 @@ def test_container_source_follows_the_path_policy_s3(tmp_path: Path, monkeypatch
             submit(rt, "catalog_file", {"source": "bronze://absent.tif"}, restricted=True)
     finally:
         rt.close()
+
+
+# ---------------------------------------------------------------------------------------------------- vectors + mosaic
+
+
+def _geojson(n: int) -> bytes:
+    features = [{"type": "Feature", "properties": {"name": f"p{i}", "rank": i},
+                 "geometry": {"type": "Point", "coordinates": [6.0 + i / 100, 46.0 + i / 100]}} for i in range(n)]
+    return json.dumps({"type": "FeatureCollection", "features": features}).encode()
+
+
+def _zipped_shapefile(folder: Path, n: int) -> bytes:
+    """A zip of a polygon shapefile (.shp, .shx, .dbf, .prj) of `n` squares in EPSG:32631, written by pyogrio."""
+    import zipfile
+
+    import pyarrow as pa
+    import pyogrio
+    import shapely
+
+    folder.mkdir()
+    squares = [shapely.box(400000 + 100 * i, 5490000, 400050 + 100 * i, 5490050) for i in range(n)]
+    table = pa.table({"code": pa.array([f"c{i}" for i in range(n)]),
+                      "geometry": pa.array(shapely.to_wkb(squares, byte_order=1), type=pa.binary())})
+    pyogrio.write_arrow(table, str(folder / "parcels.shp"), driver="ESRI Shapefile", geometry_name="geometry",
+                        geometry_type="Polygon", crs="EPSG:32631")
+    out = folder / "parcels.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        for part in sorted(folder.glob("parcels.*")):
+            if part.suffix != ".zip":
+                z.write(part, part.name)
+    return out.read_bytes()
+
+
+def test_sync_loads_vector_files_and_mosaics_compatible_rasters_s3_postgis(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+    """Input class: a bucket prefix of 2 compatible rasters (a COG, a striped GeoTIFF), a GeoJSON and a zipped
+    shapefile, synced with load_vectors into PostGIS; then unchanged; then the GeoJSON rewritten with fewer
+    features."""
+    import psycopg
+
+    env = ensure_s3()
+    bucket = fresh_bucket("h18s-vec")
+    rt = open_runtime(tmp_path, monkeypatch, env, database_url=pg_url, bronze_url=f"s3://{bucket}/bronze/",
+                      silver_url=f"s3://{bucket}/silver/")
+
+    def rows(table: str) -> int:
+        with psycopg.connect(pg_url) as conn:
+            found = conn.execute(f"SELECT count(*) FROM h18s_vec.{table}").fetchone()
+        assert found is not None
+        return int(found[0])
+
+    try:
+        asyncio.run(_put_all(s3_store(bucket), {
+            "bronze/drop/a.tif": raster(tmp_path / "a.tif", cog=True).read_bytes(),
+            "bronze/drop/b/b.tif": raster(tmp_path / "b.tif", cog=False, value=1).read_bytes(),
+            "bronze/drop/points.geojson": _geojson(5),
+            "bronze/drop/parcels.zip": _zipped_shapefile(tmp_path / "shp", 3),
+            "bronze/drop/readme.txt": b"not geospatial",
+        }))
+        params = {"source": "bronze://drop/", "collection_id": "h18s-drop", "load_vectors": True,
+                  "vector_schema": "h18s_vec"}
+        first = run(rt, "sync_container", params, timeout=180)
+        assert (first["new"], first["planned"], first["synced"], first["failed"]) == (4, 4, 4, 0)
+        assert (rows("points"), rows("parcels")) == (5, 3)
+        assert len(rt.resources.catalog.list_items("h18s-drop")) == 2  # the rasters; the tables in geomill-vectors
+        mosaic = first["mosaic"]
+        assert mosaic["skipped"] is None and mosaic["rasters"] == 2
+        with rasterio.open(rt.storage.gdal_path(mosaic["vrt_uri"])) as vrt:  # its sources: /vsis3/ COGs
+            assert (vrt.count, vrt.crs.to_epsg(), vrt.res, vrt.height) == (1, 32631, (20.0, 20.0), 520)
+            assert vrt.width == 500 + 600  # b.tif starts 10 km (500 pixels) east of a.tif
+            row = vrt.read(1, window=((0, 1), (0, vrt.width)))[0]
+        assert (int(row[1]), int(row[-1])) == (1, 600)  # a.tif's pixel (0, 1); b.tif's last (0, 599) + 1
+        assert json.loads(rt.storage.read_bytes(mosaic["mosaicjson_uri"]))["tiles"]
+
+        second = rerun(rt, submit(rt, "sync_container", params, restricted=True).job.job_id)  # the same params
+        assert second.result is not None
+        assert (second.result["planned"], second.result["unchanged"], second.result["mosaic"]) == (0, 4, None)
+        assert len(rt.store.list_tasks(second.job_id)) == 2  # the listing and one diff: no file, no mosaic
+
+        asyncio.run(_put_all(s3_store(bucket), {"bronze/drop/points.geojson": _geojson(2)}))
+        third = rerun(rt, second.job_id).result
+        assert third is not None
+        assert (third["changed"], third["planned"], third["synced"], third["mosaic"]) == (1, 1, 1, None)
+        assert (rows("points"), rows("parcels")) == (2, 3)
+    finally:
+        rt.close()

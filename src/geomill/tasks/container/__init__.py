@@ -1,5 +1,5 @@
-"""Container task types (inventory, diff against the ledger, one object synced, one file catalogued), declared by
-reference: registering them imports no GDAL."""
+"""Container task types (inventory, diff against the ledger, one object synced, one file catalogued, a scope's
+mosaic), declared by reference: registering them imports no GDAL."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ LIST = _task("container.list", "manifest:list_container", "ListContainerParams",
 DIFF = _task("container.diff", "diff:diff_part", "DiffPartParams", "DiffResult", "raster-tasks", 1800.0,
              "compare one manifest part with what earlier syncs processed: new, changed, deleted")
 SYNC_FILE = _task("container.sync_file", "files:sync_file", "SyncFileParams", "SyncFileResult", "raster-tasks",
-                  3600.0, "one new or changed raster: catalogued in place when a COG, else COG + STAC item")
+                  3600.0, "one new or changed raster: catalogued in place when a COG, else COG + STAC item; "
+                          "or a vector file loaded")
 CATALOG_FILE = _task("container.catalog_file", "files:catalog_file", "CatalogFileParams", "CatalogFileResult",
                      "raster-tasks", 600.0, "a STAC item for an existing raster, catalogued where it is")
-TASK_TYPES = (LIST, DIFF, SYNC_FILE, CATALOG_FILE)
+MOSAIC = _task("container.mosaic", "mosaic:mosaic_collection", "ContainerMosaicParams", "ContainerMosaicResult",
+               "raster-tasks", 3600.0, "the collection's MosaicJSON + VRT over a sync scope's rasters, when "
+                                       "compatible")
+TASK_TYPES = (LIST, DIFF, SYNC_FILE, CATALOG_FILE, MOSAIC)
 
 
 def register(registry: Registry) -> None:

@@ -1,7 +1,8 @@
 """Task ``container.diff``: one manifest part against the ledger of what earlier syncs processed.
 
 The part covers the key range (`after`, `upto`] (parts are in key order, so the ranges of a listing's parts tile
-the whole key space). An object of a kind the sync processes (rasters) is *new* when the ledger has no entry for its
+the whole key space). An object of a kind the sync processes (rasters; vector files and .zip archives too when the sync loads
+vectors) is *new* when the ledger has no entry for its
 key, *changed* when the entry's version (etag; size and mtime for a local file) differs, else *unchanged*. A ledger
 entry in the range whose key is not in the part is a *deleted* object; with `remove_deleted` its STAC item, the COG
 geomill made of it and its entry are removed. New and changed objects are written as JSON lines files of at most
@@ -16,7 +17,7 @@ from typing import Any
 
 from geomill.domain import InvalidInput
 from geomill.engine.context import LedgerEntry, TaskContext
-from geomill.tasks.container.kinds import RASTER
+from geomill.tasks.container.kinds import RASTER, is_loadable_vector
 from geomill.tasks.container.manifest import manifest_prefix
 from geomill.tasks.container.models import ChangeList, DiffPartParams, DiffResult
 
@@ -59,7 +60,8 @@ def write_changes(ctx: TaskContext, part: int, lines: list[dict[str, Any]]) -> l
 def diff_part(params: DiffPartParams, ctx: TaskContext) -> DiffResult:
     """Handler of ``container.diff``."""
     listed = read_lines(ctx, params.part_uri) if params.part_uri else []
-    wanted = {line["key"]: line for line in listed if line["kind"] in PROCESSED_KINDS}
+    wanted = {line["key"]: line for line in listed if line["kind"] in PROCESSED_KINDS
+              or (params.vectors and is_loadable_vector(line["key"], line["kind"]))}
     known: dict[str, str] = {}  # key -> processed version, for the part's keys only
     deleted: list[str] = []  # the first DELETED_SHOWN; `gone` counts them all
     gone = removed = 0
@@ -77,7 +79,7 @@ def diff_part(params: DiffPartParams, ctx: TaskContext) -> DiffResult:
                 removed += 1
         after = page[-1].key
     todo = []
-    new = changed = 0
+    new = changed = rasters = 0
     for key, line in wanted.items():  # the part's order: key order
         if key not in known:
             new += 1
@@ -85,8 +87,12 @@ def diff_part(params: DiffPartParams, ctx: TaskContext) -> DiffResult:
         elif known[key] != line["version"]:
             changed += 1
             todo.append({**line, "status": "changed"})
+        else:
+            continue
+        rasters += line["kind"] == RASTER
     changes = write_changes(ctx, params.part, todo)
     ctx.progress(1.0, f"{new} new, {changed} changed, {gone} deleted")
-    return DiffResult(part=params.part, objects=len(listed), geospatial=len(wanted), new=new, changed=changed,
+    return DiffResult(part=params.part, objects=len(listed), geospatial=len(wanted), rasters=rasters, new=new,
+                      changed=changed,
                       unchanged=len(wanted) - new - changed, changes=changes, deleted=gone,
                       deleted_uris=deleted, removed=removed)

@@ -2,7 +2,8 @@
 
 ``catalog_file`` describes an existing raster as a STAC item without rewriting it: the item's asset href is the
 object's own URI (or the zone's public base URL), read in place through /vsis3/ or /vsiaz/. ``sync_file`` takes one
-object a sync found new or changed: a COG (and no target_crs) is catalogued in place as ``catalog_file`` does, any
+object a sync found new or changed: a vector file (when the sync loads vectors) is loaded into the vector sink
+(tasks/container/vectors.py), a COG (and no target_crs) is catalogued in place as ``catalog_file`` does, any
 other raster goes through ``raster.create_cog`` and ``stac.create_item`` (the same handlers, called here); then the
 ledger records the version processed, so the next sync skips it.
 """
@@ -24,7 +25,9 @@ from geomill.catalog.validation import StacValidationFailed, validate_item_dict
 from geomill.domain import TaskError
 from geomill.engine.context import LedgerEntry, TaskContext
 from geomill.tasks.container.diff import read_lines
+from geomill.tasks.container.kinds import is_loadable_vector
 from geomill.tasks.container.models import CatalogFileParams, CatalogFileResult, SyncFileParams, SyncFileResult
+from geomill.tasks.container.vectors import load_vector
 from geomill.tasks.raster.cog import create_cog
 from geomill.tasks.raster.cogcheck import validate_cog
 from geomill.tasks.raster.gdal import gdal_env
@@ -110,6 +113,8 @@ def sync_file(params: SyncFileParams, ctx: TaskContext) -> SyncFileResult:
     if params.index >= len(lines):
         raise TaskError(f"{params.changes_uri} has {len(lines)} lines, not {params.index + 1}")
     change = lines[params.index]
+    if params.vector_schema and is_loadable_vector(change["key"], change["kind"]):
+        return _sync_vector(params, ctx, change)
     uri, item_id = change["uri"], item_id_for(change["key"])
     cog_uri: str | None = None
     with gdal_env(ctx), rasterio.Env(**sidecar_options(uri, ctx)):  # also for the handlers called (Envs nest)
@@ -129,3 +134,17 @@ def sync_file(params: SyncFileParams, ctx: TaskContext) -> SyncFileResult:
     logger.info("container object synced", extra={"task_id": ctx.task_id, "uri": uri, "in_place": in_place})
     return SyncFileResult(key=change["key"], uri=uri, version=change["version"],
                           action="catalog" if in_place else "cog", item_id=item_id, cog_uri=cog_uri, href=href)
+
+
+def _sync_vector(params: SyncFileParams, ctx: TaskContext, change: dict[str, Any]) -> SyncFileResult:
+    """A vector file loaded (its tables replaced), then recorded in the ledger: with no item id and no COG, so
+    ``remove_deleted`` forgets it without touching the raster collection (its tables are kept)."""
+    assert params.vector_schema is not None
+    uri = change["uri"]
+    tables = load_vector(uri, params.vector_schema, ctx)
+    ctx.ledger.record_processed(params.scope, LedgerEntry(change["key"], uri, change["version"]), ctx.job_id)
+    logger.info("container vector file loaded", extra={"task_id": ctx.task_id, "uri": uri,
+                                                       "tables": [t.location for t in tables]})
+    return SyncFileResult(key=change["key"], uri=uri, version=change["version"], action="load",
+                          item_id=tables[0].item_id, cog_uri=None, href=tables[0].location,
+                          tables=[t.location for t in tables], rows=sum(t.feature_count for t in tables))

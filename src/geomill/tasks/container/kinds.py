@@ -48,6 +48,11 @@ def kind_of(key: str) -> str:
     return OTHER
 
 
+def is_loadable_vector(key: str, kind: str) -> bool:
+    """A file a sync with vector loading loads: a vector file, or a .zip archive (a zipped shapefile, ...)."""
+    return kind == VECTOR or (kind == ARCHIVE and extension(key) == ".zip")
+
+
 def normalize_extensions(values: list[str] | None) -> list[str] | None:
     """``["TIF", ".jp2"]`` → ``[".jp2", ".tif"]`` (None stays None: no filter)."""
     if values is None:

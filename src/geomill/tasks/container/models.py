@@ -65,6 +65,7 @@ class DiffPartParams(BaseModel):
     after: str | None = Field(None, description="keys above this one (None: from the first)")
     upto: str | None = Field(None, description="keys up to and including this one (None: to the last)")
     remove_deleted: bool = False
+    vectors: bool = Field(False, description="vector files (and .zip archives) are processed too: loaded")
 
 
 class ChangeList(BaseModel):
@@ -75,7 +76,8 @@ class ChangeList(BaseModel):
 class DiffResult(BaseModel):
     part: int
     objects: int  # listed in the part
-    geospatial: int  # of which rasters (what a sync processes)
+    geospatial: int  # of which rasters (and vector files when loaded): what a sync processes
+    rasters: int = 0  # new or changed rasters (a mosaic is refreshed when any)
     new: int
     changed: int
     unchanged: int
@@ -93,16 +95,35 @@ class SyncFileParams(BaseModel):
     target_crs: str | None = None
     compression: str | None = None
     resampling: str | None = None
+    vector_schema: str | None = Field(None, description="load vector files into this schema (None: not loaded)")
 
 
 class SyncFileResult(BaseModel):
     key: str
     uri: str
     version: str
-    action: str  # "catalog" (a COG, catalogued in place) or "cog" (a COG written, then catalogued)
-    item_id: str
+    action: str  # "catalog" (a COG, catalogued in place), "cog" (a COG written, then catalogued), "load" (vector)
+    item_id: str  # a vector load: the first table's STAC item (collection geomill-vectors)
     cog_uri: str | None
-    href: str
+    href: str  # a vector load: the first table's location
+    tables: list[str] = []  # a vector load: schema.table (or GeoPackage URI) of each table loaded
+    rows: int = 0  # a vector load: features loaded
+
+
+class ContainerMosaicParams(BaseModel):
+    scope: str = Field(min_length=1)
+    collection_id: str = DEFAULT_COLLECTION
+
+
+class ContainerMosaicResult(BaseModel):
+    """The collection's mosaic, or why there is none (`skipped`)."""
+
+    rasters: int  # rasters the ledger lists for the scope
+    skipped: str | None = None
+    mosaicjson_uri: str | None = None
+    vrt_uri: str | None = None
+    bounds: list[float] | None = None
+    crs: str | None = None
 
 
 class CatalogFileParams(BaseModel):

@@ -442,3 +442,31 @@ def test_sync_loads_vector_files_and_mosaics_compatible_rasters_s3_postgis(
         assert (rows("points"), rows("parcels")) == (2, 3)
     finally:
         rt.close()
+
+
+def test_sync_of_incompatible_rasters_skips_the_mosaic_and_loads_vectors_into_geopackages_local(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Input class: a local folder of two rasters of different CRS and data type and a GeoJSON; embedded mode
+    (SQLite store, GeoPackage vector sink)."""
+    import pyogrio
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    raster(folder / "utm.tif", cog=True)
+    with rasterio.open(folder / "wgs84.tif", "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=Affine(0.01, 0, 6.0, 0, -0.01, 47.0)) as ds:
+        ds.write(np.ones((1, 64, 64), dtype=np.uint8))
+    (folder / "points.geojson").write_bytes(_geojson(4))
+    rt = open_runtime(tmp_path, monkeypatch, {})
+    try:
+        params = {"source": str(folder), "collection_id": "h18s-mixed", "load_vectors": True}
+        first = run(rt, "sync_container", params, restricted=False)
+        assert (first["planned"], first["synced"], first["failed"]) == (3, 3, 0)
+        mosaic = first["mosaic"]
+        assert mosaic["rasters"] == 2 and mosaic["vrt_uri"] is None
+        assert "incompatible rasters" in mosaic["skipped"] and "CRS" in mosaic["skipped"]
+        assert not any(batch for batch in rt.storage.list("silver://mosaics/"))  # no mosaic written
+        gpkg = rt.storage.local_path("silver://vector/geo/points.gpkg")
+        assert pyogrio.read_info(gpkg)["features"] == 4
+    finally:
+        rt.close()

@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from geomill.domain.models import StageResults
-from geomill.jobs.container import SyncContainerParams, plan_diff, plan_sync_files, scope_of
-from geomill.tasks.container.kinds import kind_of, kind_of_bytes
+from geomill.jobs.container import SyncContainerParams, plan_diff, plan_mosaic, plan_sync_files, scope_of
+from geomill.tasks.container.kinds import is_loadable_vector, kind_of, kind_of_bytes
 
 PARAMS = SyncContainerParams(source="s3://h18c-bucket/scenes/")
 
@@ -51,9 +51,41 @@ def test_scope_separates_collections_filters_and_options_not_remove_deleted() ->
         assert scope_of(PARAMS.model_copy(update=change)) != base
 
 
+def test_vector_loading_is_a_scope_of_its_own_and_reaches_the_diff_and_file_tasks() -> None:
+    """A sync without load_vectors keeps the scope it always had; with it, the schema is part of the scope."""
+    loading = PARAMS.model_copy(update={"load_vectors": True})
+    assert scope_of(PARAMS.model_copy(update={"vector_schema": "other"})) == scope_of(PARAMS)
+    assert scope_of(loading) != scope_of(PARAMS)
+    assert scope_of(loading.model_copy(update={"vector_schema": "other"})) != scope_of(loading)
+    [diff] = plan_diff(loading, listed("a"))
+    assert diff.params["vectors"] is True and plan_diff(PARAMS, listed("a"))[0].params["vectors"] is False
+    previous = [*listed("a"), StageResults("diff", {"diff-00000": {
+        "part": 0, "changes": [{"uri": "silver://c/0-0.jsonl", "count": 1}]}}, {})]
+    assert [s.params["vector_schema"] for s in plan_sync_files(loading, previous)] == ["geo"]
+    assert [s.params["vector_schema"] for s in plan_sync_files(PARAMS, previous)] == [None]
+
+
+def test_mosaic_is_planned_only_when_rasters_changed_or_were_removed() -> None:
+    def diffs(rasters: int, removed: int) -> list[StageResults]:
+        return [StageResults("diff", {"diff-00000": {"part": 0, "rasters": rasters, "removed": removed}}, {})]
+
+    assert plan_mosaic(PARAMS, diffs(0, 0)) == []  # nothing changed, or only vector files
+    [spec] = plan_mosaic(PARAMS, diffs(2, 0))
+    assert spec.params == {"scope": scope_of(PARAMS), "collection_id": PARAMS.collection_id}
+    assert len(plan_mosaic(PARAMS, diffs(0, 1))) == 1
+    assert plan_mosaic(PARAMS.model_copy(update={"mosaic": False}), diffs(2, 1)) == []
+
+
+def test_vector_files_and_zip_archives_are_loadable_other_archives_not() -> None:
+    assert [is_loadable_vector(k, kind_of(k)) for k in ("a.geojson", "b.gpkg", "c.fgb", "d.zip", "e.tar.gz",
+                                                        "f.tif", "g.dbf")] == [True, True, True, True, False,
+                                                                               False, False]
+
+
 def test_parameters_are_checked_at_submit() -> None:
     assert SyncContainerParams(source="x/", extensions=["TIF", ".jp2"]).extensions == [".jp2", ".tif"]
-    for bad in ({"collection_id": "../up"}, {"extensions": ["."]}, {"part_size": 0}):
+    for bad in ({"collection_id": "../up"}, {"extensions": ["."]}, {"part_size": 0}, {"vector_schema": "Bad-Name"},
+                {"vector_schema": "select"}):
         with pytest.raises(ValidationError):
             SyncContainerParams(source="x/", **bad)
 

@@ -385,7 +385,8 @@ class ObjectStorage:
 
     def list(self, prefix: str, pattern: str | None = None, batch: int = LIST_BATCH) -> Iterator[list[ObjectStat]]:
         """The objects under `prefix` in batches of at most `batch` (constant memory); `pattern` an fnmatch glob
-        on the key relative to the prefix. Local folders are walked lazily, one directory at a time."""
+        on the key relative to the prefix. Local folders are walked lazily, one directory at a time, each streamed in
+        directory order (not sorted: memory does not grow with a folder's size); cloud listings come in key order."""
         loc = self.resolve(prefix)
         out: list[ObjectStat] = []
         for item in (self._walk_local(loc) if loc.is_local else self._walk_remote(prefix, loc)):
@@ -404,19 +405,20 @@ class ObjectStorage:
             yield root.name, ObjectStat(str(root), st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=UTC))
             return
         stack = [root]
-        while stack:
+        while stack:  # directory order, not sorted: a folder of a million files is streamed, never held
             folder = stack.pop()
             try:
-                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+                entries = os.scandir(folder)
             except FileNotFoundError:
                 continue
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file():
-                    st = entry.stat()
-                    yield (Path(entry.path).relative_to(root).as_posix(),
-                           ObjectStat(entry.path, st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=UTC)))
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file():
+                        st = entry.stat()
+                        yield (Path(entry.path).relative_to(root).as_posix(),
+                               ObjectStat(entry.path, st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=UTC)))
 
     def _walk_remote(self, prefix: str, loc: Location) -> Iterator[tuple[str, ObjectStat]]:
         import obstore

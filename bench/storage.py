@@ -407,6 +407,8 @@ def render(args: argparse.Namespace, src: Path | None, cog: dict[str, list[CogRu
             "catalog, and, for local → local, the COG itself) and `.staging`, sampled every 0.1 s. Other load: "
             "CPU used by the rest of the machine during each run.", "",
             *cog_table(cog), "",
+            "Runs, wall s in round order: " + "; ".join(
+                f"{backend} {', '.join(f'{r.wall_s:.1f}' for r in rs)}" for backend, rs in cog.items()), "",
         ]
     if lists:
         lines += [

@@ -2,9 +2,9 @@
 
 - A process uploading a 24 MiB file with `storage.put_file` (obstore's multipart upload: 5 parts) to moto's S3
   server or Azurite, through a slowed loopback proxy so the kill lands while bytes are flowing: no object under the
-  final name. What the kill leaves is checked too: on S3 an incomplete multipart upload (its parts are kept, and
-  billed, until aborted: docs/storage.md recommends a lifecycle rule), on Azure uncommitted blocks (which Azure
-  discards by itself after 7 days).
+  final name (nor a readable one). On S3 the kill leaves an incomplete multipart upload, checked: its parts are
+  kept, and billed, until aborted (docs/storage.md recommends a lifecycle rule). On Azure any block already sent
+  stays uncommitted (Azure discards those after 7 days); the blob does not exist.
 - A process writing through `storage.staging` into a local zone: no file under the final name. Into a remote zone:
   its staging folder stays behind, and the next `Runtime.open`'s sweep (`ensure_zones`) removes it at once because
   its owner process is gone, while a live process's folder is kept.

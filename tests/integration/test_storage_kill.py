@@ -231,13 +231,15 @@ def test_worker_killed_mid_cog_upload_to_s3_retry_completes_one_object_staging_c
     s3 = boto_s3()
     worker = start_worker(env, 1)
     try:
+        running = wait_for(lambda: next((t for t in tasks(env, job_id) if t["status"] == "processing"
+                                         and t["task_type"] == "raster.create_cog"), None), 120, "create_cog to start")
         wait_for(lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and slow_s3.forwarded > 2**20,
                  120, "the COG's multipart upload to be on the wire", interval=0.05)
-        [running] = [t for t in tasks(env, job_id) if t["status"] == "processing"]
-        assert running["task_type"] == "raster.create_cog"
         staged = list((data / ".staging").iterdir())
         assert len(staged) == 1 and any(staged[0].glob("*.tif*"))
         os.kill(int(running["executed_by_app"].rsplit("#", 1)[1]), signal.SIGKILL)
+        assert "Contents" not in s3.list_objects_v2(Bucket=bucket)  # killed mid-upload: no object (the lease holds
+        # the retry back for 4 s)
         doc = wait_terminal(env, job_id, timeout=180)
     finally:
         stop(worker)

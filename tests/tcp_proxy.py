@@ -20,6 +20,7 @@ class TcpProxy:
         self.flowing = threading.Event()
         self.flowing.set()
         self.delay = 0.0  # seconds added before each forwarded chunk: a slow link
+        self.forwarded = 0  # bytes forwarded so far, both directions (tells a test that an upload is under way)
         self._cut = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -97,6 +98,7 @@ class TcpProxy:
                 if self.delay:
                     time.sleep(self.delay)
                 dst.sendall(data)
+                self.forwarded += len(data)
         except (OSError, ValueError):  # ValueError: select on a socket `cut` closed meanwhile (fd -1)
             pass
         finally:

@@ -224,4 +224,6 @@ def health(mode: Mode = None, data_dir: DataDir = None, as_json: AsJson = False)
         for name, comp in doc["components"].items():
             detail = {k: v for k, v in comp.items() if k != "status"}
             out.print(f"  {name:9} {comp['status']:9} {json.dumps(detail, default=str)[:200]}")
+            for zone, state in comp.get("zones", {}).items():  # each remote zone's probe, in full
+                out.print(f"    {zone:7} {state['status']:5} {state['uri']}  {state.get('error', '')}".rstrip())
     raise typer.Exit(1 if down else 0)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from geomill.runtime import Runtime
 
 WORKERS_SEEN_WITHIN = 30.0
+STORAGE_PROBE_SECONDS = 2.0  # each remote zone's probe: connect and answer within this, or the zone is down
 
 
 def check(fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
@@ -48,14 +51,13 @@ def _min_free_bytes(rt: Runtime) -> int:
 
 def _storage(rt: Runtime) -> dict[str, Any]:
     """Each local zone is writable (an empty file is made there) and has GEOMILL_MIN_FREE_MB free: an empty file
-    still fits on a full disk, so the free bytes are checked too. A remote zone shows its base URI (never a
-    credential); it is not probed here."""
+    still fits on a full disk, so the free bytes are checked too. Each remote zone is probed (one listing request
+    of its base, short timeout, no retries, the zones in parallel): up or down with the reason, its base URI shown
+    and never a credential. A zone that is down makes the storage down."""
     free: dict[str, int] = {}
-    remote: dict[str, str] = {}
+    remote = {zone: rt.storage.zone_base(zone) for zone in ZONES if not rt.storage.zone_base(zone).is_local}
     for zone in ZONES:
-        base = rt.storage.zone_base(zone)
-        if not base.is_local:
-            remote[zone] = base.uri
+        if zone in remote:
             continue
         folder = rt.storage.zone_path(zone)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".health-"):
@@ -66,8 +68,29 @@ def _storage(rt: Runtime) -> dict[str, Any]:
     doc: dict[str, Any] = {"backend": "local" if not remote else "object", "root": str(rt.storage.root),
                            "free_bytes": free, "min_free_bytes": minimum}
     if remote:
-        doc["remote_zones"] = remote
+        doc["remote_zones"] = {zone: base.uri for zone, base in remote.items()}
+        doc["zones"] = _probe_zones(rt, list(remote))
+        down = sorted(zone for zone, state in doc["zones"].items() if state["status"] != "up")
+        if down:
+            return {**doc, "status": "down", "error": f"unreachable zone(s): {', '.join(down)}"}
     return {**doc, **({"status": "degraded", "low_space": low} if low else {})}
+
+
+def _probe_zones(rt: Runtime, zones: list[str]) -> dict[str, dict[str, Any]]:
+    """{zone: {"status": "up"|"down", "uri", "seconds"[, "error"]}}, the probes run side by side."""
+
+    def probe(zone: str) -> dict[str, Any]:
+        started = time.monotonic()
+        state: dict[str, Any] = {"status": "up", "uri": rt.storage.zone_base(zone).uri}
+        try:
+            rt.storage.probe(zone, STORAGE_PROBE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 (reported; the storage's messages hold no credential)
+            state.update(status="down", error=f"{type(exc).__name__}: {exc}")
+        state["seconds"] = round(time.monotonic() - started, 3)
+        return state
+
+    with ThreadPoolExecutor(max_workers=len(zones)) as pool:
+        return dict(zip(zones, pool.map(probe, zones), strict=True))
 
 
 def _dispatch(rt: Runtime) -> dict[str, Any]:

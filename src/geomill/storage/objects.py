@@ -16,6 +16,7 @@ import fnmatch
 import os
 import re
 import shutil
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +34,8 @@ from geomill.storage.uris import Location, check_key, parse, scheme_of
 LIST_BATCH = 1000
 SCRATCH = ".staging"  # under the data folder: where outputs bound for a remote zone are written first
 SCRATCH_MAX_AGE_SECONDS = 6 * 3600.0  # a staging folder untouched this long was left by a killed process
+SCRATCH_OWNER = ".owner"  # in each staging folder: host, PID namespace, PID and start time of the process using it
+PROBE_TIMEOUT_SECONDS = 2.0
 # HTTP statuses as obstore reports them inside generic errors (a list request has no typed NotFound/PermissionDenied)
 _DENIED = re.compile(r"\b(401 Unauthorized|403 Forbidden)\b")
 _MISSING = re.compile(r"\b404 Not Found\b")
@@ -48,8 +51,16 @@ class ObjectStat:
     mtime: datetime
 
 
-def _scrub(text: str) -> str:
-    return _QUERY.sub("?…", text)
+def _scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` without query strings (a SAS token) and without any of `secrets` (keys, tokens, SAS values)."""
+    text = _QUERY.sub("?…", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "…")
+    return text
+
+
+_SECRET_SETTINGS = ("secret_access_key", "session_token", "account_key", "sas_key")
 
 
 def azure_settings(env: Mapping[str, str]) -> dict[str, str]:
@@ -172,14 +183,19 @@ class ObjectStorage:
         self.sweep_scratch()
 
     def sweep_scratch(self, older_than_seconds: float = SCRATCH_MAX_AGE_SECONDS) -> int:
-        """Remove staging folders (under <data dir>/.staging) nothing has written to for `older_than_seconds`:
-        what a killed task left. A running task writes to its folder, which keeps it young. Returns how many."""
+        """Remove staging folders (under <data dir>/.staging) left by killed processes: at once when the folder's
+        owner was a process of this host (and PID namespace) that is gone, else once nothing has written to it for
+        `older_than_seconds` (a running task writes to its folder, which keeps it young). Returns how many."""
         scratch = self.root / SCRATCH
         if not scratch.is_dir():
             return 0
         now, removed = datetime.now(tz=UTC).timestamp(), 0
         for folder in scratch.iterdir():
             try:
+                if _owner_gone(folder / SCRATCH_OWNER):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+                    continue
                 newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
             except FileNotFoundError:  # another process finished with it meanwhile
                 continue
@@ -283,7 +299,8 @@ class ObjectStorage:
                 store = self._stores[(loc.backend, loc.bucket)] = self._make_store(loc)
             return store
 
-    def _make_store(self, loc: Location) -> Any:
+    def _make_store(self, loc: Location, client_options: Mapping[str, Any] | None = None,
+                    retry_config: Mapping[str, Any] | None = None) -> Any:
         from obstore.store import AzureStore, S3Store
 
         options: dict[str, Any]
@@ -295,9 +312,44 @@ class ObjectStorage:
         else:
             options = dict(azure_settings(self._env))
             store_class = AzureStore
+        client = dict(client_options or {})
         if str(options.get("endpoint", "")).startswith("http://"):
-            options["client_options"] = {"allow_http": True}
+            client["allow_http"] = True
+        if client:
+            options["client_options"] = client
+        if retry_config is not None:
+            options["retry_config"] = dict(retry_config)
         return store_class(loc.bucket, **options)
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Every credential value this storage holds (kept out of the messages it produces)."""
+        values = [*s3_settings(self._env).items(), *azure_settings(self._env).items()]
+        conn = self._env.get("AZURE_STORAGE_CONNECTION_STRING", "")
+        return tuple(v for k, v in values if k in _SECRET_SETTINGS) + ((conn,) if conn else ())
+
+    def probe(self, zone: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+        """Check that a remote zone answers: one listing request of at most one key under its base, with a short
+        timeout and no retries. Raises InvalidInput (missing bucket, refused credentials) or ConnectionError
+        (unreachable, timeout, 5xx), their messages free of credentials and query strings; a local zone is not
+        probed here (the health check writes to it)."""
+        import obstore
+
+        base = self.zone_base(zone)
+        if base.is_local:
+            return
+        limit = timedelta(seconds=timeout)
+        store = self._make_store(base, {"timeout": limit, "connect_timeout": limit}, {"max_retries": 0})
+        try:
+            next(iter(obstore.list(store, prefix=base.key or None, chunk_size=1)), None)
+        except Exception as exc:
+            text = _scrub(str(exc), self._secrets())
+            text = text.strip().splitlines()[0] if text.strip() else ""  # not obstore's multi-line debug dump
+            if _DENIED.search(text):
+                raise InvalidInput(f"{base.uri}: access denied (check the credentials)") from None
+            if _NO_BUCKET.search(text) or _MISSING.search(text):
+                what = "bucket" if base.backend == "s3" else "container"
+                raise InvalidInput(f"{base.uri}: the {what} {base.bucket!r} does not exist") from None
+            raise ConnectionError(f"{base.uri} did not answer: {type(exc).__name__}: {text[:300]}") from None
 
     def _fail(self, exc: BaseException, uri: str, loc: Location) -> BaseException:
         """InvalidInput for what retrying cannot fix; a plain, scrubbed error (retried) for the rest."""
@@ -311,7 +363,8 @@ class ObjectStorage:
             if not self._bucket_exists(loc):
                 return InvalidInput(f"{uri!r}: the {what} {loc.bucket!r} does not exist")
             return InvalidInput(f"{uri!r}: no such object")
-        return ConnectionError(f"storage request for {uri!r} failed: {type(exc).__name__}: {_scrub(text)[:300]}")
+        return ConnectionError(f"storage request for {uri!r} failed: {type(exc).__name__}: "
+                               f"{_scrub(text, self._secrets())[:300]}")
 
     def _bucket_exists(self, loc: Location) -> bool:
         import obstore
@@ -368,7 +421,8 @@ class ObjectStorage:
 
     def list(self, prefix: str, pattern: str | None = None, batch: int = LIST_BATCH) -> Iterator[list[ObjectStat]]:
         """The objects under `prefix` in batches of at most `batch` (constant memory); `pattern` an fnmatch glob
-        on the key relative to the prefix. Local folders are walked lazily, one directory at a time."""
+        on the key relative to the prefix. Local folders are walked lazily, one directory at a time, each streamed in
+        directory order (not sorted: memory does not grow with a folder's size); cloud listings come in key order."""
         loc = self.resolve(prefix)
         out: list[ObjectStat] = []
         for item in (self._walk_local(loc) if loc.is_local else self._walk_remote(prefix, loc)):
@@ -518,6 +572,8 @@ class ObjectStorage:
         else:
             folder = self.root / SCRATCH / uuid.uuid4().hex
         folder.mkdir(parents=True, exist_ok=True)
+        if not loc.is_local:  # lets the next sweep remove the folder at once if this process is killed
+            (folder / SCRATCH_OWNER).write_text(_this_process())
         tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
         try:
             yield tmp
@@ -550,6 +606,48 @@ class LocalStorage(ObjectStorage):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root, None)
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux: PIDs are taken to be the host's
+        return ""
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, from /proc), "" where /proc has none, None if it
+    does not exist: with the PID, it tells the process from a later one that reused its PID."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return ""
+        return ""
+    except (OSError, IndexError):
+        return ""
+
+
+def _this_process() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}\n{_pid_namespace()}\n{pid}\n{_start_time(pid) or ''}\n"
+
+
+def _owner_gone(owner_file: Path) -> bool:
+    """True when `owner_file` names a process of this host and PID namespace that no longer runs (a folder of
+    another host, or whose owner cannot be told, is left to the age rule)."""
+    try:
+        host, namespace, pid, started = owner_file.read_text().split("\n")[:4]
+    except (FileNotFoundError, ValueError):
+        return False
+    if host != socket.gethostname() or namespace != _pid_namespace() or not pid.isdigit():
+        return False
+    now = _start_time(int(pid))
+    return now is None or bool(started and now and now != started)
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:

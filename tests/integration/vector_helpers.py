@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import samples
 from geomill.config import Settings
 from geomill.domain import Job
 from geomill.runtime import Runtime
-from geomill.worker.loop import WorkerLoop
+from jobrun import run_until_finished
 
 SAMPLES = {"coutwildrnp.shp": 67, "grenada.geojson": 1, "rmnp.geojson": 1}
 
@@ -40,16 +39,7 @@ def open_runtime(data_dir: Path, database_url: str | None = None, **overrides: A
 
 def run_vector_job(rt: Runtime, timeout: float = 120.0, **params: Any) -> Job:
     """Submit process_vector and run an in-process worker loop until the job is terminal."""
-    job_id = rt.orchestrator.submit("process_vector", params).job.job_id
-    loop = WorkerLoop(rt, rt.settings.queues)
-    deadline = time.monotonic() + timeout
-    while True:
-        job = rt.store.get_job(job_id)
-        if job.status.is_terminal:
-            return job
-        assert time.monotonic() < deadline, f"job still {job.status} at stage {job.stage} after {timeout} s"
-        if not loop.run_once():
-            time.sleep(0.01)
+    return run_until_finished(rt, rt.orchestrator.submit("process_vector", params).job.job_id, timeout)
 
 
 def write_points_gpkg(path: Path, n: int, seed: int = 7, batch: int = 250_000) -> tuple[float, float, str]:

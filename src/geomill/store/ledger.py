@@ -7,10 +7,10 @@ parameters and converted for PostgreSQL with `pyformat`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from geomill.engine.context import LedgerEntry
+from geomill.store.access import StatementAccess
 from geomill.store.common_queries import pyformat
 
 _COLUMNS = "key, uri, version, item_id, cog_uri"
@@ -29,19 +29,10 @@ SQLITE = {
 POSTGRES = {name: pyformat(sql) for name, sql in SQLITE.items()}
 
 
-class ContainerLedger:
+class ContainerLedger(StatementAccess):
     """The `ObjectLedger` port over the store's `_read`/`_write` (one statement, its own transaction)."""
 
     dialect: str
-
-    def _read(self, sql: str, params: Any = ()) -> Sequence[Mapping[str, Any]]:
-        raise NotImplementedError
-
-    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
-        raise NotImplementedError
-
-    def _since(self, seconds: float) -> Any:
-        raise NotImplementedError
 
     def _ledger_sql(self, name: str) -> str:
         return (POSTGRES if self.dialect == "postgres" else SQLITE)[name]

@@ -7,27 +7,18 @@ transaction, returning the row count) and `_since(seconds)` (a time `seconds` ag
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from geomill.store.access import StatementAccess
 from geomill.store.common_queries import DURATION_BUCKETS, Statements
 from geomill.store.rows import ts
 
 __all__ = ["DURATION_BUCKETS", "ServiceState"]
 
 
-class ServiceState:
+class ServiceState(StatementAccess):
     _sql: Statements
-
-    def _read(self, sql: str, params: Any = ()) -> Sequence[Mapping[str, Any]]:
-        raise NotImplementedError
-
-    def _write(self, sql: str, params: Any = (), what: str = "write") -> int:
-        """One statement in its own transaction (`what` names it in errors): the rows it changed."""
-        raise NotImplementedError
-
-    def _since(self, seconds: float) -> Any:
-        raise NotImplementedError
 
     def _now_param(self) -> Any:
         return self._since(0.0)

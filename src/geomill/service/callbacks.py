@@ -47,10 +47,11 @@ def check_callback_uri(field: str, uri: object) -> str | None:
     """An absolute http(s) URL, or None; InvalidInput naming `field` otherwise."""
     if uri is None:
         return None
-    parts = urlsplit(uri) if isinstance(uri, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or len(uri) > 2000:  # type: ignore[arg-type]
-        raise InvalidInput(f"{field}: an absolute http or https URL", field=field)
-    return str(uri)
+    if isinstance(uri, str) and len(uri) <= 2000:
+        parts = urlsplit(uri)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return uri
+    raise InvalidInput(f"{field}: an absolute http or https URL", field=field)
 
 
 def subscribe(store: Store, job_id: str, success_uri: str | None, failed_uri: str | None,

@@ -170,6 +170,9 @@ def test_dismiss_queued_finished_and_unknown_jobs(api: Api) -> None:
     assert api.client.get(f"/ogc/jobs/{queued}", headers=api.h("read")).json()["status"] == "dismissed"
     again = api.client.delete(f"/ogc/jobs/{queued}", headers=api.h("submit"))
     assert again.status_code == 200 and again.json()["status"] == "dismissed"
+    rerun = execute(api, "fanout", {"inputs": {"n": 2, "tag": "dismiss-queued"}})  # the same inputs run again
+    assert rerun.status_code == 201 and rerun.json()["jobID"] != queued and rerun.json()["status"] == "accepted"
+    assert api.work(rerun.json()["jobID"])["status"] == "completed"
     finished = execute(api, "fanout", {"inputs": {"n": 1, "tag": "dismiss-done"}}).json()["jobID"]
     api.work(finished)
     assert_exception(api.client.delete(f"/ogc/jobs/{finished}", headers=api.h("submit")), 409)

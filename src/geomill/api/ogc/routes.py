@@ -22,7 +22,7 @@ from geomill.api.ogc import vocabulary as v
 from geomill.api.ogc.callbacks import composer
 from geomill.api.ogc.execute import ExecuteRequest, read_execute
 from geomill.api.ogc.render import respond
-from geomill.domain import InvalidInput, NotFinished, NotFound, UnknownJobType
+from geomill.domain import InvalidInput, JobStatus, NotFinished, NotFound, UnknownJobType
 from geomill.runtime import Runtime
 from geomill.service import callbacks, listing, operations
 from geomill.service.listing import MAX_PAGE
@@ -159,6 +159,10 @@ async def execute(request: Request, process_id: Annotated[str, Path(max_length=1
                                  correlation_id=request.state.correlation_id)
     except InvalidInput as exc:  # the spec answers invalid inputs with 400
         raise ApiError(400, "Invalid input", str(exc), errors=exc.errors or []) from None
+    while not sub.created and sub.job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        # the same inputs name the same job: one that failed or was dismissed is run again (a resubmission,
+        # or the existing resubmission of it); a successful one is answered as it is
+        sub = await run_in_threadpool(operations.resubmit, rt, sub.job.job_id, request.state.correlation_id)
     job_id = sub.job.job_id
     if body.subscriber:
         await run_in_threadpool(callbacks.subscribe, rt.store, job_id, *body.subscriber)
@@ -171,7 +175,9 @@ async def execute(request: Request, process_id: Annotated[str, Path(max_length=1
         if doc["status"] not in ("queued", "processing", "cancelled"):
             return _finished(request, doc, body)
     location = f"{base(request)}/jobs/{job_id}"
-    headers = {"Location": location, "Preference-Applied": "respond-async"} if prefer else {"Location": location}
+    headers = {"Location": location}
+    if _prefers(prefer, "respond-sync") or _prefers(prefer, "respond-async"):
+        headers["Preference-Applied"] = "respond-async"
     return JSONResponse(documents.status_info(base(request), doc), status_code=201, headers=headers)
 
 

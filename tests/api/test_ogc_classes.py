@@ -1,6 +1,7 @@
 """OGC API - Processes - Part 1, one assertion set per conformance class (after ets-ogcapi-processes10's abstract
 tests), on the app in process (TestClient, SQLite, the worker loop run by the test): keys and scopes, exceptions,
-JSON and HTML for every resource, job list paging and filters, dismiss, callback checks, retries and restarts."""
+JSON and HTML for every resource, job list paging and filters, dismiss, callback checks, retries and restarts; and
+one run on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -218,3 +219,24 @@ def test_callback_survives_a_restart_of_the_http_process(tmp_path: Any) -> None:
 def test_html_negotiation_by_accept(api: Api, accept: str, html: bool) -> None:
     r = api.client.get("/ogc/conformance", headers={"Accept": accept} if accept else {})
     assert r.headers["content-type"].startswith("text/html" if html else "application/json"), accept
+
+
+def test_core_job_list_and_callback_on_postgresql(pg_url: str, make_api: Callable[..., Api]) -> None:
+    """The same routes over the PostgreSQL store (async reads on its pool): execute, status, results, job list,
+    dismiss and a success callback."""
+    api = make_api(database_url=pg_url)
+    with receiver() as got:
+        r = execute(api, "hello_world", {"inputs": {"n": 2}, "subscriber": {"successUri": f"{got.url}/done"}})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["jobID"]
+        assert_status_info(r.json())
+        api.work(job_id)
+        info = api.client.get(f"/ogc/jobs/{job_id}", headers=api.h("read")).json()
+        assert info["status"] == "successful" and info["progress"] == 100
+        results = api.client.get(f"/ogc/jobs/{job_id}/results", headers=api.h("read")).json()
+        assert results["result"]["value"]["replies"] == 2
+        assert wait_for(lambda: got.bodies("/done"), 30, "the success callback") == [results]
+    queued = execute(api, "fanout", {"inputs": {"n": 1, "tag": "pg"}}).json()["jobID"]
+    assert api.client.delete(f"/ogc/jobs/{queued}", headers=api.h("submit")).json()["status"] == "dismissed"
+    listed = api.client.get("/ogc/jobs", headers=api.h("read")).json()["jobs"]
+    assert [(j["jobID"], j["status"]) for j in listed] == [(queued, "dismissed"), (job_id, "successful")]

@@ -1,12 +1,11 @@
 """OGC API - Processes - Part 1 over real HTTP: a `geomill serve --mode standalone` process (uvicorn and its worker
 pool) on SQLite, driven by OWSLib (`owslib.ogcapi.processes.Processes`) where it covers the call and by httpx for
-the rest; callbacks POSTed to a local HTTP receiver; and one run on PostgreSQL. Tests are named by the conformance
+the rest; callbacks POSTed to a local HTTP receiver (the PostgreSQL run is in test_ogc_classes.py). Tests are named by the conformance
 class they check (docs/ogc.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from owslib.ogcapi.processes import Processes
 
 from ogc_helpers import CONF, EXC, REL, Receiver, Server, assert_exception, assert_status_info, receiver
 from procs import wait_for
-from services import fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -164,23 +162,3 @@ def test_callback_failure_is_posted_to_the_subscriber(server: Server) -> None:
         assert got.bodies("/success") == []
         r = server.client.get(f"/ogc/jobs/{job_id}/results", headers=server.h("read"))
         assert_exception(r, 500, "https://geomill.dev/problems/job-failed")
-
-
-def test_core_execute_and_callback_on_postgresql(tmp_path: Path, postgres_server: None) -> None:
-    """The same API on PostgreSQL: sync and async execution, the job list, a success callback."""
-    with fresh_database("ogc_processes") as url:
-        srv = Server(tmp_path, url)
-        saved = dict(REQUEST_HEADERS)
-        try:
-            client = Processes(f"{srv.url}/ogc", headers=srv.h("submit"))
-            assert client.execute("hello_world", inputs={"n": 2})["result"]["value"]["replies"] == 2
-            with receiver() as got:
-                job_id = _execute_with_subscriber(srv, got, {"n": 2, "tag": "ogc-pg"})
-                wait_for(lambda: got.bodies("/success"), 60, "the success callback")
-                assert got.bodies("/success")[0]["result"]["value"]["completed"] == 2
-            listed = srv.client.get("/ogc/jobs", headers=srv.h("read")).json()["jobs"]
-            assert {j["jobID"] for j in listed} >= {job_id} and len(listed) == 2
-        finally:
-            REQUEST_HEADERS.clear()
-            REQUEST_HEADERS.update(saved)
-            srv.close()

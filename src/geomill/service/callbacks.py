@@ -27,6 +27,7 @@ LEADERSHIP = "job-callbacks"
 MAX_ATTEMPTS = 8
 POLL_SECONDS = 1.0  # how often due subscribers are looked at (and progress re-read)
 POST_TIMEOUT_SECONDS = 10.0
+STOP_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,10 @@ class CallbackDeliverer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the current pass, waiting a few seconds at most: a delivery cut short is not recorded, so
+        the next holder of the leadership sends it again."""
         self._stop.set()
-        self._thread.join(POST_TIMEOUT_SECONDS + 5)
+        self._thread.join(STOP_WAIT_SECONDS)
 
     def run(self) -> None:
         with httpx.Client(timeout=POST_TIMEOUT_SECONDS, follow_redirects=False) as client:

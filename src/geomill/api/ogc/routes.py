@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -206,8 +207,8 @@ def jobs(request: Request, f: F = None,
                              job_type=process_id, limit=limit, cursor=cursor)
     query = None
     if page.next_cursor:
-        kept = {"limit": str(limit), "processID": process_id, "status": status, "f": f}
-        query = "&".join(f"{k}={val}" for k, val in kept.items() if val) + f"&cursor={page.next_cursor}"
+        kept = {"limit": str(limit), "processID": process_id, "status": status, "f": f, "cursor": page.next_cursor}
+        query = urlencode({k: val for k, val in kept.items() if val})
     return _page(request, documents.job_list(base(request), page.items, query), "jobs.html")
 
 

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="the API's external base URL (https://geo.example.org/geo): status URLs and redirects "
                           "are built from it, never from the request's Host header; unset: relative URLs")
+    ogc_sync_seconds: float = Field(
+        10.0, ge=0, le=300, description="OGC API - Processes: how long an execute asked to respond synchronously "
+                                        "(Prefer: respond-sync) waits for its job; longer jobs answer as async")
     drill_jobs: bool = Field(False, description="enable the drill job types (fanout: tests, chaos drills, "
                              "benchmarks); off, they are unknown to every face")
     contracts_dir: Path | None = Field(

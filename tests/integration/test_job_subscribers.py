@@ -1,4 +1,4 @@
-"""The `SubscriberStore` port (job callback subscribers, migration 009) on SQLite and PostgreSQL: a new subscriber
+"""The `SubscriberStore` port (job callback subscribers, migration 010) on SQLite and PostgreSQL: a new subscriber
 is due at once, a delivery record is guarded by what was delivered before, a later look waits its delay, a closed
 subscriber is never due again."""
 

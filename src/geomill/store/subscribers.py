@@ -1,4 +1,4 @@
-"""Job callback subscribers (table job_subscribers, migration 009), shared by both SQL stores: the
+"""Job callback subscribers (table job_subscribers, migration 010), shared by both SQL stores: the
 `SubscriberStore` port. Statements are written once with ``:name`` parameters and converted for PostgreSQL."""
 
 from __future__ import annotations

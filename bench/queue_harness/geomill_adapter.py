@@ -5,8 +5,8 @@ prints one JSON record per line on stdout (a descriptor at start, then samples e
 PRODUCER_PACING=harness (the harness's default), enqueues the jobs the harness asks for with `ENQUEUE <n>` lines on
 its stdin. Logs go to stderr. SIGTERM: stop producing, drain the workers, print the last samples, exit 0.
 
-A harness job is one geomill job with one task: the drill job type `fanout` with n=1, stages=1, sleep_s=JOB_WORK_MS,
-a unique tag, submitted through the service layer (`geomill.service.submit.submit`, the path the CLI and the HTTP
+A harness job is one geomill job with one task: the job type `harness_job` (harness_job.py beside this file, loaded
+as a plugin: one stage, one `demo.work` task) with sleep_s=JOB_WORK_MS and a unique tag, submitted through the service layer (`geomill.service.submit.submit`, the path the CLI and the HTTP
 API take) into the PostgreSQL store at DATABASE_URL. The work is done by real `geomill serve --no-http` processes that
 this adapter starts and stops (GEOMILL_BENCH_LAYOUT, GEOMILL_BENCH_PROCESSES: see serve_commands); every state change
 is durable.
@@ -40,6 +40,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 SYSTEM = "geomill"
+HERE = Path(__file__).resolve().parent
+PLUGINS = ["harness_job"]  # harness_job.py beside this file
+JOB_TYPE = "harness_job"
 EVENT_TABLES = ["public.jobs", "public.stages", "public.tasks", "public.events"]
 OBSERVER_METRICS = frozenset({"queue_depth", "producer_target_rate"})
 LATENCY_WINDOW_S = 30.0
@@ -123,14 +126,16 @@ class Adapter:
     def settings_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GEOMILL_")}
         env.update(GEOMILL_DATABASE_URL=self.database_url, GEOMILL_DATA_DIR=str(self.data_dir),
-                   GEOMILL_DRILL_JOBS="true", GEOMILL_WORKERS=str(self.processes), GEOMILL_LOG_LEVEL="WARNING")
+                   GEOMILL_PLUGINS=json.dumps(PLUGINS), GEOMILL_WORKERS=str(self.processes),
+                   GEOMILL_LOG_LEVEL="WARNING")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
         return env
 
     def open_runtime(self) -> Any:
         from geomill.config import Settings
         from geomill.runtime import Runtime
 
-        settings = Settings(database_url=self.database_url, data_dir=self.data_dir, drill_jobs=True,
+        settings = Settings(database_url=self.database_url, data_dir=self.data_dir, plugins=PLUGINS,
                             workers=self.processes)
         return Runtime.open(settings)  # migrates the schema (idempotent)
 
@@ -172,8 +177,7 @@ class Adapter:
         with self.seq_lock:
             self.seq += 1
             seq = self.seq
-        out: dict[str, Any] = {"n": 1, "stages": 1, "sleep_s": self.work_s,
-                               "tag": f"harness-{self.run_tag}-{instance_id()}-{seq}"}
+        out: dict[str, Any] = {"sleep_s": self.work_s, "tag": f"harness-{self.run_tag}-{instance_id()}-{seq}"}
         if self.markers:
             out["marker_dir"] = str(self.data_dir / "markers")
         return out
@@ -190,7 +194,7 @@ class Adapter:
                 if self.stop.is_set():
                     return
                 try:
-                    submit(rt, "fanout", self.params(), restricted=False)
+                    submit(rt, JOB_TYPE, self.params(), restricted=False)
                 except Exception as exc:  # a failed insert is logged, the run goes on
                     log(f"submit failed: {exc}")
                     continue
@@ -237,8 +241,8 @@ class Adapter:
                     " extract(epoch FROM t.execution_started_at - j.created_at) * 1000,"
                     " extract(epoch FROM j.finished_at - j.created_at) * 1000"
                     " FROM jobs j LEFT JOIN tasks t ON t.job_id = j.job_id"
-                    " WHERE j.finished_at > %s - interval '5 seconds' AND j.job_type = 'fanout'"
-                    " ORDER BY j.finished_at", (watermark,)).fetchall()
+                    " WHERE j.finished_at > %s - interval '5 seconds' AND j.job_type = %s"
+                    " ORDER BY j.finished_at", (watermark, JOB_TYPE)).fetchall()
                 depth = con.execute(
                     "SELECT (SELECT count(*) FROM tasks WHERE status = 'queued')"
                     " + (SELECT count(*) FROM jobs WHERE status = 'queued')").fetchone()[0]  # type: ignore[index]
@@ -320,13 +324,14 @@ class Adapter:
         threads.append(threading.Thread(target=pacer, name="pacer", daemon=True))
         for t in threads:
             t.start()
-        while not shutdown.wait(0.5):
-            if (code := self.workers_exited()) is not None:
-                log(f"geomill serve exited {code}")
-                self.stop.set()
-                return 1
-        self.stop.set()
-        self.stop_workers()
+        try:
+            while not shutdown.wait(0.5):
+                if (code := self.workers_exited()) is not None:
+                    log(f"geomill serve exited {code}")
+                    return 1
+        finally:  # every way out stops the geomill processes (their own sessions: nobody else would)
+            self.stop.set()
+            self.stop_workers()
         for t in threads[:3]:
             t.join(timeout=1.0)
         with self.counters.lock:

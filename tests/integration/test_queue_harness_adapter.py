@@ -48,7 +48,7 @@ def _reader(proc: subprocess.Popen[str], out: queue.Queue[str]) -> threading.Thr
 def _job_states(db_url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url) as con:
         return con.execute("SELECT j.status, t.status, t.attempt, t.task_id FROM jobs j JOIN tasks t USING (job_id) "
-                           "WHERE j.job_type = 'fanout'").fetchall()
+                           "WHERE j.job_type = 'harness_job'").fetchall()
 
 
 def _wait_until_done(db_url: str, proc: subprocess.Popen[str], limit_s: float = 60) -> list[tuple[Any, ...]]:

@@ -64,6 +64,22 @@ def _wait_until_done(db_url: str, proc: subprocess.Popen[str], limit_s: float = 
     raise AssertionError(f"the jobs did not complete: {rows if proc.poll() is None else proc.returncode}")
 
 
+def _samples_until_reported(lines: queue.Queue[str], proc: subprocess.Popen[str],
+                            limit_s: float = 30) -> list[dict[str, Any]]:
+    """The sample records printed until one reports completions and one a pickup latency (ticks are 1 s apart)."""
+    samples: list[dict[str, Any]] = []
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            samples.append(json.loads(lines.get(timeout=0.5)))
+        except queue.Empty:
+            continue
+        seen = {s["metric"] for s in samples if s["value"] > 0}
+        if {"completion_rate", "claim_p50_ms"} <= seen:
+            break
+    return samples
+
+
 def test_adapter_speaks_the_harness_protocol(tmp_path: Path) -> None:
     with fresh_database("geomill_qharness") as db_url:
         proc = _launch(db_url, tmp_path / "data")
@@ -74,13 +90,14 @@ def test_adapter_speaks_the_harness_protocol(tmp_path: Path) -> None:
             assert proc.stdin is not None
             proc.stdin.write("ENQUEUE 3\nnot a token\nENQUEUE 2\n")  # what the harness pacer writes, plus noise
             proc.stdin.flush()
-            rows = _wait_until_done(db_url, proc)
-            time.sleep(2.2)  # two more sample ticks, so the completions are reported
+            _wait_until_done(db_url, proc)
+            samples = _samples_until_reported(lines, proc)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=30)
             reader.join(timeout=5)
         assert code == 0
+        samples += [json.loads(line) for line in list(lines.queue) if line.strip()]  # the rest of the last ticks
 
         manifest = json.loads((ADAPTER_DIR / "adapter.json").read_text())
         assert descriptor["kind"] == "descriptor" and descriptor["system"] == manifest["system"] == "geomill"
@@ -88,7 +105,6 @@ def test_adapter_speaks_the_harness_protocol(tmp_path: Path) -> None:
         assert set(manifest["extensions"]) <= set(descriptor["extensions"])
         assert descriptor["db_name"] == db_url.rsplit("/", 1)[1]
 
-        samples = [json.loads(line) for line in list(lines.queue) if line.strip()]
         assert samples and all(SAMPLE_KEYS <= set(s) and s["kind"] == s["subject_kind"] == "adapter"
                                and s["system"] == "geomill" and isinstance(s["value"], float) for s in samples)
         assert REQUIRED <= {s["metric"] for s in samples}
@@ -97,6 +113,7 @@ def test_adapter_speaks_the_harness_protocol(tmp_path: Path) -> None:
         assert max(s["value"] for s in samples if s["metric"] == "enqueue_rate") > 0
 
         # exactly the 5 jobs asked for, each one task that ran once (one marker line per execution)
+        rows = _job_states(db_url)  # after the exit: nothing more was submitted
         assert len(rows) == ENQUEUED and {(r[0], r[1], r[2]) for r in rows} == {("completed", "completed", 1)}
         executions = [line.split()[0] for f in (tmp_path / "data" / "markers").iterdir()
                       for line in f.read_text().splitlines()]

@@ -3,11 +3,12 @@
 contract, CONTRIBUTING_ADAPTERS.md there): one long-running process, configured by environment variables, that
 prints one JSON record per line on stdout (a descriptor at start, then samples every SAMPLE_EVERY_S) and, with
 PRODUCER_PACING=harness (the harness's default), enqueues the jobs the harness asks for with `ENQUEUE <n>` lines on
-its stdin. Logs go to stderr. SIGTERM: stop producing, drain the workers, print the last samples, exit 0.
+its stdin. Logs go to stderr. SIGTERM: stop producing, drain the workers, stop the geomill processes, exit 0.
 
 A harness job is one geomill job with one task: the job type `harness_job` (harness_job.py beside this file, loaded
-as a plugin: one stage, one `demo.work` task) with sleep_s=JOB_WORK_MS and a unique tag, submitted through the service layer (`geomill.service.submit.submit`, the path the CLI and the HTTP
-API take) into the PostgreSQL store at DATABASE_URL. The work is done by real `geomill serve --no-http` processes that
+as a plugin: one stage, one `demo.work` task) with sleep_s=JOB_WORK_MS and a unique tag, submitted through the
+service layer (`geomill.service.submit.submit`, the path the CLI and the HTTP API take) into the PostgreSQL store at
+DATABASE_URL. The work is done by real `geomill serve --no-http` processes that
 this adapter starts and stops (GEOMILL_BENCH_LAYOUT, GEOMILL_BENCH_PROCESSES: see serve_commands); every state change
 is durable.
 
@@ -17,7 +18,7 @@ finished_at - created_at, both on the database clock; queue_depth = queued tasks
 
 Run it with geomill's venv and its source first on the path, e.g.
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/geomill_bench PRODUCER_RATE=200 SAMPLE_EVERY_S=2 \
-      PRODUCER_PACING=adapter .venv/bin/python bench/queue_harness/geomill_adapter.py
+      PRODUCER_PACING=adapter PYTHONPATH=src .venv/bin/python bench/queue_harness/geomill_adapter.py
 or through the harness with bench/queue_harness/run_harness.py (README.md beside this file).
 """
 

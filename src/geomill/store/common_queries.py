@@ -92,7 +92,8 @@ class Statements:
     and_job_type: str = " AND job_type = :job_type"
     and_created_after: str = " AND created_at >= :created_after"
     and_created_before: str = " AND created_at < :created_before"
-    and_before_cursor: str = " AND (created_at < :cursor_at OR (created_at = :cursor_at AND job_id < :cursor_id))"
+    # keyset: a row comparison, so the index scan starts at the cursor (an OR would scan from the newest job on)
+    and_before_cursor: str = " AND (created_at, job_id) < (:cursor_at, :cursor_id)"
     jobs_page: str = " ORDER BY created_at DESC, job_id DESC LIMIT :limit"
     stages: str = stages_with_counts(":job_id")
     stage: str = "SELECT * FROM stages WHERE job_id = :job_id AND stage = :stage"

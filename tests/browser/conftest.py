@@ -118,9 +118,10 @@ def browser() -> Iterator[Any]:
 
 def login(browser: Any, server: Server, scope: str, next_page: str = "/ui/jobs") -> Any:
     """A fresh browser context logged in through the console's form with the key of `scope`; its page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmations: the tests say yes
+    page.on("pageerror", lambda e: print("page error:", e))  # shown with a failing test's output
     page.goto(f"{server.url}{next_page}")
     assert "/ui/login" in page.url
     page.fill("#key", server.keys[scope])

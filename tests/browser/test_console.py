@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,9 @@ def test_login_sets_an_httponly_strict_cookie_and_a_wrong_key_is_refused(browser
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]  # http: not Secure
     page.wait_for_selector("#components tr[data-component=database]")
     assert page.locator("#components tr[data-component=database] .status").inner_text() == "ok"
+    page.wait_for_selector("#workers tbody tr")
+    assert "console-test" in page.locator("#workers tbody").inner_text()  # this server's worker pool, seen
+    assert page.locator("#queues tr[data-queue=default-tasks]").count() == 1
     shoot(page, "health")
     context.close()
 
@@ -109,6 +113,44 @@ def test_retry_a_failed_task_from_the_job_page(browser: Any, server: Server) -> 
     task = page.locator("#tasks tbody tr").first
     assert task.get_attribute("data-status") == "completed"
     assert task.locator("td").nth(4).inner_text().startswith("4/")  # the manual retry was the 4th attempt
+    page.context.close()
+
+
+def test_bulk_rerun_by_error_prefix_and_retry_all_failed(browser: Any, server: Server) -> None:
+    since = (datetime.now(UTC) - timedelta(seconds=2)).replace(microsecond=0)
+    transient = [server.submit("fanout", {"n": 1, "fail_attempts": 3, "tag": f"bulk-{i}"}) for i in range(2)]
+    refused = server.submit("fanout", {"n": 1, "invalid_keys": [0], "tag": "bulk-refused"})
+    for job_id in (*transient, refused):
+        assert server.wait_finished(job_id)["status"] == "failed"
+    with server.client("read") as c:
+        summaries = {j: c.get(f"/api/jobs/{j}/tasks").json()["items"][0]["error_summary"] for j in (*transient, refused)}
+    prefix = summaries[transient[0]].split(":", 1)[0]  # the error's type: TransientError
+    assert not summaries[refused].startswith(prefix), summaries
+
+    page = login(browser, server, "submit")
+    local = since.strftime("%Y-%m-%dT%H:%M:%S")  # the browser runs in UTC (see login)
+    page.select_option("#filters select[name=status]", "failed")
+    page.fill("#filters input[name=error]", prefix)
+    page.fill("#filters input[name=created_after]", local)
+    page.click("#filters button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 2")
+    shown = {r.get_attribute("data-job-id") for r in page.locator("#jobs-table tbody tr").all()}
+    assert shown == set(transient)
+    page.fill("#rerun-form input[name=error_prefix]", prefix)
+    page.fill("#rerun-form input[name=created_after]", local)
+    page.click("#rerun-dry")  # a dry run, then the confirmation (accepted), then the rerun
+    page.wait_for_function("document.querySelector('#rerun-out').dataset.retried || document.querySelector('#flash.error')")
+    assert page.locator("#rerun-out").get_attribute("data-retried"), (page.locator("#rerun-out").inner_text(), page.locator("#flash").inner_text())
+    assert page.locator("#rerun-out").get_attribute("data-retried") == "2"
+    for job_id in transient:
+        assert server.wait_finished(job_id)["status"] == "completed"  # the 4th attempt succeeds
+    assert server.job(refused)["status"] == "failed"  # another error: not rerun
+
+    page.goto(f"{server.url}/ui/jobs/{refused}")
+    page.wait_for_selector("#retry-failed:not([disabled])")
+    page.click("#retry-failed")
+    page.wait_for_selector("#flash.ok")
+    assert "queued again: 1" in page.locator("#flash").inner_text()
     page.context.close()
 
 

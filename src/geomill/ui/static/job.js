@@ -104,19 +104,24 @@
     document.getElementById("progress-line").textContent = line;
   }
 
+  /* The timeline's stages (counts aggregated in the database, first start, last finish, ETA) in the shape the
+     table and the Gantt draw. */
   async function timeline(job) {
-    try {
-      const doc = await GM.api("GET", `/api/jobs/${jobId}/timeline`);
-      return doc.stages || job.stages;
-    } catch (e) {
-      return job.stages;  // a server without the timeline endpoint: the status document's stages
-    }
+    const doc = await GM.api("GET", `/api/jobs/${jobId}/timeline`);
+    const eta = (secs) => (secs ? new Date(Date.now() + secs * 1000).toISOString() : null);
+    job.estimated_completion = RUNNING.includes(doc.status) ? eta(doc.eta_seconds) : null;
+    return doc.stages.map((s) => ({
+      ...s, ...s.counts, progress: s.progress * 100, started_at: s.first_started_at,
+      completed_at: s.completed_at || (RUNNING.includes(doc.status) ? null : s.last_finished_at),
+      finished_at: s.last_finished_at, eta: s.eta_seconds && RUNNING.includes(doc.status) ? eta(s.eta_seconds) : null,
+    }));
   }
 
   async function refresh() {
     const job = await GM.api("GET", `/api/jobs/${jobId}`);
+    const stages = await timeline(job);
     renderFacts(job);
-    renderStages(job, await timeline(job));
+    renderStages(job, stages);
     document.getElementById("result").textContent = GM.json(job.result);
     const finished = !RUNNING.includes(job.status);
     for (const [id, show] of [["cancel", !finished], ["retry-failed", finished], ["resubmit", finished]]) {
@@ -142,8 +147,8 @@
       GM.el("td", { text: t.stage }), GM.el("td", { text: t.task_key }), GM.el("td", { text: t.task_type }),
       GM.el("td", {}, GM.status(t.status)), GM.el("td", { text: `${t.attempt}/${t.max_attempts}` }),
       GM.el("td", { text: t.target_queue }), GM.el("td", { text: t.executed_by_app || "" }),
-      GM.el("td", { text: GM.time(t.execution_started_at) }), GM.el("td", { text: GM.time(t.finished_at) }),
-      GM.el("td", {}, ...actions));
+      GM.el("td", { text: GM.time(t.execution_started_at) }), GM.el("td", { text: GM.seconds(t.duration_seconds) }),
+      GM.el("td", { class: "err", text: t.error_summary || "" }), GM.el("td", {}, ...actions));
   }
 
   async function loadTasks() {
@@ -168,13 +173,13 @@
     fact(dl, "Attempts", `${t.attempt} of ${t.max_attempts}`);
     fact(dl, "Queue", t.target_queue);
     fact(dl, "Worker", t.executed_by_app || "");
+    fact(dl, "Created", GM.time(t.created_at));
+    fact(dl, "Available at", GM.time(t.available_at));
     fact(dl, "Started", GM.time(t.execution_started_at));
     fact(dl, "Finished", GM.time(t.finished_at));
+    fact(dl, "Took", GM.seconds(t.duration_seconds));
     fact(dl, "Progress", t.progress === null || t.progress === undefined ? "" : `${t.progress} % ${t.progress_message || ""}`);
     fact(dl, "Correlation id", t.correlation_id || "");
-    for (const a of t.attempts || []) {
-      fact(dl, `Attempt ${a.attempt}`, `${a.status || ""} ${a.worker || a.executed_by_app || ""} ${GM.time(a.started_at)} ${GM.seconds(a.seconds)} ${a.error ? a.error.message || "" : ""}`);
-    }
     document.getElementById("task-error").textContent = GM.json(t.error);
     document.getElementById("task-params").textContent = GM.json(t.params);
     document.getElementById("task-detail").scrollIntoView();

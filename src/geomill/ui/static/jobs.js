@@ -14,7 +14,7 @@
 
   function row(job) {
     const link = GM.el("a", { href: `${GM.root}/ui/jobs/${job.job_id}`, class: "id", text: job.job_id.slice(0, 12) });
-    const error = job.error ? (job.error.message || job.error.type || "") : "";
+    const error = job.error ? (job.error.message || job.error.type || "") : (job.error_summary || "");
     return GM.el("tr", { "data-job-id": job.job_id, "data-status": job.status },
       GM.el("td", {}, link), GM.el("td", { text: job.job_type }), GM.el("td", {}, GM.status(job.status)),
       GM.el("td", { text: `${job.stage}/${job.stage_count}` }), GM.el("td", { text: GM.time(job.created_at) }),
@@ -50,16 +50,16 @@
     const filter = rerunFilter();
     try {
       const dry = await GM.api("POST", "/api/jobs/rerun", { ...filter, dry_run: true });
-      const n = dry.matched ?? dry.count ?? (dry.jobs || []).length;
-      out.textContent = `${n} job(s) match.`;
+      const n = dry.matched;
+      out.textContent = `${n} job(s) match, ${dry.retried_tasks} failed task(s) would run again.`;
       if (!n) return;
-      await GM.confirmed(`Rerun ${n} job(s) matching this filter?`,
+      await GM.confirmed(`Rerun ${n} job(s) matching this filter (${dry.retried_tasks} failed task(s))?`,
         () => GM.api("POST", "/api/jobs/rerun", { ...filter, dry_run: false }),
         (doc) => {
-          const made = doc.resubmitted ?? doc.count ?? (doc.jobs || []).length;
-          out.textContent = `${made} job(s) resubmitted.`;
+          out.textContent = `${doc.matched} job(s) rerun: ${doc.retried_tasks} failed task(s) queued again.`;
+          out.dataset.retried = String(doc.retried_tasks);
           load();
-          return `bulk rerun: ${made} job(s) resubmitted`;
+          return `bulk rerun: ${doc.retried_tasks} task(s) of ${doc.matched} job(s) queued again`;
         });
     } catch (e) { GM.flash(`refused: ${e.message}`, "error"); }
   });

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import EXAMPLES, Server, login, shoot
+from browser_helpers import EXAMPLES, Server, login, shoot
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -178,7 +178,7 @@
     fact(dl, "Started", GM.time(t.execution_started_at));
     fact(dl, "Finished", GM.time(t.finished_at));
     fact(dl, "Took", GM.seconds(t.duration_seconds));
-    fact(dl, "Progress", t.progress === null || t.progress === undefined ? "" : `${t.progress} % ${t.progress_message || ""}`);
+    fact(dl, "Progress", t.progress === null || t.progress === undefined ? "" : `${(t.progress * 100).toFixed(0)} % ${t.progress_message || ""}`);
     fact(dl, "Correlation id", t.correlation_id || "");
     document.getElementById("task-error").textContent = GM.json(t.error);
     document.getElementById("task-params").textContent = GM.json(t.params);

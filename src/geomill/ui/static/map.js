@@ -74,7 +74,8 @@ const GMMap = (() => {
     if (target._gmMap) target._gmMap.setTarget(null);
     target.replaceChildren();
     legend.replaceChildren(...specs.map((s) => GM.el("li", { "data-kind": s.kind, text: describe(s) })));
-    if (!specs.length) { legend.append(GM.el("li", { text: "no mappable outputs" })); }
+    target.hidden = !specs.length;
+    if (!specs.length) { legend.append(GM.el("li", { text: "no mappable outputs" })); return null; }
     const layers = specs.map(olLayer).filter(Boolean);
     const map = new ol.Map({ target, layers, view: new ol.View({ center: [0, 0], zoom: 1 }) });
     target._gmMap = map;

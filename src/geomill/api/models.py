@@ -194,7 +194,7 @@ class StageTimeline(BaseModel):
     counts: dict[str, int] = Field(description="tasks by status: queued, processing, completed, failed, cancelled")
     created_at: datetime | None = Field(None, description="when the stage was planned")
     completed_at: datetime | None = None
-    first_started_at: datetime | None = Field(None, description="the first start of any of its tasks' attempts")
+    first_started_at: datetime | None = Field(None, description="the earliest start of its tasks (latest attempts)")
     last_finished_at: datetime | None = None
     progress: float = Field(description="fraction (0..1) of its tasks finished")
     tasks_per_second: float | None = Field(None, description="tasks finished per second since the first start")

@@ -147,3 +147,17 @@ def test_scopes_read_keys_look_submit_keys_act(api: Api) -> None:
     assert api.status(job_id)["status"] == "failed"  # nothing a refused call changed
     for path, body in actions:
         assert api.client.post(path, json=body, headers=api.h("submit")).status_code == 200
+
+
+def test_queue_health_with_rabbitmq_adds_each_queues_messages_and_consumers(
+        make_api: Callable[..., Api], pg_url: str) -> None:
+    from services import fresh_vhost
+
+    with fresh_vhost("geomill_ops") as amqp_url:
+        api = make_api(database_url=pg_url, broker_url=amqp_url)
+        doc = get(api, "/api/health/queues")
+        assert doc["broker"] == "rabbitmq" and doc["broker_error"] is None, doc
+        by_name = {q["queue"]: q for q in doc["queues"]}
+        assert {"jobs", "raster-tasks", "default-tasks"} <= set(by_name)
+        for queue in by_name.values():
+            assert isinstance(queue["broker_messages"], int) and isinstance(queue["consumers"], int), queue

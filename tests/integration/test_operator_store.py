@@ -183,7 +183,15 @@ def test_the_job_filters_use_an_index_not_a_sort(open_store: Callable[[], Store]
         sql(store, "INSERT INTO jobs (job_id, job_type, params, status, stage_count, created_at, updated_at) "
                    "SELECT md5(i::text), 't' || (i % 5), '{}', CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'completed' END,"
                    " 1, now() - i * interval '1 second', now() FROM generate_series(1, 20000) i")
-        sql(store, "ANALYZE jobs")
+        sql(store, "INSERT INTO tasks (task_id, job_id, stage, task_key, task_type, params, status, max_attempts, "
+                   "target_queue, timeout_seconds, available_at, error) SELECT md5(job_id), job_id, 1, 'k', 'demo.work',"
+                   " '{}', 'failed', 1, 'default-tasks', 60, now(), '{\"type\": \"OSError\", \"message\": \"disk\"}'"
+                   " FROM jobs WHERE status = 'failed'")
+        sql(store, "ANALYZE")
+        error = s.jobs + s.and_error + s.jobs_page
+        rows = store._read("EXPLAIN " + error, {"error": "OSError: disk", "error_len": 13, "limit": 50})  # type: ignore[attr-defined]
+        plan = "\n".join(r["QUERY PLAN"] for r in rows)  # per job along the scan, not every failed task hashed first
+        assert "Index Scan Backward using jobs_created_id" in plan and "hashed SubPlan" not in plan, plan
     for clauses, args in [((), {}), ((s.and_status,), {"status": "failed"}), ((s.and_job_type,), {"job_type": "t1"}),
                           ((s.and_status, s.and_job_type), {"status": "failed", "job_type": "t1"})]:
         query = s.jobs + "".join(clauses) + s.and_before_cursor + s.jobs_page

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from geomill.domain import JobStatus as JobState
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def rfc3339(value: object) -> object:
+    """Only what the OpenAPI document declares (format date-time), not pydantic's lax forms: epoch numbers, bare
+    dates, times without an offset."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("expected an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z")
+        return datetime.fromisoformat(value.upper())
+    if not isinstance(value, datetime):
+        raise ValueError("expected an RFC 3339 date-time string with an offset, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(rfc3339)]
+
+
+def json_integer(value: object) -> object:
+    """A JSON Schema integer: a number with no fraction (303 or 303.0), never a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
 
 
 class Problem(BaseModel):
@@ -164,7 +194,7 @@ class StageTimeline(BaseModel):
     counts: dict[str, int] = Field(description="tasks by status: queued, processing, completed, failed, cancelled")
     created_at: datetime | None = Field(None, description="when the stage was planned")
     completed_at: datetime | None = None
-    first_started_at: datetime | None = Field(None, description="the first start of any of its tasks' attempts")
+    first_started_at: datetime | None = Field(None, description="the earliest start of its tasks (latest attempts)")
     last_finished_at: datetime | None = None
     progress: float = Field(description="fraction (0..1) of its tasks finished")
     tasks_per_second: float | None = Field(None, description="tasks finished per second since the first start")
@@ -196,14 +226,14 @@ class RerunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: JobState = JobState.FAILED
-    job_type: str | None = Field(None, max_length=100)
+    job_type: str | None = Field(None, min_length=1, max_length=100)
     error_prefix: str | None = Field(None, min_length=1, max_length=500,
                                      description="start of the job's or a failed task's error (message or "
                                                  "'type: message'), case-sensitive")
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
-    dry_run: bool = False
-    limit: int = Field(100, ge=1, le=1000, description="at most this many jobs, newest first")
+    created_after: Rfc3339 | None = None
+    created_before: Rfc3339 | None = None
+    dry_run: bool = Field(False, strict=True)
+    limit: JsonInt = Field(100, ge=1, le=1000, description="at most this many jobs, newest first")
 
 
 class RerunResult(BaseModel):

@@ -46,11 +46,13 @@ def error_prefix(message: str, kind: str) -> str:
             f"OR substr({kind} || ': ' || {message}, 1, :error_len) = :error)")
 
 
-def and_error(job_error: tuple[str, str], task_error: tuple[str, str]) -> str:
+def and_error(job_error: tuple[str, str], task_error: tuple[str, str], fence: str = "") -> str:
     """The jobs filter on error text: the job's own error, or one of its failed tasks' errors (via the partial
-    index `tasks_failed`). Each argument is the dialect's (message, type) SQL of a ``jobs.error`` / ``t.error``."""
+    index `tasks_failed`). Each argument is the dialect's (message, type) SQL of a ``jobs.error`` / ``t.error``;
+    `fence` ends the subquery (PostgreSQL: ``OFFSET 0``, else it hashes every failed task's error up front: 37 ms
+    with 10,000 failed tasks, where probing the 50-odd jobs a page scans costs 1 ms)."""
     return (f" AND ({error_prefix(*job_error)} OR EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.job_id "
-            f"AND t.status = 'failed' AND {error_prefix(*task_error)}))")
+            f"AND t.status = 'failed' AND {error_prefix(*task_error)}{fence}))")
 
 
 def duration_histogram(duration: str) -> str:

@@ -408,5 +408,5 @@ STATEMENTS = postgres_statements(
     expired_leases=EXPIRED_LEASES, overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT,
     cancel_running_task=CANCEL_RUNNING_TASK, acquire_leadership=ACQUIRE_LEADERSHIP,
     and_error=pyformat(and_error(("(jobs.error->>'message')", "(jobs.error->>'type')"),
-                                 ("(t.error->>'message')", "(t.error->>'type')"))),
+                                 ("(t.error->>'message')", "(t.error->>'type')"), " OFFSET 0")),
 )

@@ -7,6 +7,7 @@ import io
 import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -185,8 +186,14 @@ def test_the_map_draws_a_rasters_outputs(browser: Any, server: Server) -> None:
     job = server.wait_finished(job_id)
     assert job["status"] == "completed", job
     page = login(browser, server, "read", f"/ui/jobs/{job_id}")
+    tile_requests: list[str] = []
+    page.on("request", lambda r: tile_requests.append(r.url) if "/tiles/" in r.url else None)
     page.wait_for_selector("#map[data-rendered=true]")
     assert page.locator("#layers li[data-kind=footprints]").count() == 1
+    assert page.locator("#layers li[data-kind=cog]").count() == 1
+    cog = quote(job["result"]["outputs"][0]["cog_uri"], safe="")
+    # the COG layer asks the tile endpoints for its tiles (their pixels: once /tiles is mounted, see docs/console.md)
+    assert any("/tiles/cog/tiles/WebMercatorQuad/" in u and f"url={cog}" in u for u in tile_requests), tile_requests
     page.add_style_tag(content=".ol-control, .ol-attribution { display: none !important; }")
     page.wait_for_timeout(300)  # one frame for the style
     drawn = _drawn_pixels(page.locator("#map").screenshot(), background=(255, 255, 255))

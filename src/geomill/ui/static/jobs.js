@@ -14,11 +14,10 @@
 
   function row(job) {
     const link = GM.el("a", { href: `${GM.root}/ui/jobs/${job.job_id}`, class: "id", text: job.job_id.slice(0, 12) });
-    const error = job.error ? (job.error.message || job.error.type || "") : (job.error_summary || "");
     return GM.el("tr", { "data-job-id": job.job_id, "data-status": job.status },
       GM.el("td", {}, link), GM.el("td", { text: job.job_type }), GM.el("td", {}, GM.status(job.status)),
       GM.el("td", { text: `${job.stage}/${job.stage_count}` }), GM.el("td", { text: GM.time(job.created_at) }),
-      GM.el("td", { text: GM.seconds(job.seconds) }), GM.el("td", { class: "err", text: error }));
+      GM.el("td", { text: GM.seconds(job.seconds) }), GM.el("td", { class: "id muted", text: job.correlation_id || "" }));
   }
 
   async function load() {

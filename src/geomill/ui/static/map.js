@@ -59,7 +59,7 @@ const GMMap = (() => {
       return new ol.layer.Vector({ style: FOOTPRINT, source: new ol.source.Vector({
         features: spec.boxes.map((b) => footprint(b.bbox, { name: b.name })) }) });
     }
-    return null;
+    return null;  // an unknown kind: listed, not drawn
   }
 
   function describe(spec) {
@@ -73,11 +73,14 @@ const GMMap = (() => {
   function show(target, legend, specs) {
     if (target._gmMap) target._gmMap.setTarget(null);
     target.replaceChildren();
-    legend.replaceChildren(...specs.map((s) => GM.el("li", { "data-kind": s.kind, text: describe(s) })));
     target.hidden = !specs.length;
-    if (!specs.length) { legend.append(GM.el("li", { text: "no mappable outputs" })); return null; }
-    const layers = specs.map(olLayer).filter(Boolean);
-    const map = new ol.Map({ target, layers, view: new ol.View({ center: [0, 0], zoom: 1 }) });
+    if (!specs.length) { legend.replaceChildren(GM.el("li", { text: "no mappable outputs" })); return null; }
+    const layers = specs.map(olLayer);
+    /* One line per layer, with a checkbox that shows or hides it. */
+    legend.replaceChildren(...specs.map((s, i) => GM.el("li", { "data-kind": s.kind }, GM.el("label", {},
+      GM.el("input", { type: "checkbox", checked: true, onchange: (ev) => layers[i] && layers[i].setVisible(ev.target.checked) }),
+      ` ${describe(s)}`))));
+    const map = new ol.Map({ target, layers: layers.filter(Boolean), view: new ol.View({ center: [0, 0], zoom: 1 }) });
     target._gmMap = map;
     const boxes = specs.flatMap((s) => (s.boxes ? s.boxes.map((b) => b.bbox) : s.bbox ? [s.bbox] : []));
     if (boxes.length) {

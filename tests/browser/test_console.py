@@ -96,7 +96,6 @@ def test_submit_a_job_from_the_console_and_watch_it_complete(browser: Any, serve
     page.goto(f"{server.url}/ui/jobs")
     page.wait_for_selector("#jobs-table tbody tr")
     assert page.locator("#jobs-table tbody tr[data-status=completed]").count() >= 1
-    shoot(page, "jobs")
     page.context.close()
 
 
@@ -139,6 +138,7 @@ def test_bulk_rerun_by_error_prefix_and_retry_all_failed(browser: Any, server: S
     assert shown == set(transient)
     page.fill("#rerun-form input[name=error_prefix]", prefix)
     page.fill("#rerun-form input[name=created_after]", local)
+    shoot(page, "jobs")
     page.click("#rerun-dry")  # a dry run, then the confirmation (accepted), then the rerun
     page.wait_for_function("document.querySelector('#rerun-out').dataset.retried || document.querySelector('#flash.error')")
     assert page.locator("#rerun-out").get_attribute("data-retried"), (page.locator("#rerun-out").inner_text(), page.locator("#flash").inner_text())

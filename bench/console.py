@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,12 @@ sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import pg_create_db, pg_drop_db, publish  # noqa: E402
+from geomill.jobs import build_registry  # noqa: E402
+from geomill.service import listing  # noqa: E402
 from geomill.service.keys import create_key  # noqa: E402
 from geomill.service.listing import encode_cursor  # noqa: E402
+from geomill.service.status import job_status  # noqa: E402
+from geomill.service.timeline import job_timeline  # noqa: E402
 from geomill.store.postgres import PostgresStore  # noqa: E402
 from geomill.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -197,7 +202,38 @@ def cases(jobs: int) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     }
 
 
-def run_backend(backend: str, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+def in_process(store: Any, name: str, calls: list[tuple[str, dict[str, Any]]]) -> Callable[[], Any]:
+    """The service calls behind `calls`, without HTTP: what the database and the service layer cost."""
+    registry = build_registry()
+    fns: list[Callable[[], Any]] = []
+    for path, params in calls:
+        if path == "/api/jobs":
+            p = dict(params)
+            for k in ("created_after", "created_before"):
+                if k in p:
+                    p[k] = datetime.fromisoformat(p[k].replace("Z", "+00:00"))
+            fns.append(lambda p=p: listing.list_jobs(store, **p))
+        elif path.endswith("/timeline"):
+            fns.append(lambda: job_timeline(store, registry, BIG))
+        elif path.endswith("/tasks"):
+            fns.append(lambda: listing.list_tasks(store, BIG, limit=100))
+        else:
+            fns.append(lambda: job_status(store, registry, BIG))
+    return lambda: [fn() for fn in fns]
+
+
+def sample(fn: Callable[[], Any], warmup: int, reads: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    ms = []
+    for _ in range(reads):
+        started = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - started) * 1000)
+    return statistics.median(ms), pct(ms, 99)
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, tuple[float, float, float, float]]:
     workdir = Path(tempfile.mkdtemp(prefix="console_bench_"))
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "GEOMILL_DATA_DIR": str(workdir / "data"), "GEOMILL_LOG_LEVEL": "WARNING"}
@@ -216,16 +252,17 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, tuple[float
         seed(store, backend, args.jobs, args.tasks)
         print(f"{backend}: seeded {args.jobs} jobs and a {args.tasks}-task job in {time.monotonic() - started:.0f} s",
               flush=True)
+        local = {name: sample(in_process(store, name, calls), args.warmup, args.reads)
+                 for name, calls in cases(args.jobs).items()}
         store.close()
         server, base = start_server(env, workdir)
         results = {}
         with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30) as client:
             for name, calls in cases(args.jobs).items():
-                for _ in range(args.warmup):
-                    timed(client, calls)
-                samples = [timed(client, calls) for _ in range(args.reads)]
-                results[name] = (statistics.median(samples), pct(samples, 99))
-                print(f"  {name}: p50 {results[name][0]:.1f} ms, p99 {results[name][1]:.1f} ms", flush=True)
+                http = sample(lambda calls=calls: timed(client, calls), args.warmup, args.reads)
+                results[name] = (*http, *local[name])
+                print(f"  {name}: HTTP p50 {http[0]:.1f} ms, p99 {http[1]:.1f} ms; in process p50 {local[name][0]:.1f}"
+                      f" ms, p99 {local[name][1]:.1f} ms", flush=True)
         return results
     finally:
         if server is not None:
@@ -240,20 +277,21 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1].strip()
 
 
-def render(results: dict[str, dict[str, tuple[float, float]]], args: argparse.Namespace, before: str,
+def render(results: dict[str, dict[str, tuple[float, float, float, float]]], args: argparse.Namespace, before: str,
            after: str) -> str:
     backends = list(results)
-    head = "| request | " + " | ".join(f"{b} p50 ms | {b} p99 ms" for b in backends) + " |"
+    head = "| request | " + " | ".join(f"{b} HTTP p50 / p99 ms | {b} in process p50 / p99 ms" for b in backends) + " |"
     rule = "|---|" + "---:|---:|" * len(backends)
     names = list(next(iter(results.values())))
-    rows = [f"| {n} | " + " | ".join(f"{results[b][n][0]:.1f} | {results[b][n][1]:.1f}" for b in backends) + " |"
-            for n in names]
+    rows = [f"| {n} | " + " | ".join(f"{r[0]:.1f} / {r[1]:.1f} | {r[2]:.1f} / {r[3]:.1f}"
+                                     for r in (results[b][n] for b in backends)) + " |" for n in names]
     return "\n".join([
         "## Operator console reads (bench/console.py)",
         "",
         f"{args.jobs:,} jobs and one {args.tasks:,}-task job in the database (synthetic rows, inserted by SQL; see "
         f"the script's docstring); `geomill serve --mode platform_only`; {args.reads} sequential requests per row "
-        f"after {args.warmup} warm-up ones, on one keep-alive connection (client on the same machine). Targets "
+        f"after {args.warmup} warm-up ones, on one keep-alive connection (client on the same machine); \"in process\": "
+        "the same service calls without HTTP (database + service layer). Targets "
         "(issue 21): jobs list p99 <= 50 ms; a 100,000-task job's page <= 100 ms. "
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average before: {before}; after: {after} "
         "(other helpers' work shares the 2 CPUs).",

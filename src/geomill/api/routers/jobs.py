@@ -1,4 +1,4 @@
-"""Jobs: submit, status, list, result, cancel, resubmit."""
+"""Jobs: submit, status, list (filters, keyset pages), timeline, tasks, result, cancel, resubmit, retry-failed, rerun."""
 
 from __future__ import annotations
 

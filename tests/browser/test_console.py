@@ -174,9 +174,10 @@ def test_a_read_only_key_sees_no_actions_and_is_refused_by_the_server(browser: A
 
 
 def _drawn_pixels(png: bytes, background: tuple[int, int, int]) -> int:
-    with warnings.catch_warnings(), rasterio.MemoryFile(io.BytesIO(png).read()) as mem, mem.open() as ds:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a screenshot has no CRS
-        rgb = ds.read(indexes=[1, 2, 3]).astype(int)
+        with rasterio.MemoryFile(io.BytesIO(png).read()) as mem, mem.open() as ds:
+            rgb = ds.read(indexes=[1, 2, 3]).astype(int)
     differs = np.abs(rgb - np.array(background).reshape(3, 1, 1)).sum(axis=0) > 30
     return int(differs.sum())
 

@@ -117,6 +117,13 @@
     }));
   }
 
+  let finishedAt = 0;  // when the page last saw the job finished: then it polls every 10 s instead of 1.5 s
+
+  async function tick() {
+    if (finishedAt && Date.now() - finishedAt < 10_000) return true;
+    return refresh();
+  }
+
   async function refresh() {
     const job = await GM.api("GET", `/api/jobs/${jobId}`);
     const stages = await timeline(job);
@@ -124,6 +131,7 @@
     renderStages(job, stages);
     document.getElementById("result").textContent = GM.json(job.result);
     const finished = !RUNNING.includes(job.status);
+    finishedAt = finished ? Date.now() : 0;
     for (const [id, show] of [["cancel", !finished], ["retry-failed", finished], ["resubmit", finished]]) {
       const b = document.getElementById(id);
       if (b) b.disabled = !show;
@@ -199,5 +207,5 @@
   document.getElementById("task-filters").addEventListener("submit", (ev) => { ev.preventDefault(); taskCursors = [null]; loadTasks(); });
   document.getElementById("tasks-next").addEventListener("click", (ev) => { taskCursors.push(ev.target.dataset.next); loadTasks(); });
   document.getElementById("tasks-first").addEventListener("click", () => { taskCursors = [null]; loadTasks(); });
-  GM.poll(refresh, 1500);
+  GM.poll(tick, 1500);
 })();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the services the integration tests use ready on this machine: PostgreSQL 15 (+ PostGIS) on 127.0.0.1:5432 and
 # RabbitMQ on 127.0.0.1:5672 (guest/guest, which RabbitMQ allows on loopback only), and the object storage emulators:
-# moto's S3 server on 127.0.0.1:5000 and Azurite (Azure Blob, npm package, run with Node.js) on 127.0.0.1:10000.
+# moto's S3 server on 127.0.0.1:5000 and Azurite (Azure Blob, npm package, run with Node.js) on 127.0.0.1:10000;
+# and Debian's chromium for the console's browser tests.
 # Idempotent: installs only what is missing, starts only what is down, never restarts a running server.
 # Needs root (apt-get) for a first install. Exits 1 when a service is still not up (after trying the others).
 set -euo pipefail
@@ -118,7 +119,16 @@ ensure_azurite() {
   echo "services: Azurite ready on 127.0.0.1:10000" >&2
 }
 
+# The browser of the console tests (tests/browser): Debian's chromium, driven by playwright without its own download.
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "services: installing chromium (the console's browser tests)" >&2
+    apt_install chromium || return 1
+  fi
+}
+
 status=0
+ensure_chromium || status=1
 ensure_postgres || status=1
 ensure_rabbitmq || status=1
 ensure_moto || status=1

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,7 @@ from geomill.roles import Role, resolve_role
 from geomill.runtime import Runtime
 from geomill.service.keys import KeyCache
 from geomill.store.async_access import ThreadedAsyncStore, open_async_store
+from geomill.ui import pages as console
 
 log = logging.getLogger(__name__)
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -69,6 +71,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         app.include_router(router)
     app.include_router(ogc.router, include_in_schema=False)  # documented by its own OpenAPI 3.0 at /ogc/api
     app.include_router(debug.router, include_in_schema=settings.debug_endpoints)  # off: 404, and undocumented
+    app.include_router(console.router)  # the web console (docs/console.md)
+    app.mount("/ui/static", StaticFiles(directory=console.STATIC_DIR), name="console-static")
     _add_problem_schema(app, secured=not settings.auth_disabled)
     return app
 

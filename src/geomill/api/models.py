@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from geomill.domain import JobStatus as JobState
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def rfc3339(value: object) -> object:
+    """Only what the OpenAPI document declares (format date-time), not pydantic's lax forms: epoch numbers, bare
+    dates, times without an offset."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("expected an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z")
+        return datetime.fromisoformat(value.upper())
+    if not isinstance(value, datetime):
+        raise ValueError("expected an RFC 3339 date-time string with an offset, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(rfc3339)]
+
+
+def json_integer(value: object) -> object:
+    """A JSON Schema integer: a number with no fraction (303 or 303.0), never a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
 
 
 class Problem(BaseModel):
@@ -67,6 +99,10 @@ class TaskInfo(BaseModel):
     attempt: int
     max_attempts: int
     target_queue: str
+    created_at: datetime | None = None
+    available_at: datetime | None = Field(None, description="when it may run (after a retry's backoff)")
+    duration_seconds: float | None = Field(None, description="run time of the last attempt, once finished")
+    error_summary: str | None = Field(None, description="'type: message', first line, at most 200 characters")
     executed_by_app: str | None = None
     execution_started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -146,3 +182,93 @@ class ActionResult(BaseModel):
 class Health(BaseModel):
     status: str = Field(description="ok, degraded or down")
     components: dict[str, dict[str, Any]]
+
+
+class StageTimeline(BaseModel):
+    stage: int
+    name: str
+    planned: bool
+    planning: bool = Field(description="tasks still being inserted: total is what is in so far")
+    failure_policy: str | None = None
+    total: int | None = None
+    counts: dict[str, int] = Field(description="tasks by status: queued, processing, completed, failed, cancelled")
+    created_at: datetime | None = Field(None, description="when the stage was planned")
+    completed_at: datetime | None = None
+    first_started_at: datetime | None = Field(None, description="the earliest start of its tasks (latest attempts)")
+    last_finished_at: datetime | None = None
+    progress: float = Field(description="fraction (0..1) of its tasks finished")
+    tasks_per_second: float | None = Field(None, description="tasks finished per second since the first start")
+    eta_seconds: float | None = Field(None, description="seconds left at that rate; 0 when done, None unknown")
+
+
+class JobTimeline(BaseModel):
+    job_id: str
+    job_type: str
+    status: str
+    stage: int
+    stage_count: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    counts: dict[str, int] = Field(description="the job's tasks by status")
+    total_tasks: int
+    progress: float = Field(description="fraction (0..1): finished stages whole, the current by its tasks")
+    eta_seconds: float | None = Field(None, description="seconds left: the last stage's rate, or a linear estimate")
+    stages: list[StageTimeline]
+
+
+class RetriedCount(BaseModel):
+    job_id: str
+    retried: int = Field(description="failed tasks this call queued again")
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: JobState = JobState.FAILED
+    job_type: str | None = Field(None, min_length=1, max_length=100)
+    error_prefix: str | None = Field(None, min_length=1, max_length=500,
+                                     description="start of the job's or a failed task's error (message or "
+                                                 "'type: message'), case-sensitive")
+    created_after: Rfc3339 | None = None
+    created_before: Rfc3339 | None = None
+    dry_run: bool = Field(False, strict=True)
+    limit: JsonInt = Field(100, ge=1, le=1000, description="at most this many jobs, newest first")
+
+
+class RerunResult(BaseModel):
+    matched: int = Field(description="jobs the filter matched")
+    retried_tasks: int = Field(description="failed tasks queued again (dry run: that would be)")
+    jobs: list[str] = Field(description="the matched jobs' ids, newest first")
+    dry_run: bool = False
+
+
+class QueueDepth(BaseModel):
+    queue: str
+    queued: int
+    ready: int
+    running: int
+    active: int
+    broker_messages: int | None = Field(None, description="ready messages in RabbitMQ, when configured")
+    consumers: int | None = Field(None, description="RabbitMQ consumers, when configured")
+
+
+class WorkerSeen(BaseModel):
+    worker_id: str
+    app_name: str | None = None
+    mode: str | None = None
+    queues: list[str] = []
+    processes: int | None = None
+    started_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    running: int = Field(description="tasks its processes run now")
+    running_by_queue: dict[str, int] = {}
+
+
+class QueuesHealth(BaseModel):
+    broker: str | None = Field(None, description="the broker backend, None without one")
+    broker_error: str | None = None
+    queues: list[QueueDepth]
+    seen_within_seconds: float
+    workers: list[WorkerSeen]
+    unattributed: list[dict[str, Any]] = Field(description="running tasks of processes no recent worker reports")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from geomill.cli import catalog, jobs, ops  # noqa: F401  (each module registers its commands on `app`)
+from geomill.cli import catalog, jobs, operator, ops  # noqa: F401  (each module registers its commands on `app`)
 from geomill.cli.common import app, err
 from geomill.domain import GeomillError
 

@@ -1,4 +1,5 @@
-"""Job commands: run, submit, status, jobs, tasks, job-types, demo, cancel, retry, resubmit."""
+"""Job commands: run, submit, status, tasks, job-types, demo, cancel, retry, resubmit (`geomill jobs ...`: in
+`cli/operator.py`)."""
 
 from __future__ import annotations
 
@@ -104,22 +105,6 @@ def status(job_id: str, data_dir: DataDir = None, as_json: AsJson = False) -> No
         views.print_json(doc)
     else:
         out.print(views.status_view(doc))
-
-
-@app.command()
-def jobs(
-    status_filter: Annotated[JobStatus | None, typer.Option("--status", help="only jobs in this status")] = None,
-    job_type: Annotated[str | None, typer.Option("--type", help="only jobs of this type")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many", min=1, max=listing.MAX_PAGE)] = 50,
-    data_dir: DataDir = None, as_json: AsJson = False,
-) -> None:
-    """List jobs, newest first."""
-    rt = Runtime.open(load_settings(data_dir))
-    docs = listing.list_jobs(rt.store, status=status_filter, job_type=job_type, limit=limit).items
-    if as_json:
-        views.print_json(docs)
-    else:
-        out.print(views.jobs_table(docs))
 
 
 @app.command("job-types")

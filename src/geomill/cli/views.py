@@ -132,6 +132,24 @@ def jobs_table(docs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def timeline_table(doc: dict[str, Any]) -> Table:
+    """A job's timeline: one row per stage with its counts, progress and ETA."""
+    eta = doc["eta_seconds"]
+    table = Table(title=f"job {doc['job_id'][:16]} {doc['status']}: {100 * doc['progress']:.1f}%"
+                        + (f", ETA {eta:.0f} s" if eta else ""))
+    for col in ("stage", "name", "total", "queued", "running", "completed", "failed", "cancelled", "first start",
+                "last finish", "progress", "ETA s"):
+        table.add_column(col)
+    for s in doc["stages"]:
+        c = s["counts"]
+        table.add_row(str(s["stage"]), s["name"], str(s["total"] if s["total"] is not None else "-"),
+                      str(c["queued"]), str(c["processing"]), str(c["completed"]), str(c["failed"]),
+                      str(c["cancelled"]), str(s["first_started_at"] or "-")[:19],
+                      str(s["last_finished_at"] or "-")[:19], f"{100 * s['progress']:.1f}%",
+                      "-" if s["eta_seconds"] is None else f"{s['eta_seconds']:.0f}")
+    return table
+
+
 def job_types_table(types: list[dict[str, Any]]) -> Table:
     table = Table(title="job types", show_lines=True)
     for col in ("name", "description", "stages", "parameters"):

@@ -58,6 +58,15 @@ class JobView:
     running_tasks: list[Task]
 
 
+@dataclass(frozen=True)
+class StageTimes:
+    """A stage with its per-status counts, and when its first task started and its last task finished."""
+
+    stage: Stage
+    first_started_at: datetime | None
+    last_finished_at: datetime | None
+
+
 class AsyncStore(Protocol):
     """The store calls the HTTP API makes on its event loop (status reads and submissions): no thread hop per
     request, and the loop never blocks on the database."""
@@ -86,8 +95,17 @@ class JobReads(Protocol):
 
     def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100,
                   created_after: datetime | None = None, created_before: datetime | None = None,
-                  after: tuple[datetime, str] | None = None) -> list[Job]:
-        """Newest first; `after` is a keyset cursor, the (created_at, job_id) of the previous page's last job."""
+                  after: tuple[datetime, str] | None = None, error: str | None = None) -> list[Job]:
+        """Newest first; `after` is a keyset cursor, the (created_at, job_id) of the previous page's last job;
+        `error` a prefix of the job's error or of one of its failed tasks' errors (message or ``type: message``)."""
+        ...
+
+    def stage_timeline(self, job_id: str) -> list[StageTimes]:
+        """Each stage with its counts and its first task start and last task finish (no scan of the tasks)."""
+        ...
+
+    def retryable_tasks(self, job_id: str) -> list[str]:
+        """Ids of the failed tasks `retry_task` can take now (of the stage the job is at), by key."""
         ...
 
     def get_stages(self, job_id: str) -> list[Stage]:
@@ -358,6 +376,14 @@ class ServiceStore(Protocol):
 
     def list_workers(self, seen_within_seconds: float) -> list[dict[str, Any]]:
         """Workers seen within the last `seen_within_seconds`."""
+        ...
+
+    def queue_depths(self) -> list[dict[str, Any]]:
+        """Per queue with work: queue, queued, ready, running, active (the `geomill_queue_depth` view)."""
+        ...
+
+    def running_by_app(self) -> list[dict[str, Any]]:
+        """Tasks running now per worker process and queue: app, queue, running."""
         ...
 
     def counters(self) -> dict[str, int]:

@@ -47,11 +47,27 @@ def job_doc(job: Job) -> dict[str, Any]:
     }
 
 
+ERROR_SUMMARY_CHARS = 200
+
+
+def error_summary(error: dict[str, Any] | None) -> str | None:
+    """``type: message``, first line, at most ERROR_SUMMARY_CHARS characters: what a task list row shows."""
+    if not error:
+        return None
+    kind, message = error.get("type"), str(error.get("message") or "").strip().splitlines()
+    text = f"{kind}: {message[0]}" if kind and message else (kind or (message[0] if message else ""))
+    return text[:ERROR_SUMMARY_CHARS] or None
+
+
 def task_doc(task: Task, *, admin: bool = False) -> dict[str, Any]:
     error = dict(task.error) if task.error else None
     if error and not admin:
         error.pop("traceback", None)
+    run_seconds = (_duration(task.execution_started_at, task.finished_at)
+                   if task.finished_at and task.execution_started_at else None)
     return {
+        "created_at": _iso(task.created_at), "available_at": _iso(task.available_at),
+        "duration_seconds": run_seconds, "error_summary": error_summary(task.error),
         "task_id": task.task_id, "job_id": task.job_id, "stage": task.stage, "task_key": task.task_key,
         "task_type": task.task_type, "status": str(task.status), "attempt": task.attempt,
         "max_attempts": task.max_attempts, "target_queue": task.target_queue,

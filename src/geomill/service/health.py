@@ -153,6 +153,59 @@ def health_document(rt: Runtime, role: Role, *, has_http: bool = True,
     return {"status": overall, "components": components}, required_down
 
 
+def _broker_stats(rt: Runtime, names: list[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Each queue's ready messages and consumers from the broker, and the error when it cannot tell."""
+    if rt.broker is None:
+        return {}, None
+    try:
+        return dict(rt.broker.queue_stats(names)), None
+    except Exception as exc:  # noqa: BLE001 (reported in the document; the database's view still answers)
+        return {}, f"{type(exc).__name__}: {exc}"
+
+
+def queues_document(rt: Runtime) -> dict[str, Any]:
+    """Queues and workers for the console: each queue's depth from the database's `geomill_queue_depth` view
+    (queued, ready, running, active) with, when RabbitMQ is configured, its ready messages and consumers there;
+    each worker seen within WORKERS_SEEN_WITHIN seconds with its last heartbeat and the tasks it runs now."""
+    depth = {r["queue"]: r for r in rt.store.queue_depths()}
+    names = rt.settings.queue_names
+    known = [names.get(q, q) for q in MODE_QUEUES[AppMode.STANDALONE]]
+    physical = known + sorted(set(depth) - set(known))
+    stats, broker_error = _broker_stats(rt, physical)
+    queues = []
+    for name in physical:
+        row = depth.get(name, {})
+        entry: dict[str, Any] = {"queue": name, **{k: int(row.get(k, 0)) for k in ("queued", "ready", "running",
+                                                                                    "active")}}
+        if name in stats:
+            entry["broker_messages"] = stats[name].get("messages")
+            entry["consumers"] = stats[name].get("consumers")
+        queues.append(entry)
+    return {"broker": rt.broker.backend if rt.broker else None, "broker_error": broker_error, "queues": queues,
+            **_workers_running(rt)}
+
+
+def _workers_running(rt: Runtime) -> dict[str, Any]:
+    """Workers seen lately, each with the tasks its processes (``app_name#pid``) run now, and the running tasks
+    of processes no recent worker report names (`unattributed`: a worker that stopped reporting)."""
+    running = rt.store.running_by_app()
+    workers: list[dict[str, Any]] = []
+    claimed: set[str] = set()
+    for w in rt.store.list_workers(WORKERS_SEEN_WITHIN):
+        apps = {f"{w.get('app_name')}#{pid}" for pid in w.get("pids", [])}
+        mine = [r for r in running if r["app"] in apps]
+        claimed.update(r["app"] for r in mine)
+        by_queue: dict[str, int] = {}
+        for r in mine:
+            by_queue[r["queue"]] = by_queue.get(r["queue"], 0) + r["running"]
+        workers.append({"worker_id": w["worker_id"], "app_name": w.get("app_name"), "mode": w.get("mode"),
+                        "queues": w.get("queues", []), "processes": w.get("processes"),
+                        "started_at": w.get("started_at"), "last_seen_at": w.get("last_seen_at"),
+                        "running": sum(by_queue.values()), "running_by_queue": by_queue})
+    unattributed = [r for r in running if r["app"] not in claimed]
+    return {"seen_within_seconds": WORKERS_SEEN_WITHIN, "workers": workers, "unattributed": unattributed}
+
+
 def ready(rt: Runtime) -> bool:
     """Ready to serve: the database answers."""
     return check(lambda: database(rt))["status"] == "ok"

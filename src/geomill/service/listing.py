@@ -77,11 +77,12 @@ def _page_size(limit: int) -> int:
 
 def list_jobs(store: Store, *, status: JobStatus | None = None, job_type: str | None = None, limit: int = 50,
               created_after: datetime | None = None, created_before: datetime | None = None,
-              cursor: str | None = None) -> Page:
-    """Jobs newest first, filtered; `next_cursor` names the next (older) page, None on the last."""
+              cursor: str | None = None, error: str | None = None) -> Page:
+    """Jobs newest first, filtered; `next_cursor` names the next (older) page, None on the last. `error`: a prefix
+    (case-sensitive) of the job's error or of one of its failed tasks' errors, as message or ``type: message``."""
     limit = _page_size(limit)
     after = decode_cursor(cursor) if cursor else None
-    jobs = store.list_jobs(status, job_type, limit + 1, created_after, created_before, after)
+    jobs = store.list_jobs(status, job_type, limit + 1, created_after, created_before, after, error or None)
     page, more = jobs[:limit], len(jobs) > limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more and page else None
     return Page([job_doc(j) for j in page], next_cursor)

@@ -1,10 +1,12 @@
-"""Operations on jobs and tasks: cancel, retry, resubmit."""
+"""Operations on jobs and tasks: cancel, retry (one task, a job's failed tasks, or by filter), resubmit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from geomill.domain import Conflict, Job, JobStatus, Task
+from geomill.domain import Conflict, InvalidInput, Job, JobStatus, Task
 from geomill.engine.orchestrator import Submission
 from geomill.engine.ports import Store
 from geomill.service import submit
@@ -35,3 +37,51 @@ def retry(store: Store, task_id: str) -> Task:
 def resubmit(rt: Runtime, job_id: str, correlation_id: str | None = None) -> Submission:
     """A fresh run of a finished job (a new id; `resubmit_of` names this one)."""
     return submit.resubmit(rt, job_id, correlation_id)
+
+
+def retry_failed(store: Store, job_id: str) -> int:
+    """One more attempt for each failed task of the stage the job is at (NotFound for an unknown job): how many this
+    call re-queued. Each retry is the store's guarded update (``WHERE status = 'failed'``), so two calls at once
+    never retry a task twice and a task already running again is left alone."""
+    store.get_job(job_id)
+    return sum(1 for task_id in store.retryable_tasks(job_id) if store.retry_task(task_id))
+
+
+RERUN_MAX_JOBS = 1000
+
+
+@dataclass(frozen=True)
+class RerunFilter:
+    """Which jobs a bulk rerun takes: by job status (failed unless said), type, error prefix (the job's or one of
+    its failed tasks', message or ``type: message``) and creation window; newest first, at most `limit`."""
+
+    status: JobStatus = JobStatus.FAILED
+    job_type: str | None = None
+    error_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class RerunOutcome:
+    matched: int
+    retried_tasks: int
+    jobs: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def rerun(store: Store, which: RerunFilter, *, dry_run: bool = False) -> RerunOutcome:
+    """Retry the failed tasks of every job `which` matches (`retry_failed` per job). A dry run changes nothing and
+    counts the tasks a rerun would retry now. `jobs`: the matched jobs' ids."""
+    if not 1 <= which.limit <= RERUN_MAX_JOBS:
+        raise InvalidInput(f"limit: between 1 and {RERUN_MAX_JOBS}",
+                           errors=[{"field": "limit", "message": f"between 1 and {RERUN_MAX_JOBS}"}])
+    jobs = store.list_jobs(which.status, which.job_type, which.limit, which.created_after, which.created_before,
+                           None, which.error_prefix or None)
+    ids = [j.job_id for j in jobs]
+    if dry_run:
+        retried = sum(len(store.retryable_tasks(job_id)) for job_id in ids)
+    else:
+        retried = sum(retry_failed(store, job_id) for job_id in ids)
+    return RerunOutcome(matched=len(ids), retried_tasks=retried, jobs=ids, dry_run=dry_run)

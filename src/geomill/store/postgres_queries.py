@@ -5,7 +5,13 @@ writes carries the same time. Durations arrive as seconds (``%(lease)s``) and be
 `STATEMENTS` holds the statements the shared logic runs.
 """
 
-from geomill.store.common_queries import duration_histogram, postgres_statements, stages_with_counts
+from geomill.store.common_queries import (
+    and_error,
+    duration_histogram,
+    postgres_statements,
+    pyformat,
+    stages_with_counts,
+)
 
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7240193100412)"  # any fixed key: 'geomill migrate'
 
@@ -401,4 +407,6 @@ STATEMENTS = postgres_statements(
     task_durations=duration_histogram("extract(epoch FROM finished_at - execution_started_at)"),
     expired_leases=EXPIRED_LEASES, overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT,
     cancel_running_task=CANCEL_RUNNING_TASK, acquire_leadership=ACQUIRE_LEADERSHIP,
+    and_error=pyformat(and_error(("(jobs.error->>'message')", "(jobs.error->>'type')"),
+                                 ("(t.error->>'message')", "(t.error->>'type')"), " OFFSET 0")),
 )

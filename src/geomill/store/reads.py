@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from geomill.domain import Job, JobStatus, NotFound, Stage, Task, TaskStatus
-from geomill.engine.ports import JobView
+from geomill.engine.ports import JobView, StageTimes
 from geomill.store.common_queries import Statements
-from geomill.store.rows import job_from_row, js, stage_from_row, task_from_row
+from geomill.store.rows import job_from_row, js, stage_from_row, task_from_row, ts
 
 VIEW_STATUSES = (TaskStatus.FAILED, TaskStatus.PROCESSING)  # the tasks a status report lists
 VIEW_TASKS = 20  # at most this many of each
@@ -80,22 +80,35 @@ class SharedReads:
 
     def list_jobs(self, status: JobStatus | None = None, job_type: str | None = None, limit: int = 100,
                   created_after: datetime | None = None, created_before: datetime | None = None,
-                  after: tuple[datetime, str] | None = None) -> list[Job]:
-        """Newest first. `after` is a keyset cursor: the (created_at, job_id) of the last job of the previous page."""
+                  after: tuple[datetime, str] | None = None, error: str | None = None) -> list[Job]:
+        """Newest first. `after` is a keyset cursor: the (created_at, job_id) of the last job of the previous page.
+        `error`: the job's error, or one of its failed tasks' errors, starts with it (message or ``type: message``)."""
         s, t = self._sql, self._time_param
         sql, args = filtered(s.jobs, [
             (s.and_status, "status", status), (s.and_job_type, "job_type", job_type),
             (s.and_created_after, "created_after", t(created_after) if created_after else None),
             (s.and_created_before, "created_before", t(created_before) if created_before else None),
+            (s.and_error, "error", error or None),
             (s.and_before_cursor, "cursor_at", t(after[0]) if after else None)])
         if after is not None:
             args["cursor_id"] = after[1]
+        if error:
+            args["error_len"] = len(error)
         rows = self._read(sql + s.jobs_page, {**args, "limit": limit})
         return [job_from_row(r) for r in rows]
 
     def get_stages(self, job_id: str) -> list[Stage]:
         """Each stage's counter row with its tasks by status, in one query."""
         return stages_from_rows(self._read(self._sql.stages, {"job_id": job_id}))
+
+    def stage_timeline(self, job_id: str) -> list[StageTimes]:
+        """Each stage with its counts, first task start and last task finish, in one query (index lookups)."""
+        return [StageTimes(stage_from_row(r, stage_counts(r)), ts(r["first_started_at"]), ts(r["last_finished_at"]))
+                for r in self._read(self._sql.stage_timeline, {"job_id": job_id})]
+
+    def retryable_tasks(self, job_id: str) -> list[str]:
+        """The ids of the failed tasks `retry_task` can take now (those of the stage the job is at), by key."""
+        return [r["task_id"] for r in self._read(self._sql.retryable_tasks, {"job_id": job_id})]
 
     def _job_and_stages(self, job_id: str) -> tuple[Job, list[Stage]]:
         return self.get_job(job_id), self.get_stages(job_id)

@@ -64,6 +64,16 @@ class ServiceState(StatementAccess):
         return [{"worker_id": r["worker_id"], **_json(r["info"]), "started_at": ts(r["started_at"]),
                  "last_seen_at": ts(r["last_seen_at"])} for r in rows]
 
+    def queue_depths(self) -> list[dict[str, Any]]:
+        """The `geomill_queue_depth` view: per queue with queued or running tasks, queued/ready/running/active."""
+        return [{k: (v if k == "queue" else int(v or 0)) for k, v in dict(r).items()}
+                for r in self._read(self._sql.queue_depth_view)]
+
+    def running_by_app(self) -> list[dict[str, Any]]:
+        """Tasks running now per (executed_by_app, queue): what each worker process holds."""
+        return [{"app": r["app"], "queue": r["queue"], "running": int(r["n"])}
+                for r in self._read(self._sql.running_by_app)]
+
     # counters of repairs (the janitor's), for metrics
     def bump_counter(self, name: str, n: int = 1) -> None:
         if n:

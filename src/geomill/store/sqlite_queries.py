@@ -3,7 +3,7 @@
 Times are epoch seconds passed in as ``:now``. `STATEMENTS` holds the statements the shared logic runs.
 """
 
-from geomill.store.common_queries import duration_histogram, sqlite_statements
+from geomill.store.common_queries import and_error, duration_histogram, sqlite_statements
 
 # connection set-up
 JOURNAL_MODE = "PRAGMA journal_mode"
@@ -243,4 +243,6 @@ STATEMENTS = sqlite_statements(
     task_durations=duration_histogram("(finished_at - execution_started_at)"), expired_leases=EXPIRED_LEASES,
     overdue_jobs=OVERDUE_JOBS, heartbeat=HEARTBEAT, cancel_running_task=CANCEL_RUNNING_TASK,
     acquire_leadership=ACQUIRE_LEADERSHIP,
+    and_error=and_error(("json_extract(jobs.error, '$.message')", "json_extract(jobs.error, '$.type')"),
+                        ("json_extract(t.error, '$.message')", "json_extract(t.error, '$.type')")),
 )

@@ -1,8 +1,7 @@
-"""Jobs: submit, status, list, result, cancel, resubmit."""
+"""Jobs: submit, status, list (filters, keyset pages), timeline, tasks, result, cancel, resubmit, retry-failed, rerun."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,11 +9,24 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from geomill.api.auth import Principal, require
 from geomill.api.body import JSON_OBJECT_BODY, parse_object
 from geomill.api.errors import KEYED_RESPONSES, problem_responses
-from geomill.api.models import ActionResult, JobList, JobResult, JobStatus, SubmitResponse, TaskList
+from geomill.api.models import (
+    ActionResult,
+    JobList,
+    JobResult,
+    JobStatus,
+    JobTimeline,
+    RerunRequest,
+    RerunResult,
+    RetriedCount,
+    SubmitResponse,
+    TaskList,
+    rfc3339,
+)
 from geomill.domain import JobStatus as JobState
 from geomill.domain import TaskStatus
 from geomill.engine.orchestrator import Submission
@@ -23,7 +35,22 @@ from geomill.service import listing, operations
 from geomill.service.listing import MAX_PAGE
 from geomill.service.status import job_status_async
 from geomill.service.submit import job_type_for, submit, submit_async
+from geomill.service.timeline import job_timeline
 
+
+class JobIdConvertor(Convertor[str]):
+    """A path segment that is a job id (64 lowercase hex digits)."""
+
+    regex = "[0-9a-f]{64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("jobid", JobIdConvertor())
 router = APIRouter(prefix="/api", tags=["jobs"], responses=KEYED_RESPONSES)
 NOT_FOUND = problem_responses(404)
 CONFLICT = problem_responses(409)
@@ -32,20 +59,7 @@ JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="the job id (s
 INT32_MAX = 2**31 - 1  # stage and offset: never more (PostgreSQL's integer), and a bound, not an overflow
 
 
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
-
-
-def _rfc3339(value: object) -> object:
-    """Only what the OpenAPI document declares (format date-time), not pydantic's lax forms: epoch numbers, bare
-    dates, times without an offset."""
-    if isinstance(value, str):
-        if not _RFC3339.fullmatch(value):
-            raise ValueError("expected an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z")
-        return datetime.fromisoformat(value.upper())
-    return value
-
-
-Timestamp = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
+Timestamp = Annotated[datetime | None, BeforeValidator(rfc3339), Query()]
 
 
 def runtime(request: Request) -> Runtime:
@@ -94,6 +108,20 @@ async def _status(request: Request, job_id: str, admin: bool) -> dict[str, Any]:
     return await job_status_async(state.async_store, state.runtime.registry, job_id, admin=admin)
 
 
+# before the /jobs/{job_id} routes: Starlette answers a wrong method on a path with the first route it partly
+# matches (OPTIONS /api/jobs/rerun must say Allow: POST)
+@router.post("/jobs/rerun", response_model=RerunResult, responses=problem_responses(400))
+def rerun_jobs(request: Request, body: RerunRequest, _: Principal = Depends(require("submit"))) -> RerunResult:
+    """Bulk rerun by filter: retry the failed tasks of the jobs (failed ones unless `status` says otherwise) of a
+    type, whose error starts with `error_prefix`, created in a window; at most `limit` jobs, newest first.
+    `dry_run`: change nothing, say what would be retried. Safe to run twice at once: no task is retried twice."""
+    which = operations.RerunFilter(status=body.status, job_type=body.job_type, error_prefix=body.error_prefix,
+                                   created_after=body.created_after, created_before=body.created_before,
+                                   limit=body.limit)
+    out = operations.rerun(runtime(request).store, which, dry_run=body.dry_run)
+    return RerunResult(matched=out.matched, retried_tasks=out.retried_tasks, jobs=out.jobs, dry_run=out.dry_run)
+
+
 @router.get("/jobs/status/{job_id}", response_model=JobStatus, name="get_job_status", responses=NOT_FOUND)
 async def get_job_status(request: Request, job_id: JobId,
                          who: Principal = Depends(require("read"))) -> dict[str, Any]:
@@ -101,7 +129,8 @@ async def get_job_status(request: Request, job_id: JobId,
     return await _status(request, job_id, who.has("admin"))
 
 
-@router.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
+# the job's own path only matches a job id, so GET /api/jobs/rerun is a 405 (Allow: POST), not a malformed id
+@router.get("/jobs/{job_id:jobid}", response_model=JobStatus, responses=NOT_FOUND)
 async def get_job(request: Request, job_id: JobId, who: Principal = Depends(require("read"))) -> dict[str, Any]:
     """The same document as /api/jobs/status/{job_id}."""
     return await _status(request, job_id, who.has("admin"))
@@ -116,11 +145,16 @@ def list_jobs(
     created_before: Timestamp = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    error: Annotated[str | None, Query(min_length=1, max_length=500, description=(
+        "a prefix (case-sensitive) of the job's error or of one of its failed tasks' errors, matched against the "
+        "message and against 'type: message'"))] = None,
     _: Principal = Depends(require("read")),
 ) -> JobList:
-    """Jobs newest first, filtered; follow `next_cursor` for older pages."""
+    """Jobs newest first, filtered (status, job type, creation window, error prefix); follow `next_cursor` for
+    older pages (keyset paging on (created_at, job_id): a deep page costs what the first one does)."""
     page = listing.list_jobs(runtime(request).store, status=status, job_type=job_type, limit=limit,
-                             created_after=created_after, created_before=created_before, cursor=cursor)
+                             created_after=created_after, created_before=created_before, cursor=cursor,
+                             error=error)
     return JobList(items=page.items, next_cursor=page.next_cursor)  # type: ignore[arg-type]
 
 
@@ -141,6 +175,22 @@ def list_job_tasks(
     page = listing.list_tasks(runtime(request).store, job_id, stage=stage, status=status, limit=limit,
                               cursor=cursor, admin=who.has("admin"))
     return TaskList(items=page.items, next_cursor=page.next_cursor)  # type: ignore[arg-type]
+
+
+@router.get("/jobs/{job_id}/timeline", response_model=JobTimeline, responses=NOT_FOUND)
+def get_job_timeline(request: Request, job_id: JobId, _: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """Per stage: task counts by status, first start, last finish, progress and ETA; and the job's. Aggregated
+    in the database (stage counters and index lookups): as fast for 100,000 tasks as for 10."""
+    rt = runtime(request)
+    return job_timeline(rt.store, rt.registry, job_id)
+
+
+@router.post("/jobs/{job_id}/retry-failed", response_model=RetriedCount, responses=NOT_FOUND)
+def retry_failed_tasks(request: Request, job_id: JobId,
+                       _: Principal = Depends(require("submit"))) -> RetriedCount:
+    """One more attempt for every failed task of the stage the job is at; `retried` counts those this call
+    queued (0 when there were none, or another call took them first)."""
+    return RetriedCount(job_id=job_id, retried=operations.retry_failed(runtime(request).store, job_id))
 
 
 @router.get("/jobs/{job_id}/result", response_model=JobResult, responses={**NOT_FOUND, **CONFLICT})

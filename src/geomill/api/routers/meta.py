@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from geomill.api.auth import Principal, optional_principal, require
 from geomill.api.errors import problem_responses
 from geomill.api.metrics import render_metrics
-from geomill.api.models import Health, JobTypeInfo
+from geomill.api.models import Health, JobTypeInfo, QueuesHealth
 from geomill.service import listing
-from geomill.service.health import health_document, ready
+from geomill.service.health import health_document, queues_document, ready
 from geomill.service.submit import DRILL_JOB_TYPES
 
 router = APIRouter(tags=["service"])
@@ -32,6 +32,13 @@ def health(request: Request, who: Principal | None = Depends(optional_principal)
     details = who is not None and who.has("admin")
     doc, down = health_document(request.app.state.runtime, request.app.state.role, details=details)
     return JSONResponse(Health.model_validate(doc).model_dump(mode="json"), status_code=503 if down else 200)
+
+
+@router.get("/api/health/queues", response_model=QueuesHealth, responses=problem_responses(401, 403))
+def health_queues(request: Request, _: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """Each queue's depth (queued, ready, running, active; RabbitMQ's messages and consumers when configured) and
+    the workers seen lately with their last heartbeat and the tasks they run now."""
+    return queues_document(request.app.state.runtime)
 
 
 @router.get("/livez", response_model=dict[str, str])

@@ -187,6 +187,10 @@ class JobStore(Protocol):
         False when the task is not failed or its job has already moved past the task's stage."""
         ...
 
+    def retry_tasks(self, task_ids: Sequence[str]) -> int:
+        """`retry_task` for each of `task_ids` in one transaction (each guarded as if alone): how many it re-queued."""
+        ...
+
 
 class TaskQueue(Protocol):
     """What workers do: claim tasks and events, renew leases, finish attempts; every update is fenced by attempt."""

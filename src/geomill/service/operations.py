@@ -39,12 +39,16 @@ def resubmit(rt: Runtime, job_id: str, correlation_id: str | None = None) -> Sub
     return submit.resubmit(rt, job_id, correlation_id)
 
 
+RETRY_BATCH = 500  # tasks re-queued per transaction: one commit, not one per task, and no long-held locks
+
+
 def retry_failed(store: Store, job_id: str) -> int:
     """One more attempt for each failed task of the stage the job is at (NotFound for an unknown job): how many this
     call re-queued. Each retry is the store's guarded update (``WHERE status = 'failed'``), so two calls at once
     never retry a task twice and a task already running again is left alone."""
     store.get_job(job_id)
-    return sum(1 for task_id in store.retryable_tasks(job_id) if store.retry_task(task_id))
+    ids = store.retryable_tasks(job_id)
+    return sum(store.retry_tasks(ids[i:i + RETRY_BATCH]) for i in range(0, len(ids), RETRY_BATCH))
 
 
 RERUN_MAX_JOBS = 1000

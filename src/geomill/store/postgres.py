@@ -240,18 +240,27 @@ class PostgresStore(SQLStore):
         return self._tx("cancel_job", op)
 
     def retry_task(self, task_id: str) -> bool:
-        def op(c: Cursor) -> bool:
-            c.execute(q.LOCK_JOB_OF_TASK, {"task_id": task_id})
-            row = c.execute(q.REOPEN_FAILED_TASK, {"task_id": task_id}).fetchone()
-            if row is None:
-                return False
-            args = {"job_id": row["job_id"], "stage": row["stage"]}
-            c.execute(q.REOPEN_STAGE, args)
-            c.execute(q.REOPEN_JOB, args)
-            c.execute(q.DROP_STAGE_EVENTS, args)  # the stage is open again: a pending stage_complete is stale
-            _notify(c, {row["target_queue"]})
-            return True
-        return self._tx("retry_task", op)
+        return self.retry_tasks([task_id]) == 1
+
+    def retry_tasks(self, task_ids: Sequence[str]) -> int:
+        def op(c: Cursor) -> int:
+            queues: set[str] = set()
+            retried = 0
+            for task_id in task_ids:
+                c.execute(q.LOCK_JOB_OF_TASK, {"task_id": task_id})
+                row = c.execute(q.REOPEN_FAILED_TASK, {"task_id": task_id}).fetchone()
+                if row is None:
+                    continue
+                args = {"job_id": row["job_id"], "stage": row["stage"]}
+                c.execute(q.REOPEN_STAGE, args)
+                c.execute(q.REOPEN_JOB, args)
+                c.execute(q.DROP_STAGE_EVENTS, args)  # the stage is open again: a pending stage_complete is stale
+                queues.add(row["target_queue"])
+                retried += 1
+            if queues:
+                _notify(c, queues)
+            return retried
+        return self._tx("retry_tasks", op)
 
     def add_dead_letter(self, source: str, reason: str, payload: dict[str, Any], job_id: str | None = None,
                         task_id: str | None = None) -> None:

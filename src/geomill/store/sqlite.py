@@ -230,16 +230,22 @@ class SQLiteStore(SQLStore):
         return True
 
     def retry_task(self, task_id: str) -> bool:
+        return self.retry_tasks([task_id]) == 1
+
+    def retry_tasks(self, task_ids: Sequence[str]) -> int:
         now = time.time()
+        retried = 0
         with self._tx() as c:
-            row = c.execute(q.REOPEN_FAILED_TASK, {"task_id": task_id, "now": now}).fetchone()
-            if row is None:
-                return False
-            args = {"job_id": row["job_id"], "stage": row["stage"], "now": now}
-            c.execute(q.REOPEN_STAGE, args)
-            c.execute(q.REOPEN_JOB, args)
-            c.execute(q.DROP_STAGE_EVENTS, args)  # the stage is open again: a pending stage_complete is stale
-        return True
+            for task_id in task_ids:
+                row = c.execute(q.REOPEN_FAILED_TASK, {"task_id": task_id, "now": now}).fetchone()
+                if row is None:
+                    continue
+                args = {"job_id": row["job_id"], "stage": row["stage"], "now": now}
+                c.execute(q.REOPEN_STAGE, args)
+                c.execute(q.REOPEN_JOB, args)
+                c.execute(q.DROP_STAGE_EVENTS, args)  # the stage is open again: a pending stage_complete is stale
+                retried += 1
+        return retried
 
     def add_dead_letter(self, source: str, reason: str, payload: dict[str, Any], job_id: str | None = None,
                         task_id: str | None = None) -> None:

@@ -18,7 +18,7 @@ from procs import GEOMILL, cli, geomill_env, wait_for
 from services import unavailable
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("console")
     env = geomill_env(tmp / "data", workers=1, auth_disabled="false", app_mode="standalone", app_name="console-test",
@@ -47,7 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.wait(10)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright

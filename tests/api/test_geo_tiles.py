@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pystac_client
+import pytest
 import rasterio
 from rasterio.windows import Window
 
 from api_helpers import RGB, Api, assert_problem
 from geo_helpers import decode_png, serving, tile_over
 from geomill.api import create_app
+from services import remote_zones
 
 ZOOM = 12  # tile pixels (~35 m) much finer than RGB.byte.tif's (~300 m): the middle pixel is one source pixel
 
@@ -148,3 +151,24 @@ def test_static_stac_api_with_pystac_client(api: Api) -> None:
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert np.asarray(decode_png(png.content))[3].any()
         assert httpx.get(f"{base}/stac/search").status_code == 401
+
+
+def test_cog_tile_from_s3(make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch) -> None:
+    zones, bucket = remote_zones(monkeypatch, "s3", "geomill-tiles")
+    api = make_api(**zones)
+    api.rt.storage.put_file(RGB, "bronze://in/RGB.byte.tif")
+    doc = api.work(api.submit("process_raster", {"source": "bronze://in/RGB.byte.tif"}).json()["job_id"],
+                   timeout=180)
+    assert doc["status"] == "completed", doc
+    [out] = doc["result"]["outputs"]
+    s3_uri = api.rt.storage.object_uri(out["cog_uri"])
+    assert s3_uri.startswith(f"s3://{bucket}/silver/")
+    tile, expected = tile_over(str(RGB), ZOOM)
+    for url in (out["cog_uri"], s3_uri):  # read through /vsis3/ with the storage's credentials
+        r = api.client.get(f"/tiles/cog/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
+                           params={"url": url}, headers=api.h("read"))
+        assert r.status_code == 200, r.text
+        bands = decode_png(r.content)
+        assert bands[3].any() and list(bands[:3, 128, 128]) == list(expected)
+    other = f"s3://{bucket}-other/silver/x.tif"
+    assert_problem(api.client.get("/tiles/cog/info", params={"url": other}, headers=api.h("read")), 422)

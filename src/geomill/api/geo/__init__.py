@@ -52,7 +52,7 @@ def mount(app: FastAPI, settings: Settings) -> GeoMount:
     if is_postgres(settings.resolved_database_url):
         from geomill.api.geo.stac_pgstac import pgstac_app
 
-        geo.stac_app = pgstac_app(settings, app)
+        geo.stac_app = pgstac_app(settings, app, STAC_PREFIX)
         errors.install_domain(geo.stac_app)
         app.mount(STAC_PREFIX, geo.stac_app)
     else:

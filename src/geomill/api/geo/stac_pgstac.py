@@ -30,7 +30,7 @@ def postgres_settings(database_url: str, app_name: str) -> Any:
                             server_settings=ServerSettings(application_name=f"{app_name}/stac"[:63]))
 
 
-def pgstac_app(settings: Settings, main: FastAPI) -> FastAPI:
+def pgstac_app(settings: Settings, main: FastAPI, prefix: str) -> FastAPI:
     """The stac-fastapi-pgstac application, its requests admitted by geomill's API keys (read scope)."""
     from stac_fastapi.pgstac.app import instantiate_api
     from stac_fastapi.pgstac.config import Settings as StacSettings
@@ -57,7 +57,8 @@ def pgstac_app(settings: Settings, main: FastAPI) -> FastAPI:
     api = instantiate_api(client=TiledClient, lifespan=lifespan, settings=stac_settings)
     api.add_route_dependencies(scopes=[{"path": "*", "method": "*"}], dependencies=[Depends(require("read"))])
     app: FastAPI = api.app
-    app.state.settings = main.state.settings  # what require() reads: the same settings and key cache
+    app.state.router_prefix = prefix  # links are built from it: the mounted app's base URL is the main app's
+    app.state.geomill_settings = main.state.settings  # what require() reads (state.settings is stac-fastapi's)
     app.state.key_cache = main.state.key_cache
     return app
 

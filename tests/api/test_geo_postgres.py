@@ -36,6 +36,9 @@ def test_pgstac_api_with_pystac_client(pg_url: str, make_api: Callable[..., Api]
     with serving(create_app(api.rt.settings, api.rt)) as base:
         assert httpx.get(f"{base}/stac/collections").status_code == 401
         assert httpx.get(f"{base}/stac/collections", headers={"X-API-Key": "nope"}).status_code == 401
+        assert httpx.get(f"{base}/stac/api", headers=headers).json()["info"]["title"] == "geomill"
+        read_only = httpx.post(f"{base}/stac/collections", headers=headers, json={"id": "x"})
+        assert read_only.status_code == 405  # no transactions extension
         client = pystac_client.Client.open(f"{base}/stac", headers=headers)
         assert written["collection"] in [c.id for c in client.get_collections()]
         found = list(client.search(bbox=bbox, collections=[written["collection"]]).items())

@@ -44,9 +44,11 @@ def mount(app: FastAPI, settings: Settings) -> GeoMount:
     from geomill.api.geo import tiles, vector
 
     read = [Depends(require("read"))]
-    app.include_router(tiles.cog_router(COG_PREFIX), prefix=COG_PREFIX, tags=["tiles"], dependencies=read)
-    app.include_router(tiles.mosaic_router(MOSAIC_PREFIX), prefix=MOSAIC_PREFIX, tags=["tiles"], dependencies=read)
-    app.include_router(vector.router, dependencies=read)
+    # not in /openapi.json: titiler's many routes declare their own responses (docs/stac-api.md lists the paths)
+    app.include_router(tiles.cog_router(COG_PREFIX), prefix=COG_PREFIX, dependencies=read, include_in_schema=False)
+    app.include_router(tiles.mosaic_router(MOSAIC_PREFIX), prefix=MOSAIC_PREFIX, dependencies=read,
+                       include_in_schema=False)
+    app.include_router(vector.router, dependencies=read, include_in_schema=False)
     tiles.install_errors(app)
     geo = GeoMount(settings)
     if is_postgres(settings.resolved_database_url):
@@ -58,7 +60,7 @@ def mount(app: FastAPI, settings: Settings) -> GeoMount:
     else:
         from geomill.api.geo import stac_static
 
-        app.include_router(stac_static.router, dependencies=read)
+        app.include_router(stac_static.router, dependencies=read, include_in_schema=False)
     return geo
 
 

@@ -35,6 +35,7 @@ def pgstac_app(settings: Settings, main: FastAPI, prefix: str) -> FastAPI:
     from stac_fastapi.pgstac.app import instantiate_api
     from stac_fastapi.pgstac.config import Settings as StacSettings
     from stac_fastapi.pgstac.core import CoreCrudClient
+    from stac_fastapi.pgstac.models.extensions import Extensions
 
     public_url = settings.public_url
 
@@ -54,7 +55,8 @@ def pgstac_app(settings: Settings, main: FastAPI, prefix: str) -> FastAPI:
     stac_settings = StacSettings(enable_transactions_extensions=False, stac_fastapi_title="geomill",
                                  stac_fastapi_description="Products made by geomill (pgSTAC)",
                                  openapi_url="/api", docs_url="/api.html", cors_origins=[])
-    api = instantiate_api(client=TiledClient, lifespan=lifespan, settings=stac_settings)
+    extensions = Extensions(settings=stac_settings)  # its default would read the transactions switch from the env
+    api = instantiate_api(client=TiledClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
     api.add_route_dependencies(scopes=[{"path": "*", "method": "*"}], dependencies=[Depends(require("read"))])
     app: FastAPI = api.app
     app.state.router_prefix = prefix  # links are built from it: the mounted app's base URL is the main app's

@@ -51,6 +51,8 @@ def test_cog_tiles_show_the_source_pixels_and_refuse_other_urls(api: Api) -> Non
     assert info.status_code == 200 and info.json()["count"] == 3
     tj = api.client.get("/tiles/cog/WebMercatorQuad/tilejson.json", params={"url": cog_uri}, headers=api.h("read"))
     assert tj.status_code == 200 and "/tiles/cog/tiles/WebMercatorQuad/{z}/{x}/{y}" in tj.json()["tiles"][0]
+    alias = api.client.get("/tiles/cog/tilejson.json", params={"url": cog_uri}, headers=api.h("read"))
+    assert alias.status_code == 200 and alias.json() == tj.json()  # followed the redirect
 
     outside = api.client.get("/tiles/cog/tiles/WebMercatorQuad/12/0/0.png", params={"url": cog_uri},
                              headers=api.h("read"))

@@ -45,6 +45,8 @@ def mount(app: FastAPI, settings: Settings) -> GeoMount:
 
     read = [Depends(require("read"))]
     # not in /openapi.json: titiler's many routes declare their own responses (docs/stac-api.md lists the paths)
+    for prefix in (COG_PREFIX, MOSAIC_PREFIX):  # before the factories' /{tileMatrixSetId} routes
+        app.include_router(tiles.tilejson_alias(prefix), dependencies=read, include_in_schema=False)
     app.include_router(tiles.cog_router(COG_PREFIX), prefix=COG_PREFIX, dependencies=read, include_in_schema=False)
     app.include_router(tiles.mosaic_router(MOSAIC_PREFIX), prefix=MOSAIC_PREFIX, dependencies=read,
                        include_in_schema=False)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
 from geomill.api import errors
 from geomill.api.geo.sources import local_source_path, source_path
@@ -37,6 +37,18 @@ def mosaic_router(prefix: str) -> Any:
 
     return MosaicTilerFactory(router_prefix=prefix, backend=FileBackend, path_dependency=local_source_path,
                               environment_dependency=gdal_environment).router
+
+
+def tilejson_alias(prefix: str) -> APIRouter:
+    """`{prefix}/tilejson.json` redirects (307) to titiler 2's `{prefix}/WebMercatorQuad/tilejson.json`, query kept."""
+    router = APIRouter()
+
+    @router.get(f"{prefix}/tilejson.json", include_in_schema=False)
+    def tilejson(request: Request) -> RedirectResponse:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"{prefix}/WebMercatorQuad/tilejson.json{query}", status_code=307)
+
+    return router
 
 
 def install_errors(app: FastAPI) -> None:

@@ -1,7 +1,7 @@
 """The STAC API on PostgreSQL deployments: stac-fastapi-pgstac over the pgSTAC schema geomill fills, mounted at
 /stac as its own ASGI app. Read-only (no transactions extension); its asyncpg pool holds at most
-`STAC_POOL_SIZE` connections, opened and closed by geomill's app lifespan (a mounted app's own lifespan never
-runs). The same API keys apply (read scope), and items get `xyz`/`tilejson` links to /tiles/cog."""
+`STAC_POOL_SIZE` connections, none until a STAC request, created and closed by geomill's app lifespan (a mounted
+app's own lifespan never runs); pgSTAC is installed or migrated on the first STAC request if it is missing. The same API keys apply (read scope), and items get `xyz`/`tilejson` links to /tiles/cog."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from geomill.api.auth import require
 from geomill.api.geo.links import with_tile_links
@@ -25,7 +25,7 @@ def postgres_settings(database_url: str, app_name: str) -> Any:
     parts = urlsplit(database_url)
     return PostgresSettings(pguser=unquote(parts.username or "postgres"), pgpassword=unquote(parts.password or ""),
                             pghost=parts.hostname or "127.0.0.1", pgport=parts.port or 5432,
-                            pgdatabase=parts.path.lstrip("/") or "postgres", db_min_conn_size=1,
+                            pgdatabase=parts.path.lstrip("/") or "postgres", db_min_conn_size=0,
                             db_max_conn_size=STAC_POOL_SIZE,
                             server_settings=ServerSettings(application_name=f"{app_name}/stac"[:63]))
 
@@ -57,7 +57,8 @@ def pgstac_app(settings: Settings, main: FastAPI, prefix: str) -> FastAPI:
                                  openapi_url="/api", docs_url="/api.html", cors_origins=[])
     extensions = Extensions(settings=stac_settings)  # its default would read the transactions switch from the env
     api = instantiate_api(client=TiledClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
-    api.add_route_dependencies(scopes=[{"path": "*", "method": "*"}], dependencies=[Depends(require("read"))])
+    api.add_route_dependencies(scopes=[{"path": "*", "method": "*"}],
+                               dependencies=[Depends(require("read")), Depends(pgstac_ready)])
     app: FastAPI = api.app
     app.state.router_prefix = prefix  # links are built from it: the mounted app's base URL is the main app's
     app.state.geomill_settings = main.state.settings  # what require() reads (state.settings is stac-fastapi's)
@@ -65,15 +66,24 @@ def pgstac_app(settings: Settings, main: FastAPI, prefix: str) -> FastAPI:
     return app
 
 
-async def open_pool(app: FastAPI, settings: Settings, runtime: Any) -> None:
-    """Install pgSTAC if needed, then the STAC API's pool; the sub-app sees the runtime (for API key checks)."""
+async def pgstac_ready(request: Request) -> None:
+    """pgSTAC installed (or migrated) before the first STAC request of this process is answered: not at start-up,
+    so an API that nobody asks for STAC starts as fast as before. Once per database and process."""
     from fastapi.concurrency import run_in_threadpool
-    from stac_fastapi.pgstac.db import connect_to_db
 
     from geomill.catalog.pgstac import ensure_pgstac
 
+    state = request.app.state
+    if not getattr(state, "pgstac_ready", False):
+        await run_in_threadpool(ensure_pgstac, state.geomill_settings.resolved_database_url)
+        state.pgstac_ready = True
+
+
+async def open_pool(app: FastAPI, settings: Settings, runtime: Any) -> None:
+    """The STAC API's pool (no connection until a STAC request); the sub-app sees the runtime (API key checks)."""
+    from stac_fastapi.pgstac.db import connect_to_db
+
     app.state.runtime = runtime
-    await run_in_threadpool(ensure_pgstac, settings.resolved_database_url)
     await connect_to_db(app, postgres_settings=postgres_settings(settings.resolved_database_url, settings.app_name),
                         add_write_connection_pool=False)
 

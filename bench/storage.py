@@ -453,8 +453,9 @@ def render(args: argparse.Namespace, src: Path | None, cog: dict[str, list[CogRu
             f"- COG: input {src.name} ({src.stat().st_size / 2**20:,.0f} MiB uncompressed, bench/cog.py's generator), "
             f"{args.repeat} round(s) of local, s3, az in turn, medians. `geomill run process_raster -p source=… "
             f"--force --data-dir <fresh> --processes 1 --json`, GEOMILL_GDAL_CACHE_MB={GEOMILL_CACHE_MB}, "
-            "GEOMILL_GDAL_THREADS=ALL_CPUS; remote runs read the source in place (/vsis3/, /vsiaz/) and write "
-            "the COG to `.staging` then upload it (multipart). Peak RSS: `/usr/bin/time -v` (largest process: the "
+            "GEOMILL_GDAL_THREADS=ALL_CPUS; remote runs download the source to `.staging` first (one streamed GET: "
+            "sources up to GEOMILL_STAGE_SOURCE_MAX_MB, default 2048 MiB; docs/storage.md), write the COG to "
+            "`.staging` and upload it (multipart). Peak RSS: `/usr/bin/time -v` (largest process: the "
             "worker) and the sampled sum over the process tree; local disk: the data folder (SQLite, static "
             "catalog, and, for local → local, the COG itself) and `.staging`, sampled every 0.1 s. Other load: "
             "CPU used by the rest of the machine during each run.", "",

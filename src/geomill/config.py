@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: running tasks get this long to finish")
     large_raster_threshold_mb: float = Field(
         2048.0, ge=0, description="process_raster: inputs larger than this are processed tiled (process_large_raster)")
+    stage_source_max_mb: float = Field(
+        2048.0, ge=0, description="process_raster: a source in S3/Azure up to this size is downloaded to the scratch "
+                                  "space (when it has room) before the COG is written, rather than read in place "
+                                  "range by range; 0: always read in place")
     vector_chunk_rows: int = Field(
         100_000, ge=1, description="process_vector: features per GeoParquet chunk / upload task (bounds memory)")
     gdal_cache_mb: int = Field(64, ge=8, description="GDAL block cache per worker process, MiB (COG writing gets no "
@@ -111,6 +115,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="the API's external base URL (https://geo.example.org/geo): status URLs and redirects "
                           "are built from it, never from the request's Host header; unset: relative URLs")
+    ogc_sync_seconds: float = Field(
+        10.0, ge=0, le=300, description="OGC API - Processes: how long an execute asked to respond synchronously "
+                                        "(Prefer: respond-sync) waits for its job; longer jobs answer as async")
     drill_jobs: bool = Field(False, description="enable the drill job types (fanout: tests, chaos drills, "
                              "benchmarks); off, they are unknown to every face")
     contracts_dir: Path | None = Field(

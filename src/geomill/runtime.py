@@ -104,7 +104,8 @@ def limits_from(settings: Settings) -> Limits:
     return Limits(gdal_cache_mb=settings.gdal_cache_mb, gdal_threads=settings.gdal_threads,
                   vector_chunk_rows=settings.vector_chunk_rows,
                   large_raster_threshold_mb=settings.large_raster_threshold_mb,
-                  out_of_space_retry_seconds=settings.out_of_space_retry_seconds)
+                  out_of_space_retry_seconds=settings.out_of_space_retry_seconds,
+                  stage_source_max_mb=settings.stage_source_max_mb)
 
 
 def open_task_resources(settings: Settings, storage: ObjectStorage, *, database_url: str | None = None,

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
-from geomill.api import errors
+from geomill.api import errors, ogc
 from geomill.api.geo import mount as mount_geo
 from geomill.api.routers import compute, debug, jobs, meta, tasks
 from geomill.config import Settings
@@ -70,6 +70,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     app.add_middleware(CorrelationId, public_url=settings.public_url)
     for router in (jobs.router, tasks.router, meta.router, compute.router):
         app.include_router(router)
+    app.include_router(ogc.router, include_in_schema=False)  # documented by its own OpenAPI 3.0 at /ogc/api
     app.include_router(debug.router, include_in_schema=settings.debug_endpoints)  # off: 404, and undocumented
     geo = mount_geo(app, settings)  # /tiles and /stac (docs/stac-api.md)
     _add_problem_schema(app, secured=not settings.auth_disabled)

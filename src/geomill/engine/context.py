@@ -72,6 +72,8 @@ class Storage(Protocol):
 
     def staging(self, uri: str) -> AbstractContextManager[Path]: ...
 
+    def scratch_copy(self, uri: str) -> AbstractContextManager[Path]: ...
+
     def scratch_dir(self) -> Path: ...
 
 
@@ -197,6 +199,7 @@ class Limits:
     vector_chunk_rows: int = 100_000
     large_raster_threshold_mb: float = 2048.0
     out_of_space_retry_seconds: float = 0.0  # OutOfSpace: 0 fails the task at once, else its next attempt waits
+    stage_source_max_mb: float = 2048.0  # create_cog: a remote source up to this size is downloaded first
 
 
 class _Unavailable:

@@ -385,8 +385,39 @@ class ComputeStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Subscriber:
+    """Callback URLs a client gave for a job, and what was delivered to them so far."""
+
+    subscriber_id: int
+    job_id: str
+    success_uri: str | None
+    failed_uri: str | None
+    in_progress_uri: str | None
+    notified: str  # the state last delivered ('' nothing yet)
+    attempts: int  # failed tries of the current delivery
+
+
+class SubscriberStore(Protocol):
+    """Job callback subscribers (OGC API - Processes `subscriber`), delivered by one process at a time."""
+
+    def add_subscriber(self, job_id: str, success_uri: str | None, failed_uri: str | None,
+                       in_progress_uri: str | None) -> None:
+        """Record a subscriber of `job_id`, due at once."""
+        ...
+
+    def due_subscribers(self, limit: int) -> list[Subscriber]:
+        """Open subscribers whose next look is due, oldest due first."""
+        ...
+
+    def update_subscriber(self, subscriber_id: int, expected: str, notified: str, attempts: int,
+                          next_in_seconds: float, close: bool) -> bool:
+        """Record a delivery (or a failed try) if the subscriber still has `expected` delivered; whether it did."""
+        ...
+
+
 class Store(JobReads, JobStore, TaskQueue, Reconciler, OutboxStore, ServiceStore, ComputeStore, ObjectLedger,
-            Protocol):
+            SubscriberStore, Protocol):
     """All state, for the composition root; each caller is typed by the narrow port it uses (task handlers get
     the ObjectLedger part only, as `TaskContext.ledger`). Every state-changing
     method is guarded by the state it expects and says if it applied."""

@@ -588,6 +588,18 @@ class ObjectStorage:
             if not loc.is_local:
                 shutil.rmtree(folder, ignore_errors=True)
 
+    @contextmanager
+    def scratch_copy(self, uri: str) -> Iterator[Path]:
+        """A local copy of the remote object `uri` in the scratch space (streamed; memory does not grow with it),
+        removed when the block ends, and by the next sweep if this process is killed first."""
+        folder = self.root / SCRATCH / uuid.uuid4().hex
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SCRATCH_OWNER).write_text(_this_process())
+        try:
+            yield self.fetch(uri, folder / Path(self.resolve(uri).key).name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def scratch_dir(self) -> Path:
         return self.root / SCRATCH
 

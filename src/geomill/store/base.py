@@ -15,6 +15,7 @@ from geomill.store.ledger import ContainerLedger
 from geomill.store.reads import SharedReads
 from geomill.store.rows import js, ts
 from geomill.store.service_sql import ServiceState
+from geomill.store.subscribers import JobSubscribers
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def pending_messages(events: Sequence[Mapping[str, Any]], tasks: Sequence[Mappin
         PendingMessage(r["job_id"], r["stage"], task_id=r["task_id"], queue=r["target_queue"]) for r in tasks]
 
 
-class SQLStore(SharedReads, ServiceState, ComputeRecords, ContainerLedger):
+class SQLStore(SharedReads, ServiceState, ComputeRecords, ContainerLedger, JobSubscribers):
     """Dialect-independent methods over the dialect's statements; `_clock()` gives the time parameters its
     statements take (SQLite: ``now``; PostgreSQL: none, the server's clock)."""
 

@@ -1,0 +1,17 @@
+-- Callback subscribers of jobs (OGC API - Processes `subscriber`: successUri, failedUri, inProgressUri). The HTTP
+-- process that holds the `job-callbacks` leadership delivers them: `notified` is the last state it delivered
+-- ('' nothing yet), `attempts` the failed tries of the current delivery, `next_at` when to look again;
+-- `closed_at` is set once the final notification went out (or was given up).
+CREATE TABLE job_subscribers (
+    subscriber_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id          text NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+    success_uri     text,
+    failed_uri      text,
+    in_progress_uri text,
+    notified        text NOT NULL DEFAULT '',
+    attempts        integer NOT NULL DEFAULT 0,
+    next_at         timestamptz NOT NULL,
+    created_at      timestamptz NOT NULL,
+    closed_at       timestamptz
+);
+CREATE INDEX job_subscribers_due ON job_subscribers (next_at) WHERE closed_at IS NULL;

@@ -78,3 +78,11 @@ def test_a_handler_reference_is_resolved_on_first_use_and_a_broken_one_is_a_regi
         broken.resolve_all()
     with pytest.raises(RegistryError, match="module:name"):
         Registry().register_task_type(TaskType("t.y", "no_colon", "a:B", "a:C", "raster-tasks"))
+
+
+def test_importing_the_api_loads_no_tiler_nor_stac_server() -> None:
+    """titiler, rio-tiler and stac-fastapi load when an app is created (geomill.api.geo.mount), not on import."""
+    script = ("import sys, geomill.api, geomill.api.app; "
+              "print(','.join(m for m in ('titiler', 'rio_tiler', 'stac_fastapi', 'rasterio', 'asyncpg') "
+              "if m in sys.modules))")
+    assert _run(script) == [""]

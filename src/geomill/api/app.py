@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geomill import __version__
 from geomill.api import errors
+from geomill.api.geo import mount as mount_geo
 from geomill.api.routers import compute, debug, jobs, meta, tasks
 from geomill.config import Settings
 from geomill.logs import correlation_id_var
@@ -42,6 +43,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         rt = runtime or Runtime.open(settings)
         app.state.runtime = rt
         app.state.async_store = await open_async_store(rt.store)
+        await geo.open(rt)
         if on_startup:
             on_startup(rt)
         gc.freeze()  # modules, app and runtime live as long as the server: no full collection walks them again
@@ -50,6 +52,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
         finally:
             if on_shutdown:
                 on_shutdown(rt)
+            await geo.close()
             await app.state.async_store.close()
             if runtime is None:
                 rt.close()
@@ -72,6 +75,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
     app.include_router(debug.router, include_in_schema=settings.debug_endpoints)  # off: 404, and undocumented
     app.include_router(console.router)  # the web console (docs/console.md)
     app.mount("/ui/static", StaticFiles(directory=console.STATIC_DIR), name="console-static")
+    geo = mount_geo(app, settings)  # /tiles and /stac (docs/stac-api.md)
     _add_problem_schema(app, secured=not settings.auth_disabled)
     return app
 
@@ -79,7 +83,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, role: Role | 
 async def single_query_values(request: Request) -> None:
     """Every query parameter of this API is a single value: a repeated one (?status=a&status=b) is refused rather
     than silently reduced to its last value. ``async``: a plain ``def`` dependency would cost every request a hop to
-    the thread pool."""
+    the thread pool. Not under /tiles: titiler's parameters repeat by design (bidx=1&bidx=2)."""
+    if request.scope["path"].startswith("/tiles/"):
+        return
     repeated = sorted({k for k, _ in request.query_params.multi_items()
                        if len(request.query_params.getlist(k)) > 1})
     if repeated:

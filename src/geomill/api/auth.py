@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,6 +49,13 @@ def _presented(request: Request, header_key: str | None) -> str | None:
     return cookie
 
 
+def _settings(request: Request) -> Any:
+    """geomill's settings of the app serving `request` (a mounted app such as the STAC API keeps its own
+    `state.settings` and holds geomill's as `state.geomill_settings`)."""
+    state = request.app.state
+    return getattr(state, "geomill_settings", None) or state.settings
+
+
 async def principal_of(request: Request, secret: str) -> Principal | None:
     """Whom `secret` authenticates (None: nobody), from the cache or the store."""
     state = request.app.state
@@ -63,7 +71,7 @@ async def principal_of(request: Request, secret: str) -> Principal | None:
 async def optional_principal(request: Request) -> Principal | None:
     """The caller of an endpoint that needs no key (health): None when no valid key was sent. The header is read
     directly, not through the security scheme, so the OpenAPI document does not say the endpoint needs a key."""
-    if request.app.state.settings.auth_disabled:
+    if _settings(request).auth_disabled:
         return ANONYMOUS_ADMIN
     secret = _presented(request, request.headers.get("x-api-key"))
     return await principal_of(request, secret) if secret else None
@@ -73,7 +81,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a request whose key has `scope` (or a higher one)."""
 
     async def check(request: Request, header_key: str | None = Depends(api_key_header)) -> Principal:
-        if request.app.state.settings.auth_disabled:
+        if _settings(request).auth_disabled:
             return ANONYMOUS_ADMIN
         secret = _presented(request, header_key)
         if not secret:

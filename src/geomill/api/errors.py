@@ -109,6 +109,11 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return internal_error(request)
 
 
+def install_domain(app: FastAPI) -> None:
+    """Only geomill's own errors as problems (a mounted app, e.g. the STAC API, keeps its other handlers)."""
+    app.add_exception_handler(GeomillError, _domain_error)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(GeomillError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -246,3 +246,35 @@ def swap_into_place(conn: psycopg.Connection, load: Any, catalog_values: dict[st
 def column_types(conn: psycopg.Connection, schema: str, table: str) -> Sequence[tuple[str, str]]:
     return conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
                         "AND table_name = %s ORDER BY ordinal_position", (schema, table)).fetchall()
+
+
+# -- reads for the tile endpoints (api/geo/vector.py) --------------------------------------------------------------
+
+def loaded_table(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    """Whether geomill loaded `schema.table` (a row in the schema's catalog table): the only tables served as tiles."""
+    if not table_exists(conn, schema, CATALOG_TABLE):
+        return False
+    row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE table_name = %s").format(
+        sql.Identifier(schema, CATALOG_TABLE)), (table,)).fetchone()
+    return row is not None and table_exists(conn, schema, table)
+
+
+def mvt_tile(conn: psycopg.Connection, schema: str, table: str, tile: tuple[int, int, int], limit: int) -> bytes:
+    """One Mapbox vector tile (layer named after the table) of `schema.table` in WebMercatorQuad tile (z, x, y):
+    at most `limit` features, every attribute column, geometries clipped with a 64-pixel buffer."""
+    names = [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "AND column_name <> %s ORDER BY ordinal_position", (schema, table, GEOMETRY_COLUMN)).fetchall()]
+    columns = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names)
+    query = sql.SQL(
+        "WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS g), "
+        "feats AS (SELECT {columns}{sep}ST_AsMVTGeom(ST_Transform(t.{geom}, 3857), env.g, 4096, 64, true) AS mvt_geom "
+        "FROM {table} t, env WHERE t.{geom} && ST_Transform(env.g, Find_SRID(%(schema)s, %(name)s, %(col)s)) "
+        "LIMIT %(limit)s) "
+        "SELECT ST_AsMVT(feats.*, %(name)s, 4096, 'mvt_geom') FROM feats").format(
+        columns=columns, sep=sql.SQL(", ") if names else sql.SQL(""), geom=sql.Identifier(GEOMETRY_COLUMN),
+        table=sql.Identifier(schema, table))
+    z, x, y = tile
+    row = conn.execute(query, {"z": z, "x": x, "y": y, "schema": schema, "name": table, "col": GEOMETRY_COLUMN,
+                               "limit": limit}).fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""

@@ -34,6 +34,7 @@ from typing import Any
 import morecantile
 import rasterio
 from affine import Affine
+from morecantile.utils import truncate_coordinates
 from pydantic import BaseModel
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
@@ -275,7 +276,8 @@ def vrt_xml(cogs: list[CogInfo], grid: Grid, vrt_path: str) -> str:
 def footprint(cog: CogInfo, href: str, tms: morecantile.TileMatrixSet) -> dict[str, Any]:
     """The COG's WGS84 bounding box as a GeoJSON feature, clipped to the TMS's latitude range (as cogeo-mosaic)."""
     west, south, east, north = cog.bounds_wgs84
-    ring = [tms.truncate_lnglat(x, y) for x, y in ((west, north), (west, south), (east, south), (east, north))]
+    corners = ((west, north), (west, south), (east, south), (east, north))
+    ring = [truncate_coordinates(x, y, tms.bbox) for x, y in corners]
     ring.append(ring[0])
     return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
             "properties": {"path": href}}

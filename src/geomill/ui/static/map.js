@@ -6,7 +6,7 @@ const GMMap = (() => {
   const tiles = (path) => `${GM.root}/tiles${path}`;
   const FOOTPRINT = new ol.style.Style({
     stroke: new ol.style.Stroke({ color: "#d35400", width: 2 }),
-    fill: new ol.style.Fill({ color: "rgba(211, 84, 0, 0.35)" }),
+    fill: new ol.style.Fill({ color: "rgba(211, 84, 0, 0.15)" }),  // light: the raster under it stays readable
   });
   const VECTOR = new ol.style.Style({
     stroke: new ol.style.Stroke({ color: "#1f5fa8", width: 1.5 }),

@@ -204,3 +204,22 @@ def test_the_map_draws_a_rasters_outputs(browser: Any, server: Server) -> None:
     page.wait_for_selector("#map[data-rendered=true]")
     shoot(page, "map")
     page.context.close()
+
+
+
+def test_the_map_draws_a_cogs_tiles(browser: Any, server: Server) -> None:
+    """The COG layer alone (footprints hidden): its tiles from /tiles/cog draw pixels. Needs the tiles branch."""
+    job_id = server.submit("process_raster", {"source": str(EXAMPLES / "RGB.byte.tif")})
+    assert server.wait_finished(job_id)["status"] == "completed"
+    page = login(browser, server, "read")
+    with page.expect_response(lambda r: "/tiles/cog/tiles/" in r.url, timeout=30_000) as first_tile:
+        page.goto(f"{server.url}/ui/map?job={job_id}")
+    assert first_tile.value.status == 200, first_tile.value.url
+    page.wait_for_selector("#map[data-rendered=true]")  # OpenLayers' rendercomplete: every tile loaded
+    page.locator("#layers li[data-kind=footprints] input").uncheck()
+    page.add_style_tag(content=".ol-control, .ol-attribution { display: none !important; }")
+    page.wait_for_timeout(500)  # a frame without the footprints
+    drawn = _drawn_pixels(page.locator("#map").screenshot(), background=(255, 255, 255))
+    box = page.locator("#map").bounding_box()
+    assert drawn > 0.05 * box["width"] * box["height"], drawn  # the raster's own pixels
+    page.context.close()
